@@ -1,0 +1,94 @@
+"""Where autolung keeps data: one root holding ``raw/``, ``preprocessed/`` and ``results/``.
+
+The root comes from the ``--root`` option, else the ``AUTOLUNG_ROOT`` environment variable,
+else ``~/autolung_data``. Only the CLI reads the environment; library code takes a ``DataRoot``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from autolung.errors import InvalidInputError
+
+ROOT_ENV_VAR = "AUTOLUNG_ROOT"
+DEFAULT_ROOT = Path("~/autolung_data")
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """The three folders under one data root."""
+
+    root: Path
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def preprocessed(self) -> Path:
+        return self.root / "preprocessed"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    def preprocessed_dataset(self, dataset_name: str) -> Path:
+        """Folder with fingerprint.json, plans.json, splits.json and one subfolder per configuration."""
+        return self.preprocessed / dataset_name
+
+    def results_dataset(self, dataset_name: str) -> Path:
+        """Folder with one subfolder per trained configuration."""
+        return self.results / dataset_name
+
+    def plans_file(self, dataset_name: str, planner: str = "default") -> Path:
+        """``plans.json`` for the default planner, ``plans_<planner>.json`` for any other."""
+        name = "plans.json" if planner == "default" else f"plans_{planner}.json"
+        return self.preprocessed_dataset(dataset_name) / name
+
+    def fingerprint_file(self, dataset_name: str) -> Path:
+        return self.preprocessed_dataset(dataset_name) / "fingerprint.json"
+
+    def splits_file(self, dataset_name: str) -> Path:
+        return self.preprocessed_dataset(dataset_name) / "splits.json"
+
+    def preprocessed_configuration(self, dataset_name: str, configuration: str, planner: str = "default") -> Path:
+        """Folder of preprocessed cases: ``<config>`` (default planner) or ``<config>__<planner>``."""
+        name = configuration if planner == "default" else f"{configuration}__{planner}"
+        return self.preprocessed_dataset(dataset_name) / name
+
+    def training_output(self, dataset_name: str, configuration: str, planner: str = "default") -> Path:
+        """Folder holding ``fold_<k>`` subfolders of one configuration and planner."""
+        return self.results / dataset_name / f"{configuration}__{planner}"
+
+
+def resolve_root(option: str | Path | None, environ: dict[str, str] | None = None) -> DataRoot:
+    """Pick the data root: explicit option, else $AUTOLUNG_ROOT, else ``~/autolung_data``."""
+    environ = os.environ if environ is None else environ
+    chosen = option or environ.get(ROOT_ENV_VAR) or DEFAULT_ROOT
+    return DataRoot(Path(chosen).expanduser().resolve())
+
+
+def resolve_dataset_folder(dataset: str | Path, data_root: DataRoot) -> Path:
+    """Turn ``-d`` into a dataset folder: an existing folder path, else a name under ``raw/``.
+
+    Raises:
+        InvalidInputError: when neither exists.
+    """
+    candidate = Path(dataset).expanduser()
+    if candidate.is_dir():
+        return candidate.resolve()
+    under_raw = data_root.raw / str(dataset)
+    if under_raw.is_dir():
+        return under_raw.resolve()
+    raise InvalidInputError(
+        f"no dataset folder found (looked for the path itself and for {under_raw})", path=dataset)
+
+
+def ensure_inside(base: Path, candidate: Path, what: str = "path") -> Path:
+    """Resolve ``candidate`` and refuse it when it escapes ``base`` (``..``, absolute paths, links)."""
+    base_resolved = base.resolve()
+    resolved = (base / candidate).resolve() if not Path(candidate).is_absolute() else Path(candidate).resolve()
+    if resolved != base_resolved and base_resolved not in resolved.parents:
+        raise InvalidInputError(f"{what} {str(candidate)!r} escapes the folder {base_resolved}", path=base)
+    return resolved

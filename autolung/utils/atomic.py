@@ -1,0 +1,107 @@
+"""Atomic file writes: write to a temporary name in the same folder, then rename.
+
+A reader therefore sees either the old file or the complete new one, never half of it, even
+when the process is killed mid-write.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TEMP_MARKER = ".partial-"
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it onto ``target`` when the block succeeds.
+
+    Args:
+        target: the final file path.
+
+    Returns:
+        A context manager yielding the temporary path to write to. On an exception the
+        temporary file is removed and ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Keep the real suffix last so libraries that pick a format by extension still work.
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_MARKER}{target.stem}-", suffix=_full_suffix(target),
+                                    dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def _full_suffix(path: Path) -> str:
+    suffixes = "".join(path.suffixes)
+    return suffixes if len(suffixes) <= 12 else path.suffix
+
+
+def _fsync_file(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json_atomic(path: str | Path, payload: Any, indent: int = 2) -> None:
+    """Write ``payload`` as human-readable JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=indent, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
+    """Save ``array`` with ``np.save`` atomically (the file stays memory-mappable)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+
+
+def is_partial_file(path: str | Path) -> bool:
+    """True for leftovers of an interrupted atomic write."""
+    return Path(path).name.startswith(TEMP_MARKER)
+
+
+def remove_partial_files(folder: str | Path) -> int:
+    """Delete leftovers of interrupted atomic writes in ``folder``; return how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for leftover in folder.glob(f"{TEMP_MARKER}*"):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+            removed += 1
+    return removed

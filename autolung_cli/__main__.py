@@ -1,0 +1,3 @@
+from autolung_cli.app import main
+
+main()

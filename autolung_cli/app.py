@@ -1,0 +1,86 @@
+"""The ``autolung`` Typer app.
+
+Commands live in ``autolung_cli/commands/<group>.py``, one module per group, each adding its
+commands to :data:`app`. User-facing problems (:class:`autolung.errors.AutolungError`) become one
+line on stderr and exit code 1; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import typer
+
+from autolung.errors import AutolungError
+
+app = typer.Typer(
+    name="autolung",
+    help="Self-configuring segmentation for CT, lung first.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+COMMAND_MODULES = (
+    "data", "planning", "preprocess", "train", "predict", "evaluate", "models", "demo", "benchmark",
+)
+
+_state = {"debug": False}
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+) -> None:
+    """Self-configuring segmentation for CT, lung first."""
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _register_commands() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"autolung_cli.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"autolung_cli.commands.{name}":
+                raise
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register_commands()
+    debug = "--debug" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except AutolungError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the like carry their own exit code
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        if debug:
+            raise
+        typer.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
