@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES = (
-    "data", "planning", "preprocess", "train", "predict", "evaluate", "models", "demo", "benchmark",
+    "data", "planning", "preprocess", "train", "predict", "evaluate", "models", "demo", "benchmark", "data_tools",
 )
 
 _state = {"debug": False}
@@ -54,7 +54,8 @@ def main() -> None:
     _register_commands()
     debug = "--debug" in sys.argv
     try:
-        app(standalone_mode=False)
+        # Standalone mode: typer reports usage errors itself (exit 2) and exits via SystemExit.
+        app()
     except AutolungError as exc:
         if debug:
             raise
@@ -63,19 +64,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors and the like carry their own exit code
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            typer.echo("aborted", err=True)
-            sys.exit(1)
+    except Exception as exc:
         if debug:
             raise
         typer.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
