@@ -1,0 +1,53 @@
+"""Plan a dataset: read (or compute) its fingerprint, run a planner, save the plans."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from autolung.paths import DataRoot
+from autolung.planning.overrides import PlanOverrides
+from autolung.planning.plans import Plans
+from autolung.planning.registry import load_planner
+
+log = logging.getLogger(__name__)
+
+
+def load_or_compute_fingerprint(dataset_folder: Path, data_root: DataRoot, num_processes: int = 2,
+                                progress: bool = False) -> dict:
+    """The dataset's fingerprint.json, computed first when missing."""
+    from autolung.fingerprint import fingerprint_dataset, load_fingerprint
+
+    path = data_root.fingerprint_file(dataset_folder.name)
+    if path.is_file():
+        return load_fingerprint(path)
+    log.info("no fingerprint at %s yet; computing it", path)
+    return fingerprint_dataset(dataset_folder, data_root, num_processes=num_processes, progress=progress)
+
+
+def plan_dataset(dataset_folder: str | Path, data_root: DataRoot, planner: str = "default",
+                 gpu_memory_gb: float | None = None, overrides: PlanOverrides | None = None,
+                 num_processes: int = 2, progress: bool = False) -> Plans:
+    """Plan ``dataset_folder`` with the named planner and save ``data_root.plans_file(name, planner)``.
+
+    Args:
+        dataset_folder: the raw dataset folder; its name names the outputs.
+        data_root: the data root.
+        planner: entry-point name of the planner ("default", "resenc_m", "resenc_l", ...).
+        gpu_memory_gb: GPU memory budget; None uses the planner's preset (8 GB; 24 GB for resenc_l).
+        overrides: forced patch size, batch size, spacing.
+        num_processes: worker processes if the fingerprint must be computed.
+        progress: progress bar if the fingerprint must be computed.
+
+    Returns:
+        The saved plans.
+    """
+    dataset_folder = Path(dataset_folder)
+    fingerprint = load_or_compute_fingerprint(dataset_folder, data_root, num_processes, progress)
+    planner_class = load_planner(planner)
+    plans = planner_class(fingerprint, gpu_memory_gb=gpu_memory_gb, overrides=overrides).plan(dataset_folder.name)
+    # The registry name (not the class's own) names the file, so any entry point round-trips.
+    plans.planner = planner
+    target = data_root.plans_file(dataset_folder.name, planner)
+    plans.save(target)
+    log.info("wrote %s", target)
+    return plans
