@@ -36,6 +36,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
                                     dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; give the final file the permissions a plain open() would.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         _fsync_file(tmp)
@@ -45,6 +47,12 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _full_suffix(path: Path) -> str:

@@ -25,3 +25,15 @@ def test_npy_is_memory_mappable_and_leftovers_are_removed(tmp_path):
     (tmp_path / ".partial-b-123.npy").write_bytes(b"xx")
     assert remove_partial_files(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
+
+
+def test_written_files_get_umask_permissions_not_0600(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "plans.json") as tmp:
+            tmp.write_text("{}")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "plans.json").stat().st_mode & 0o777 == 0o644

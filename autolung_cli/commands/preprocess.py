@@ -1,0 +1,139 @@
+"""``autolung preprocess``, ``autolung plan_and_preprocess`` and ``autolung demo_data``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from autolung.paths import DataRoot
+from autolung.preprocessing.run import PreprocessSummary, preprocess_dataset
+from autolung_cli.app import app
+from autolung_cli.common import data_root, dataset_folder, dataset_option, root_option
+from autolung_cli.multivalue import multi_value_command
+
+CONFIG_HELP = "Configurations, several after one flag (-c 2d 3d_fullres); default: all planned."
+NP_HELP = "Worker processes."
+
+
+def _configurations_option() -> Optional[List[str]]:
+    return typer.Option(None, "-c", "--configurations", help=CONFIG_HELP)
+
+
+def _processes_option() -> int:
+    return typer.Option(2, "-np", "--num-processes", min=1, help=NP_HELP)
+
+
+def _planner_option() -> str:
+    return typer.Option("default", "--planner", help="Planner whose plans to use (plans_<planner>.json).")
+
+
+def _split_names(values: Optional[List[str]]) -> Optional[list[str]]:
+    """``["2d,3d_fullres", "3d_lowres"]`` -> ``["2d", "3d_fullres", "3d_lowres"]``; None when empty."""
+    if not values:
+        return None
+    return [name for value in values for name in value.replace(",", " ").split()]
+
+
+def _report(summary: PreprocessSummary, root: DataRoot, name: str, planner: str) -> None:
+    for configuration, done in summary.processed.items():
+        skipped = len(summary.skipped.get(configuration, []))
+        folder = root.preprocessed_configuration(name, configuration, planner)
+        typer.echo(f"{configuration}: preprocessed {len(done)} case(s), {skipped} already done -> {folder}")
+
+
+@app.command("preprocess", cls=multi_value_command("-c", "--configurations"),
+             help="Preprocess a planned dataset (crop, normalize, resample) into <root>/preprocessed.")
+def preprocess_command(
+    dataset: str = dataset_option(),
+    configurations: Optional[List[str]] = _configurations_option(),
+    num_processes: int = _processes_option(),
+    planner: str = _planner_option(),
+    root: Optional[Path] = root_option(),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+) -> None:
+    data = data_root(root)
+    folder = dataset_folder(dataset, data)
+    summary = preprocess_dataset(folder, data, _split_names(configurations), num_processes, planner,
+                                 progress=not no_progress)
+    _report(summary, data, folder.name, planner)
+
+
+@app.command("plan_and_preprocess",
+             cls=multi_value_command("-c", "--configurations", "--patch-size", "--target-spacing"),
+             help="Fingerprint, plan and preprocess a dataset in one go.")
+def plan_and_preprocess_command(
+    dataset: str = dataset_option(),
+    configurations: Optional[List[str]] = _configurations_option(),
+    num_processes: int = _processes_option(),
+    verify: bool = typer.Option(False, "--verify", help="Check the dataset first; stop listing its problems."),
+    planner: str = _planner_option(),
+    gpu_memory_gb: Optional[float] = typer.Option(None, "--gpu-memory-gb", help="GPU memory budget for planning."),
+    patch_size: Optional[List[str]] = typer.Option(None, "--patch-size", help="Force the patch size: Z Y X (3D) or Y X (2d)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Force the batch size."),
+    target_spacing: Optional[List[str]] = typer.Option(None, "--target-spacing", help="Force the spacing: Z Y X in mm."),
+    clean: bool = typer.Option(False, "--clean", help="Recompute the fingerprint even if one exists."),
+    root: Optional[Path] = root_option(),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+) -> None:
+    from autolung.planning.overrides import parse_overrides
+    from autolung.planning.run import plan_dataset
+
+    data = data_root(root)
+    folder = dataset_folder(dataset, data)
+    # Parse overrides before any long step, so a typo fails at once.
+    overrides = parse_overrides(patch_size=patch_size, batch_size=batch_size, target_spacing=target_spacing)
+    if verify:
+        _verify_or_exit(folder)
+    if clean or not data.fingerprint_file(folder.name).is_file():
+        from autolung.fingerprint import fingerprint_dataset
+
+        fingerprint_dataset(folder, data, num_processes=num_processes, progress=not no_progress)
+    plans = plan_dataset(folder, data, planner=planner, gpu_memory_gb=gpu_memory_gb,
+                         overrides=None if overrides.is_empty() else overrides, num_processes=num_processes)
+    typer.echo(f"planned {', '.join(plans.configurations)} -> {data.plans_file(folder.name, planner)}")
+    summary = preprocess_dataset(folder, data, _split_names(configurations), num_processes, planner,
+                                 progress=not no_progress)
+    _report(summary, data, folder.name, planner)
+
+
+def _verify_or_exit(folder: Path) -> None:
+    from autolung.dataset.verify import verify_dataset
+
+    problems = verify_dataset(folder)
+    if not problems:
+        typer.echo(f"{folder}: dataset OK")
+        return
+    for problem in problems:
+        typer.echo(f"error: {problem.path}: {problem.message}", err=True)
+    typer.echo(f"{len(problems)} problem(s) found in {folder}; fix them and run again", err=True)
+    raise typer.Exit(1)
+
+
+@app.command("demo_data", help="Write the built-in synthetic lung CT dataset to <root>/raw/Demo_LungCT.")
+def demo_data_command(
+    root: Optional[Path] = root_option(),
+    num_cases: int = typer.Option(20, "--num-cases", min=1, help="Number of cases."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same files."),
+    with_lung_label: bool = typer.Option(False, "--with-lung-label", help="Also label the lungs (2)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Dataset folder to write instead of <root>/raw/Demo_LungCT."),
+) -> None:
+    from autolung.demo_data import DEMO_DATASET_NAME, write_demo_dataset
+
+    target = output if output is not None else data_root(root).raw / DEMO_DATASET_NAME
+    written = write_demo_dataset(target, num_cases=num_cases, seed=seed, with_lung_label=with_lung_label)
+    typer.echo(f"wrote {num_cases} synthetic CT cases to {written}")
+
+
+def _register_aliases() -> None:
+    """Hidden hyphenated spellings (``plan-and-preprocess``, ``demo-data``)."""
+    aliases = (("plan-and-preprocess", plan_and_preprocess_command,
+                multi_value_command("-c", "--configurations", "--patch-size", "--target-spacing")),
+               ("demo-data", demo_data_command, None))
+    for name, function, cls in aliases:
+        kwargs = {"hidden": True} | ({"cls": cls} if cls is not None else {})
+        app.command(name, **kwargs)(function)
+
+
+_register_aliases()
