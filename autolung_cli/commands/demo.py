@@ -1,0 +1,76 @@
+"""``autolung demo`` (the README's main job) and ``autolung overlay`` (QC pictures)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from autolung_cli.app import app
+from autolung_cli.common import data_root, root_option
+
+
+@app.command("demo")
+def demo(
+    root: Optional[Path] = root_option(),
+    time_budget: str = typer.Option("5m", "--time-budget", help="Training wall-clock budget (e.g. 90s, 5m, 1h)."),
+    num_cases: int = typer.Option(20, "--num-cases", help="Synthetic training cases."),
+    num_unseen: int = typer.Option(4, "--num-unseen", help="Synthetic cases held out for prediction."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, mps or auto."),
+    disable_tta: bool = typer.Option(False, "--disable-tta", help="Predict without test-time mirroring."),
+    num_processes: int = typer.Option(2, "-np", "--num-processes", help="Preprocessing processes."),
+) -> None:
+    """Write demo data, plan, preprocess, train 3d_fullres fold 0, predict unseen cases, evaluate."""
+    from autolung.demo import DemoOptions, run_demo
+    from autolung.evaluation.report import summary_table
+    from autolung.training.options import parse_duration
+
+    options = DemoOptions(num_cases=num_cases, num_unseen=num_unseen, seed=seed,
+                          time_budget_s=parse_duration(time_budget), device=device, mirror=not disable_tta,
+                          num_processes=num_processes, progress=True)
+    result = run_demo(data_root(root), options)
+    console = Console()
+    console.print(summary_table(result.summary))
+    console.print(f"mean foreground Dice on {result.summary['num_cases']} unseen cases: "
+                  f"{result.summary['mean_foreground_dice']:.3f}")
+    console.print(f"model:       {result.fold_folder}")
+    console.print(f"masks:       {result.predictions}")
+    console.print(f"overlays:    {result.overlays[0].parent if result.overlays else 'none'}")
+    console.print(f"plots:       {result.fold_folder / 'progress.png'}")
+    console.print(f"evaluation:  {result.summary_json}")
+
+
+@app.command("overlay")
+def overlay(
+    image: Path = typer.Option(..., "-i", "--image", help="Image file or DICOM folder."),
+    mask: Path = typer.Option(..., "-m", "--mask", help="Predicted mask."),
+    output: Path = typer.Option(..., "-o", "--output", help="PNG to write."),
+    reference: Optional[Path] = typer.Option(None, "-r", "--reference", help="Reference mask, drawn in green."),
+    window: str = typer.Option("lung", "--window", help="CT window: lung or soft_tissue."),
+    num_slices: int = typer.Option(6, "--num-slices", help="Slices in the montage."),
+) -> None:
+    """Draw a montage of slices through the segmented structures (prediction red, reference green)."""
+    from autolung.errors import InvalidInputError
+    from autolung.io.images import read_image, read_label
+    from autolung.visualization.overlay import CT_WINDOWS, render_overlay
+
+    if window not in CT_WINDOWS:
+        raise InvalidInputError(f"--window must be one of {', '.join(CT_WINDOWS)}, got {window!r}")
+    if output.suffix.lower() != ".png":
+        raise InvalidInputError("the overlay is a PNG; give an output ending in .png", path=output)
+    picture, geometry = read_image(image)
+    predicted, predicted_geometry = read_label(mask)
+    if predicted.shape != picture.shape[1:]:
+        raise InvalidInputError(f"mask shape {predicted.shape} differs from the image's {picture.shape[1:]}",
+                                path=mask)
+    expected = None
+    if reference is not None:
+        expected, _ = read_label(reference)
+        if expected.shape != predicted.shape:
+            raise InvalidInputError(f"reference shape {expected.shape} differs from the mask's {predicted.shape}",
+                                    path=reference)
+    render_overlay(picture, predicted, expected, output, spacing=geometry.spacing, num_slices=num_slices,
+                   window=window, title=image.name)
+    typer.echo(f"wrote {output}")
