@@ -1,0 +1,1 @@
+"""Inference: sliding-window prediction, model loading, predictor, ensembling, postprocessing, bundles."""

@@ -1,0 +1,189 @@
+"""Choose the configuration (or pairwise ensemble) and postprocessing from cross-validation.
+
+For every trained configuration folder ``results/<ds>/<config>__<planner>`` the folds'
+``fold_<k>/validation/<case>.npz`` probabilities are gathered (each case is validated in exactly
+one fold). Each configuration and each pair of configurations (probabilities averaged) is scored
+by mean foreground Dice against the raw labels (``raw/<ds>/labelsTr``) on the cases every
+configuration predicted. The best candidate then gets postprocessing chosen per class
+(:func:`choose_postprocessing`), and ``results/<ds>/inference_choice.json`` records it all:
+
+    {"dataset_name", "configurations": [{"folder", "configuration", "planner", "folds"}],
+     "postprocessing": {"rules": [...]}, "mean_foreground_dice", "mean_foreground_dice_postprocessed",
+     "candidates": {"<name>": mean Dice}, "num_cases"}
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from autolung.errors import InvalidInputError
+from autolung.evaluation.metrics import LabelSpec, label_mask, overlap_metrics
+from autolung.inference.cv_outputs import list_saved_cases, load_cv_probabilities
+from autolung.inference.model import available_folds
+from autolung.inference.postprocessing import choose_postprocessing
+from autolung.labels import RegionMapping
+from autolung.paths import DataRoot
+from autolung.utils.atomic import write_json_atomic
+
+logger = logging.getLogger(__name__)
+
+CHOICE_FILE = "inference_choice.json"
+ENSEMBLE_SEPARATOR = "+"
+
+
+def cv_probability_files(configuration_folder: Path) -> dict[str, Path]:
+    """``{case_id: npz}`` over all folds' ``validation`` folders of one configuration."""
+    found: dict[str, Path] = {}
+    for fold_folder in sorted(configuration_folder.glob("fold_*")):
+        found.update(list_saved_cases(fold_folder / "validation"))
+    return found
+
+
+def trained_configurations(results_dataset: Path, names: Sequence[str] | None = None) -> dict[str, dict[str, Path]]:
+    """Configuration folder name -> its CV probability files, for folders that have some.
+
+    Args:
+        results_dataset: ``results/<ds>``.
+        names: configuration names ("3d_fullres") or folder names ("3d_fullres__default");
+            None takes every folder with cross-validation probabilities.
+    """
+    folders = sorted(p for p in results_dataset.glob("*__*") if p.is_dir())
+    if names:
+        folders = [f for f in folders if f.name in names or f.name.split("__")[0] in names]
+    found = {f.name: cv_probability_files(f) for f in folders}
+    found = {name: files for name, files in found.items() if files}
+    if not found:
+        raise InvalidInputError("no trained configuration with cross-validation probabilities "
+                                "(fold_<k>/validation/<case>.npz) found", path=results_dataset)
+    return found
+
+
+def reference_files(raw_dataset: Path) -> dict[str, Path]:
+    """``{case_id: label file}`` from ``labelsTr`` of the raw dataset."""
+    from autolung.io.formats import image_ending, strip_ending
+
+    folder = raw_dataset / "labelsTr"
+    if not folder.is_dir():
+        raise InvalidInputError("labelsTr not found", path=folder)
+    return {strip_ending(p): p for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and image_ending(p) is not None}
+
+
+def evaluation_labels(mapping: RegionMapping) -> list[LabelSpec]:
+    """Labels for disjoint mappings, regions (label tuples) for nested ones."""
+    if mapping.is_disjoint:
+        return [int(v) for v in mapping.paint_labels]
+    return [tuple(region) for region in mapping.regions]
+
+
+def _dice_per_label(ref: np.ndarray, pred: np.ndarray, labels: Sequence[LabelSpec]) -> list[float]:
+    return [overlap_metrics(label_mask(ref, label), label_mask(pred, label))["dice"] for label in labels]
+
+
+def _candidate_names(configurations: Sequence[str]) -> list[tuple[str, ...]]:
+    singles = [(name,) for name in configurations]
+    return singles + list(itertools.combinations(configurations, 2))
+
+
+def _candidate_labels(case_files: dict[str, Path], members: tuple[str, ...]) -> tuple[np.ndarray, RegionMapping]:
+    from autolung.inference.predictor import probabilities_to_labels
+
+    total, mapping = None, None
+    for name in members:
+        saved = load_cv_probabilities(case_files[name])
+        total = saved.probabilities if total is None else total + saved.probabilities
+        mapping = saved.region_mapping
+    assert total is not None and mapping is not None
+    return probabilities_to_labels(total / len(members), mapping), mapping
+
+
+def _score_candidates(files: dict[str, dict[str, Path]], references: dict[str, Path], cases: list[str],
+                      candidates: list[tuple[str, ...]]) -> tuple[dict[tuple[str, ...], float], list[LabelSpec]]:
+    """Mean foreground Dice (mean over labels of the mean over cases) of every candidate."""
+    from autolung.io.images import read_label
+
+    scores: dict[tuple[str, ...], list[list[float]]] = {c: [] for c in candidates}
+    labels: list[LabelSpec] = []
+    for case_id in cases:
+        ref, _ = read_label(references[case_id])
+        case_files = {name: files[name][case_id] for name in files}
+        for candidate in candidates:
+            pred, mapping = _candidate_labels(case_files, candidate)
+            labels = evaluation_labels(mapping)
+            scores[candidate].append(_dice_per_label(ref, pred, labels))
+    return {c: float(np.mean(np.mean(v, axis=0))) for c, v in scores.items()}, labels
+
+
+def _configuration_entry(results_dataset: Path, folder_name: str) -> dict:
+    configuration, _, planner = folder_name.partition("__")
+    return {"folder": folder_name, "configuration": configuration, "planner": planner,
+            "folds": available_folds(results_dataset / folder_name)}
+
+
+def find_best_configuration(data_root: DataRoot, dataset_name: str,
+                            configurations: Sequence[str] | None = None, allow_ensembles: bool = True) -> dict:
+    """Pick the best configuration or pair and its postprocessing; write ``inference_choice.json``.
+
+    Args:
+        data_root: the data root.
+        dataset_name: dataset folder name.
+        configurations: names to consider; None: every configuration with CV probabilities.
+        allow_ensembles: also score pairwise ensembles.
+
+    Returns:
+        The written choice.
+    """
+    results_dataset = data_root.results_dataset(dataset_name)
+    files = trained_configurations(results_dataset, configurations)
+    references = reference_files(data_root.raw / dataset_name)
+    cases = sorted(set.intersection(*(set(f) for f in files.values())) & set(references))
+    if not cases:
+        raise InvalidInputError("no case has CV probabilities from every configuration and a reference",
+                                path=results_dataset)
+    candidates = _candidate_names(sorted(files)) if allow_ensembles else [(n,) for n in sorted(files)]
+    scores, labels = _score_candidates(files, references, cases, candidates)
+    best = max(candidates, key=lambda c: (scores[c], -len(c)))
+    logger.info("best candidate %s (mean foreground Dice %.4f)", ENSEMBLE_SEPARATOR.join(best), scores[best])
+    postprocessing = _choose_postprocessing(files, references, cases, best, labels)
+    choice = {"dataset_name": dataset_name,
+              "configurations": [_configuration_entry(results_dataset, name) for name in best],
+              "postprocessing": {"rules": postprocessing["rules"]},
+              "mean_foreground_dice": scores[best],
+              "mean_foreground_dice_postprocessed": float(np.mean(list(postprocessing["dice_after"].values()))),
+              "candidates": {ENSEMBLE_SEPARATOR.join(c): s for c, s in scores.items()},
+              "num_cases": len(cases)}
+    write_json_atomic(results_dataset / CHOICE_FILE, choice)
+    return choice
+
+
+def _choose_postprocessing(files: dict[str, dict[str, Path]], references: dict[str, Path], cases: list[str],
+                           best: tuple[str, ...], labels: list[LabelSpec]) -> dict:
+    from autolung.io.images import read_label
+
+    pairs = []
+    for case_id in cases:
+        pred, _ = _candidate_labels({name: files[name][case_id] for name in best}, best)
+        pairs.append((read_label(references[case_id])[0], pred))
+    return choose_postprocessing(pairs, labels)
+
+
+def load_inference_choice(data_root: DataRoot, dataset_name: str) -> dict:
+    """Read ``results/<ds>/inference_choice.json``.
+
+    Raises:
+        InvalidInputError: when it does not exist (run find_best_configuration, or pass -c).
+    """
+    import json
+
+    path = data_root.results_dataset(dataset_name) / CHOICE_FILE
+    if not path.is_file():
+        raise InvalidInputError("no inference choice yet; run `autolung find_best_configuration` or pass -c",
+                                path=path)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+__all__ = ["find_best_configuration", "load_inference_choice", "CHOICE_FILE"]

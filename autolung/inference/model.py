@@ -1,0 +1,191 @@
+"""Loading trained folds safely: plans, digests checked, weights only.
+
+A trained configuration folder (``results/<ds>/<config>__<planner>``, or the same layout inside
+an extracted model bundle) holds ``plans.json`` and ``fold_<k>/{checkpoint_final.pt,
+training_info.json}``. Checkpoints are read only with ``torch.load(..., weights_only=True)``:
+a pickle that tries to run code is refused before anything runs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autolung.errors import InvalidInputError, InvalidPlansError, UnsafeFileError
+from autolung.planning.plans import ConfigurationPlan, Plans
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "checkpoint_final.pt"
+CHECKPOINT_FORMAT = "autolung-checkpoint"
+POSTPROCESSING_FILE = "postprocessing.json"
+
+
+@dataclass
+class TrainedModel:
+    """The networks of one trained configuration, ready for sliding-window prediction.
+
+    Attributes:
+        folder: the configuration folder the model was loaded from.
+        plans: the plans it was trained with.
+        configuration_name: e.g. "3d_fullres".
+        folds: the loaded folds.
+        networks: one network per fold, in eval mode, on the CPU.
+        postprocessing: rules from ``postprocessing.json`` in the folder, when present.
+    """
+
+    folder: Path
+    plans: Plans
+    configuration_name: str
+    folds: list[int]
+    networks: list[nn.Module]
+    postprocessing: dict | None = field(default=None)
+
+    @property
+    def configuration(self) -> ConfigurationPlan:
+        return self.plans.configuration(self.configuration_name)
+
+
+class SoftmaxAsSigmoidLogits(nn.Module):
+    """Wraps a softmax-trained network (background + one channel per label) for the predictor.
+
+    The sliding window applies a sigmoid per channel; returning ``logit(softmax[1:])`` makes that
+    sigmoid give back exactly the softmax probabilities of the foreground labels.
+
+    Args:
+        network: the network with ``1 + labels`` output channels.
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.network(x)
+        output = output[0] if isinstance(output, (list, tuple)) else output
+        # Clamped so logit stays finite; 1e-6 is far below any decision threshold.
+        foreground = torch.softmax(output.float(), dim=1)[:, 1:].clamp(1e-6, 1 - 1e-6)
+        return torch.logit(foreground)
+
+
+def available_folds(folder: str | Path, checkpoint_name: str = CHECKPOINT_NAME) -> list[int]:
+    """Folds of a configuration folder that hold a finished checkpoint, sorted."""
+    folds = []
+    for child in Path(folder).glob("fold_*"):
+        suffix = child.name[len("fold_"):]
+        if suffix.isdigit() and (child / checkpoint_name).is_file():
+            folds.append(int(suffix))
+    return sorted(folds)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a checkpoint dict with ``weights_only=True``; refuse anything else.
+
+    Args:
+        path: the ``.pt`` file.
+
+    Returns:
+        The checkpoint dict.
+
+    Raises:
+        UnsafeFileError: when the file needs arbitrary unpickling or is not an autolung checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError("checkpoint not found", path=path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, AttributeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnsafeFileError(f"refused: not a weights-only checkpoint ({first_line})", path=path) from None
+    if not isinstance(checkpoint, dict) or "network_weights" not in checkpoint:
+        raise UnsafeFileError("not an autolung checkpoint (no 'network_weights')", path=path)
+    return checkpoint
+
+
+def _read_training_info(fold_folder: Path) -> dict:
+    path = fold_folder / "training_info.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInputError("training_info.json missing in the fold folder", path=path) from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"not valid JSON ({exc})", path=path) from None
+
+
+def _check_digest(found: object, expected: str, path: Path) -> None:
+    if found != expected:
+        raise InvalidPlansError(
+            f"plans digest {found!r} does not match plans.json ({expected}); the model was trained with other plans",
+            path=path)
+
+
+def _load_fold(folder: Path, fold: int, plans: Plans, checkpoint_name: str) -> tuple[str, nn.Module]:
+    """Build and fill one fold's network after checking its digests; return (configuration, network)."""
+    from autolung.network import build_network  # heavy import, only when a model is loaded
+
+    fold_folder = folder / f"fold_{fold}"
+    info = _read_training_info(fold_folder)
+    digest = plans.digest()
+    _check_digest(info.get("plans_digest"), digest, fold_folder / "training_info.json")
+    checkpoint_path = fold_folder / checkpoint_name
+    checkpoint = load_checkpoint(checkpoint_path)
+    _check_digest(checkpoint.get("plans_digest"), digest, checkpoint_path)
+    configuration = str(info.get("configuration") or checkpoint.get("configuration"))
+    arch = plans.configuration(configuration).architecture
+    network = build_network(arch, int(info["in_channels"]), int(info["out_channels"]), deep_supervision=False)
+    try:
+        network.load_state_dict(checkpoint["network_weights"], strict=True)
+    except RuntimeError as exc:
+        raise InvalidInputError(f"weights do not fit the planned architecture ({str(exc).splitlines()[0]})",
+                                path=checkpoint_path) from None
+    network.eval()
+    activation = info.get("output_activation", "sigmoid")
+    if activation == "softmax":
+        network = SoftmaxAsSigmoidLogits(network).eval()
+    elif activation != "sigmoid":
+        raise InvalidInputError(f"unknown output_activation {activation!r}", path=fold_folder / "training_info.json")
+    return configuration, network
+
+
+def load_trained_model(folder: str | Path, folds: list[int] | None = None,
+                       checkpoint_name: str = CHECKPOINT_NAME) -> TrainedModel:
+    """Load the chosen folds of a trained configuration folder.
+
+    Args:
+        folder: ``results/<ds>/<config>__<planner>`` (or the same layout from a bundle).
+        folds: folds to load; None loads every fold with a finished checkpoint.
+        checkpoint_name: which checkpoint file of each fold.
+
+    Returns:
+        The loaded model.
+
+    Raises:
+        InvalidInputError: missing folder, folds or files.
+        InvalidPlansError: a digest mismatch between plans.json and a fold.
+        UnsafeFileError: a checkpoint that is not weights-only.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidInputError("trained model folder not found", path=folder)
+    plans = Plans.load(folder / "plans.json")
+    folds = available_folds(folder, checkpoint_name) if folds is None else sorted(set(folds))
+    if not folds:
+        raise InvalidInputError(f"no fold_<k>/{checkpoint_name} found; train the configuration first", path=folder)
+    configurations, networks = set(), []
+    for fold in folds:
+        configuration, network = _load_fold(folder, fold, plans, checkpoint_name)
+        configurations.add(configuration)
+        networks.append(network)
+    if len(configurations) != 1:
+        raise InvalidInputError(f"folds belong to different configurations: {sorted(configurations)}", path=folder)
+    postprocessing_path = folder / POSTPROCESSING_FILE
+    postprocessing = json.loads(postprocessing_path.read_text()) if postprocessing_path.is_file() else None
+    logger.info("loaded %s folds %s from %s", configurations, folds, folder)
+    return TrainedModel(folder=folder, plans=plans, configuration_name=configurations.pop(), folds=folds,
+                        networks=networks, postprocessing=postprocessing)

@@ -1,0 +1,255 @@
+"""Sliding-window prediction of a whole preprocessed case with one or more networks.
+
+The case is tiled with overlapping patches (default overlap: half a patch). Each patch's sigmoid
+output is weighted by a Gaussian importance map (sigma = 1/8 of the patch, as in nnU-Net), so
+voxels near a patch border, where the network sees little context, count less. Outputs are summed
+into one float32 accumulator per region channel plus a single shared weight map, then divided:
+peak memory is ``(R + 1)`` float32 volumes at network resolution, whatever the number of windows,
+mirrorings or folds.
+
+2D configurations (patch of two values) run slice by slice along Z: a window is ``(1, py, px)``
+and the network receives ``(B, C, py, px)``.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+ALL_AXES = (0, 1, 2)
+PRECISIONS = ("float32", "bfloat16")
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """Turn "auto" into a concrete precision for ``device``.
+
+    "auto" picks bfloat16 autocast where the hardware runs it natively (CUDA; CPUs with
+    AVX-512-BF16 or AMX, checked through oneDNN), since it roughly halves CPU time per window
+    (docs/inference.md), and float32 elsewhere. Accumulation is float32 in every case.
+
+    Args:
+        precision: "auto", "float32" or "bfloat16".
+        device: the torch device that runs the networks.
+
+    Returns:
+        "float32" or "bfloat16".
+    """
+    if precision != "auto":
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be auto or one of {PRECISIONS}, got {precision!r}")
+        return precision
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    if kind == "cpu":
+        try:
+            native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            native = False
+        return "bfloat16" if native else "float32"
+    return "float32"
+
+
+def compute_steps(size: int, patch: int, step_size: float) -> list[int]:
+    """Start positions of windows along one axis, evenly spread so the last one ends at ``size``.
+
+    Args:
+        size: length of the (padded) axis; at least ``patch``.
+        patch: window length along the axis.
+        step_size: window stride as a fraction of ``patch`` (0.5 = half-patch overlap).
+
+    Returns:
+        Sorted start positions; the first is 0, the last is ``size - patch``.
+    """
+    if size <= patch:
+        return [0]
+    target_stride = max(1.0, patch * step_size)
+    num_steps = int(np.ceil((size - patch) / target_stride)) + 1
+    return [int(round(v)) for v in np.linspace(0, size - patch, num_steps)]
+
+
+@lru_cache(maxsize=8)
+def _gaussian_cached(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
+    grids = []
+    for length in patch:
+        # A patch axis of length 1 (the Z axis of 2D windows) gets uniform weight.
+        if length == 1:
+            grids.append(np.ones(1))
+            continue
+        centre = (length - 1) / 2.0
+        sigma = length * sigma_scale
+        grids.append(np.exp(-0.5 * ((np.arange(length) - centre) / sigma) ** 2))
+    weights = grids[0][:, None, None] * grids[1][None, :, None] * grids[2][None, None, :]
+    weights = weights / weights.max()
+    # Zero weights would make border voxels of the volume undefined after division.
+    weights[weights <= 0] = weights[weights > 0].min()
+    return weights.astype(np.float32)
+
+
+def gaussian_importance(patch: Sequence[int], sigma_scale: float = 1.0 / 8) -> np.ndarray:
+    """Gaussian weight map of shape ``patch`` (3 axes), maximum 1 at the centre, no zeros.
+
+    Args:
+        patch: window shape (z, y, x).
+        sigma_scale: sigma as a fraction of the patch length per axis.
+
+    Returns:
+        float32 array of shape ``patch``.
+    """
+    return _gaussian_cached(tuple(int(p) for p in patch), float(sigma_scale))
+
+
+def _pad_to_patch(data: torch.Tensor, patch: Sequence[int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
+    """Pad (C, Z, Y, X) symmetrically with zeros where smaller than ``patch``; return the crop back."""
+    pads, crop = [], []
+    for size, length in zip(data.shape[1:], patch):
+        total = max(0, length - size)
+        before = total // 2
+        pads.append((before, total - before))
+        crop.append(slice(before, before + size))
+    if not any(sum(p) for p in pads):
+        return data, tuple(crop)
+    # torch's pad takes the last axis first.
+    flat = [v for pair in reversed(pads) for v in pair]
+    return torch.nn.functional.pad(data, flat, mode="constant", value=0.0), tuple(crop)
+
+
+def _windows(shape: Sequence[int], patch: Sequence[int], step_size: float) -> list[tuple[slice, ...]]:
+    starts = [compute_steps(size, length, step_size) for size, length in zip(shape, patch)]
+    return [tuple(slice(s, s + length) for s, length in zip(corner, patch))
+            for corner in itertools.product(*starts)]
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for begin in range(0, len(items), size):
+        yield items[begin:begin + size]
+
+
+def mirror_combinations(mirror_axes: Sequence[int] | None, is_2d: bool) -> list[tuple[int, ...]]:
+    """All subsets of the mirror axes, as tensor dims of a ``(B, R, *spatial)`` network batch.
+
+    Args:
+        mirror_axes: array axes (0=z, 1=y, 2=x) to mirror, or None/empty for no test-time mirroring.
+        is_2d: 2D networks see (y, x) only, so the z axis is dropped.
+
+    Returns:
+        List of dim tuples to flip, the first being ``()`` (the unmirrored pass).
+    """
+    axes = [] if not mirror_axes else sorted(set(int(a) for a in mirror_axes))
+    if is_2d:
+        dims = [a + 1 for a in axes if a in (1, 2)]  # y -> dim 2, x -> dim 3 of (B, C, Y, X)
+    else:
+        dims = [a + 2 for a in axes if a in ALL_AXES]
+    return [combo for r in range(len(dims) + 1) for combo in itertools.combinations(dims, r)]
+
+
+def _forward(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    output = network(batch)
+    # Deep-supervision networks return the full-resolution output first.
+    if isinstance(output, (list, tuple)):
+        output = output[0]
+    return output
+
+
+def _predict_batch(networks: Sequence[nn.Module], batch: torch.Tensor, flips: list[tuple[int, ...]],
+                   precision: str) -> torch.Tensor:
+    """Sum over networks and mirrorings of the sigmoid outputs of one window batch (float32)."""
+    total: torch.Tensor | None = None
+    autocast = torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16,
+                              enabled=precision == "bfloat16")
+    with autocast:
+        for network in networks:
+            for dims in flips:
+                inputs = torch.flip(batch, dims) if dims else batch
+                probs = torch.sigmoid(_forward(network, inputs).float())
+                if dims:
+                    probs = torch.flip(probs, dims)
+                total = probs if total is None else total + probs
+    assert total is not None
+    return total
+
+
+@torch.inference_mode()
+def predict_sliding_window(
+    networks: Sequence[nn.Module] | nn.Module,
+    data: torch.Tensor | np.ndarray,
+    patch_size: Sequence[int],
+    step_size: float = 0.5,
+    mirror_axes: Sequence[int] | None = ALL_AXES,
+    window_batch_size: int = 2,
+    device: str | torch.device = "cpu",
+    precision: str = "float32",
+    progress: object | None = None,
+) -> np.ndarray:
+    """Sigmoid probabilities of a whole case, averaged over networks (folds) and mirrorings.
+
+    Args:
+        networks: one network or several (e.g. folds); each maps ``(B, C, *patch)`` to
+            ``(B, R, *patch)`` logits (or a list whose first entry is that).
+        data: preprocessed case ``(C, Z, Y, X)``.
+        patch_size: ``(pz, py, px)`` for 3D networks, ``(py, px)`` for 2D networks (run per Z slice).
+        step_size: window stride as a fraction of the patch; smaller is slower and smoother.
+        mirror_axes: array axes (0=z, 1=y, 2=x) mirrored at test time; None or () disables it.
+        window_batch_size: windows passed through the network together.
+        device: torch device for the networks and windows; accumulation stays on the CPU.
+        precision: "float32", "bfloat16" (autocast; accumulation is always float32) or "auto"
+            (see :func:`resolve_precision`).
+        progress: optional callable ``progress(done, total)`` called after each batch.
+
+    Returns:
+        float32 array ``(R, Z, Y, X)`` of probabilities in [0, 1].
+    """
+    precision = resolve_precision(precision, device)
+    networks = [networks] if isinstance(networks, nn.Module) else list(networks)
+    if not networks:
+        raise ValueError("no networks given")
+    tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).float()
+    if tensor.ndim != 4:
+        raise ValueError(f"data must be (C, Z, Y, X), got shape {tuple(tensor.shape)}")
+    is_2d = len(patch_size) == 2
+    patch = (1, *patch_size) if is_2d else tuple(patch_size)
+    device = torch.device(device)
+    for network in networks:
+        network.eval()
+    padded, crop = _pad_to_patch(tensor, patch)
+    return _run_windows(networks, padded, patch, step_size, mirror_combinations(mirror_axes, is_2d),
+                        window_batch_size, device, precision, is_2d, progress)[(slice(None), *crop)]
+
+
+def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int, ...], step_size: float,
+                 flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device, precision: str,
+                 is_2d: bool, progress: object | None) -> np.ndarray:
+    """Tile ``data`` (already at least ``patch``), accumulate weighted probabilities, normalise."""
+    spatial = tuple(data.shape[1:])
+    windows = _windows(spatial, patch, step_size)
+    gaussian = torch.from_numpy(gaussian_importance(patch))
+    weight_sum = torch.zeros(spatial, dtype=torch.float32)
+    accumulator: torch.Tensor | None = None
+    done = 0
+    for batch_windows in _batches(windows, max(1, window_batch_size)):
+        batch = torch.stack([data[(slice(None), *w)] for w in batch_windows]).to(device)
+        if is_2d:
+            batch = batch[:, :, 0]  # (B, C, 1, Y, X) -> (B, C, Y, X)
+        probs = _predict_batch(networks, batch, flips, precision).cpu()
+        if is_2d:
+            probs = probs[:, :, None]
+        if accumulator is None:
+            accumulator = torch.zeros((probs.shape[1], *spatial), dtype=torch.float32)
+        for window, window_probs in zip(batch_windows, probs):
+            accumulator[(slice(None), *window)] += window_probs * gaussian
+            weight_sum[window] += gaussian
+        done += len(batch_windows)
+        if progress is not None:
+            progress(done, len(windows))
+    assert accumulator is not None
+    # Each window's sum covers every network and mirroring; divide once, in place.
+    weight_sum *= len(networks) * len(flips)
+    accumulator /= weight_sum
+    return accumulator.numpy()

@@ -1,0 +1,86 @@
+"""Where ``predict`` gets its models: trained folders under results/, the stored choice, or a bundle.
+
+- ``-d X -c CONFIG [-f folds]``: ``results/<X>/<CONFIG>__<planner>``;
+- ``-d X`` alone: ``results/<X>/inference_choice.json`` (configurations, folds, postprocessing);
+- ``--model bundle.zip``: verified and extracted to a temporary folder for the run;
+- ``--model folder``: an extracted bundle (``manifest.json``) or a configuration folder.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from autolung.errors import InvalidInputError
+from autolung.inference.best_configuration import CHOICE_FILE, load_inference_choice
+from autolung.inference.bundle import MANIFEST, opened_bundle
+from autolung.inference.model import TrainedModel, load_trained_model
+from autolung.paths import DataRoot
+
+
+@dataclass
+class ModelSelection:
+    """Loaded models and the postprocessing to apply (None: each model's own, if any)."""
+
+    models: list[TrainedModel]
+    postprocessing: dict | None
+
+
+def _from_choice(base: Path, choice: dict, folds: Sequence[int] | None) -> ModelSelection:
+    models = [load_trained_model(base / entry["folder"], list(folds) if folds else entry.get("folds") or None)
+              for entry in choice["configurations"]]
+    return ModelSelection(models, choice.get("postprocessing"))
+
+
+def _from_folder(folder: Path, configurations: Sequence[str] | None, folds: Sequence[int] | None) -> ModelSelection:
+    if (folder / "plans.json").is_file():
+        return ModelSelection([load_trained_model(folder, list(folds) if folds else None)], None)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise InvalidInputError("neither a model bundle folder (manifest.json) nor a trained configuration "
+                                "folder (plans.json)", path=folder)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    names = list(manifest["configurations"])
+    if configurations:
+        names = [n for n in names if n in configurations or n.split("__")[0] in configurations]
+        if not names:
+            raise InvalidInputError(f"the bundle holds no configuration {list(configurations)}", path=folder)
+        return ModelSelection([load_trained_model(folder / n, list(folds) if folds else None) for n in names], None)
+    if (folder / CHOICE_FILE).is_file():
+        choice = json.loads((folder / CHOICE_FILE).read_text(encoding="utf-8"))
+        if all((folder / e["folder"]).is_dir() for e in choice["configurations"]):
+            return _from_choice(folder, choice, folds)
+    return ModelSelection([load_trained_model(folder / n, list(folds) if folds else None) for n in names], None)
+
+
+def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, dataset_name: str | None,
+                  configurations: Sequence[str] | None, folds: Sequence[int] | None, planner: str = "default",
+                  model_path: Path | None = None) -> ModelSelection:
+    """Load the models a predict call asks for.
+
+    Args:
+        stack: keeps a bundle's temporary folder alive until the caller is done.
+        data_root: the data root (for ``-d``).
+        dataset_name: ``-d``.
+        configurations: ``-c`` values.
+        folds: ``-f`` values (None: the stored or all finished folds).
+        planner: planner of the configuration folders.
+        model_path: ``--model`` (zip or folder).
+
+    Returns:
+        The models and postprocessing.
+    """
+    if model_path is not None:
+        model_path = Path(model_path)
+        folder = stack.enter_context(opened_bundle(model_path)) if model_path.is_file() else model_path
+        return _from_folder(folder, configurations, folds)
+    if not dataset_name or data_root is None:
+        raise InvalidInputError("give -d DATASET (with -c CONFIG, or a stored choice) or --model PATH")
+    if not configurations:
+        choice = load_inference_choice(data_root, dataset_name)
+        return _from_choice(data_root.results_dataset(dataset_name), choice, folds)
+    models = [load_trained_model(data_root.training_output(dataset_name, c, planner), list(folds) if folds else None)
+              for c in configurations]
+    return ModelSelection(models, None)

@@ -1,0 +1,48 @@
+"""``autolung evaluate``: metrics of predicted label maps against references."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from autolung.errors import InvalidInputError
+from autolung_cli.app import app
+
+_console = Console()
+
+
+def _parse_labels(values: Optional[List[str]]) -> Optional[list]:
+    """``-l 1 -l 2 -l 1,2``: labels, or regions written as comma-separated label values."""
+    if not values:
+        return None
+    parsed = []
+    for value in values:
+        try:
+            parts = [int(v) for v in value.split(",")]
+        except ValueError:
+            raise InvalidInputError(f"label {value!r} is not an integer or a comma-separated list") from None
+        parsed.append(parts[0] if len(parts) == 1 else tuple(parts))
+    return parsed
+
+
+@app.command("evaluate", help="Dice, IoU, precision, recall, HD95, NSD, volumes and lesion metrics per case/class.")
+def evaluate_command(
+    reference: Path = typer.Option(..., "-r", "--reference", help="Folder of reference label maps."),
+    prediction: Path = typer.Option(..., "-p", "--prediction", help="Folder of predicted label maps."),
+    labels: Optional[List[str]] = typer.Option(None, "-l", "--labels",
+                                               help="Labels to evaluate (repeat; '1,2' is a region). "
+                                                    "Default: every label in the references."),
+    tolerance_mm: float = typer.Option(2.0, "--tolerance-mm", help="Normalised surface Dice tolerance (mm)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Summary JSON (default: <prediction>/summary.json); "
+                                               "the per-case CSV goes beside it."),
+) -> None:
+    from autolung.evaluation.evaluate import evaluate_folders
+    from autolung.evaluation.report import summary_table
+
+    output = output or prediction / "summary.json"
+    summary = evaluate_folders(reference, prediction, _parse_labels(labels), tolerance_mm, output)
+    _console.print(summary_table(summary))
+    _console.print(f"mean foreground Dice {summary['mean_foreground_dice']:.4f}; summary written to {output}")

@@ -1,0 +1,64 @@
+"""``autolung export_model`` and ``install_model``: trained models as single, verified files."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from autolung.errors import InvalidInputError
+from autolung_cli.app import app
+from autolung_cli.common import data_root, root_option
+
+_console = Console(stderr=True)
+
+
+def _configuration_folders(results_dataset: Path, configurations: Optional[List[str]], planner: str) -> list[str]:
+    """Folder names to export: the given configurations, else the stored choice, else all trained."""
+    if configurations:
+        return [c if "__" in c else f"{c}__{planner}" for c in configurations]
+    choice = results_dataset / "inference_choice.json"
+    if choice.is_file():
+        return [entry["folder"] for entry in json.loads(choice.read_text())["configurations"]]
+    found = sorted(p.name for p in results_dataset.glob("*__*") if p.is_dir())
+    if not found:
+        raise InvalidInputError("no trained configurations found", path=results_dataset)
+    return found
+
+
+@app.command("export_model", help="Bundle trained folds, plans and postprocessing into one zip with checksums.")
+def export_model_command(
+    dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset name (its folder under results/)."),
+    configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",
+                                                       help="Configuration(s); default: the stored choice."),
+    folds: Optional[List[int]] = typer.Option(None, "-f", "--folds", help="Folds; default: every finished fold."),
+    planner: str = typer.Option("default", "--planner", help="Planner of the configurations."),
+    output: Path = typer.Option(..., "-o", "--output", help="Bundle to write (model.zip)."),
+    root: Optional[Path] = root_option(),
+) -> None:
+    from autolung.inference.bundle import export_model
+
+    results_dataset = data_root(root).results_dataset(Path(dataset).name)
+    if not results_dataset.is_dir():
+        raise InvalidInputError("no trained models for this dataset", path=results_dataset)
+    names = _configuration_folders(results_dataset, configurations, planner)
+    export_model(results_dataset, names, output, folds)
+    _console.print(f"exported {', '.join(names)} to {output}")
+
+
+@app.command("install_model", help="Verify a model bundle and install it into <root>/results/.")
+def install_model_command(
+    bundle: Path = typer.Argument(..., help="The model zip."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace installed configurations."),
+    root: Optional[Path] = root_option(),
+) -> None:
+    from autolung.inference.bundle import install_model
+
+    destination = install_model(bundle, data_root(root).results, overwrite)
+    _console.print(f"installed into {destination}")
+
+
+app.command("export-model", hidden=True)(export_model_command)
+app.command("install-model", hidden=True)(install_model_command)

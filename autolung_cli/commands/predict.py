@@ -1,0 +1,160 @@
+"""``autolung predict``, ``ensemble`` and ``find_best_configuration``."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from autolung.errors import InvalidInputError
+from autolung_cli.app import app
+from autolung_cli.common import data_root, dataset_name, root_option
+
+_console = Console(stderr=True)
+FORMAT_ENDINGS = {"nii.gz": ".nii.gz", "nii": ".nii", "nrrd": ".nrrd", "mha": ".mha", "png": ".png"}
+
+
+class _RichProgress:
+    """Two bars: cases overall, and windows of the current case."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._cases: TaskID | None = None
+        self._windows: TaskID | None = None
+
+    def start(self, total_cases: int) -> None:
+        self._cases = self._progress.add_task("cases", total=total_cases)
+        self._windows = self._progress.add_task("windows", total=None)
+
+    def case_started(self, case_id: str) -> None:
+        self._progress.update(self._windows, description=case_id, completed=0, total=None)
+
+    def windows(self, done: int, total: int) -> None:
+        self._progress.update(self._windows, completed=done, total=total)
+
+    def case_finished(self, case_id: str, skipped: bool) -> None:
+        self._progress.advance(self._cases)
+
+
+def split_values(values: Optional[List[str]]) -> list[str]:
+    """Repeated options and comma lists alike: ``-f 0 -f 1`` and ``-f 0,1`` give ["0", "1"]."""
+    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+
+
+def _fold(value: str) -> int:
+    if not value.isdigit():
+        raise InvalidInputError(f"fold {value!r} is not a whole number")
+    return int(value)
+
+
+def _results_name(dataset: str, root) -> str:
+    """Dataset name for results/: an installed model needs no raw/ folder."""
+    if (root.results / dataset).is_dir():
+        return dataset
+    return dataset_name(dataset, root)
+
+
+def _ending(output_format: Optional[str]) -> Optional[str]:
+    if output_format is None:
+        return None
+    if output_format not in FORMAT_ENDINGS:
+        raise InvalidInputError(f"--format must be one of {', '.join(FORMAT_ENDINGS)}, got {output_format!r}")
+    return FORMAT_ENDINGS[output_format]
+
+
+@app.command("predict", help="Segment images with trained models (folds averaged, test-time mirroring).")
+def predict_command(
+    input_path: Path = typer.Option(..., "-i", "--input", help="Image file, folder of images, DICOM series folder, "
+                                                               "or folder of DICOM series folders."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder (not the input folder)."),
+    dataset: Optional[str] = typer.Option(None, "-d", "--dataset", help="Dataset whose trained models to use."),
+    configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",
+                                                       help="Configuration(s) (repeat -c, or a,b); "
+                                                            "default: the stored best choice."),
+    folds: Optional[List[str]] = typer.Option(None, "-f", "--folds",
+                                              help="Folds to average (repeat -f, or 0,1,2); default: all."),
+    planner: str = typer.Option("default", "--planner", help="Planner of the trained configuration."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model bundle (.zip) or extracted model folder."),
+    disable_tta: bool = typer.Option(False, "--disable-tta", help="No test-time mirroring (about 8x faster in 3D)."),
+    step_size: float = typer.Option(0.5, "--step-size", help="Window stride as a fraction of the patch."),
+    save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write <case>.npz."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    output_format: Optional[str] = typer.Option(None, "--format", help="nii.gz, nrrd, mha or png; default: input's."),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (bfloat16 autocast where the hardware runs it natively), "
+                                       "float32, bfloat16."),
+    batch_windows: int = typer.Option(2, "--window-batch", help="Windows per network call."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    root: Optional[Path] = root_option(),
+) -> None:
+    from autolung.inference.predictor import PredictionOptions, peak_rss_mb, predict_paths
+    from autolung.inference.sources import select_models
+
+    if threads:
+        torch.set_num_threads(threads)
+    configurations = split_values(configurations)
+    fold_numbers = [_fold(v) for v in split_values(folds)] or None
+    options = PredictionOptions(step_size=step_size, mirror=not disable_tta, window_batch_size=batch_windows,
+                                device=device, precision=precision, save_probabilities=save_probabilities,
+                                output_ending=_ending(output_format), overwrite=overwrite)
+    resolved_root = data_root(root) if dataset or model is None else None
+    name = _results_name(dataset, resolved_root) if dataset and resolved_root else None
+    with contextlib.ExitStack() as stack:
+        selection = select_models(stack, resolved_root, name, configurations or None, fold_numbers, planner, model)
+        options.postprocessing = selection.postprocessing
+        if no_progress:
+            written = predict_paths(input_path, output, selection.models, options)
+        else:
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=_console) as bars:
+                written = predict_paths(input_path, output, selection.models, options, _RichProgress(bars))
+    _console.print(f"{len(written)} masks in {output} (peak RSS {peak_rss_mb():.0f} MB)")
+
+
+@app.command("ensemble", help="Average saved probabilities (--save-probabilities) of several runs into masks.")
+def ensemble_command(
+    inputs: List[Path] = typer.Option(..., "-i", "--input", help="Folders of <case>.npz: -i DIR1 DIR2 ... "
+                                                                 "(or -i DIR1 -i DIR2)."),
+    more_inputs: Optional[List[Path]] = typer.Argument(None, help="Further input folders (after -i DIR1).",
+                                                       show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
+    output_format: Optional[str] = typer.Option(None, "--format", help="nii.gz, nrrd, mha or png."),
+    save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write averaged <case>.npz."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
+) -> None:
+    from autolung.inference.ensembling import ensemble_folders
+
+    folders = [*inputs, *(more_inputs or [])]
+    if len(folders) < 2:
+        raise InvalidInputError("ensemble needs at least two input folders")
+    written = ensemble_folders(folders, output, _ending(output_format), None, save_probabilities, overwrite)
+    _console.print(f"{len(written)} masks in {output}")
+
+
+@app.command("find_best_configuration",
+             help="Choose configuration(s) and postprocessing from cross-validation; writes inference_choice.json.")
+def find_best_configuration_command(
+    dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset name or folder."),
+    configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",
+                                                       help="Limit to these (repeat -c, or a,b)."),
+    no_ensembles: bool = typer.Option(False, "--no-ensembles", help="Do not consider pairwise ensembles."),
+    root: Optional[Path] = root_option(),
+) -> None:
+    from autolung.inference.best_configuration import find_best_configuration
+
+    resolved = data_root(root)
+    choice = find_best_configuration(resolved, dataset_name(dataset, resolved), split_values(configurations) or None,
+                                     not no_ensembles)
+    for name, score in sorted(choice["candidates"].items(), key=lambda item: -item[1]):
+        _console.print(f"{name:50s} mean foreground Dice {score:.4f}")
+    chosen = "+".join(entry["folder"] for entry in choice["configurations"])
+    _console.print(f"chosen: {chosen}; postprocessing rules: {choice['postprocessing']['rules']}")
+
+
+app.command("find-best-configuration", hidden=True)(find_best_configuration_command)

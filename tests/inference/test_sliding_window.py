@@ -1,0 +1,100 @@
+"""Sliding window: exact tiling, padding, mirroring, fold averaging, 2D per slice."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from autolung.inference.sliding_window import compute_steps, gaussian_importance, predict_sliding_window
+
+
+def pointwise_net(in_channels=1, out_channels=2, dim=3, seed=0) -> nn.Module:
+    torch.manual_seed(seed)
+    conv = nn.Conv3d if dim == 3 else nn.Conv2d
+    return conv(in_channels, out_channels, 1)
+
+
+def conv_net(seed=0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.LeakyReLU(), nn.Conv3d(3, 2, 3, padding=1))
+
+
+def direct(net: nn.Module, data: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return torch.sigmoid(net(torch.from_numpy(data)[None]))[0].numpy()
+
+
+def test_steps_cover_the_axis():
+    assert compute_steps(10, 16, 0.5) == [0]
+    assert compute_steps(32, 16, 0.5) == [0, 8, 16]
+    steps = compute_steps(37, 16, 0.5)
+    assert steps[0] == 0 and steps[-1] == 21 and max(np.diff(steps)) <= 8
+
+
+def test_gaussian_is_centred_and_positive():
+    weights = gaussian_importance((8, 16, 16))
+    assert weights.max() == pytest.approx(1.0) and weights.min() > 0
+    assert np.allclose(weights, weights[::-1, ::-1, ::-1])
+
+
+def test_pointwise_network_is_reproduced_exactly_by_tiling():
+    data = np.random.default_rng(0).normal(size=(1, 11, 37, 29)).astype(np.float32)
+    net = pointwise_net()
+    out = predict_sliding_window([net], data, (8, 16, 16), step_size=0.5, mirror_axes=None, window_batch_size=3)
+    assert out.shape == (2, 11, 37, 29) and out.dtype == np.float32
+    np.testing.assert_allclose(out, direct(net, data), atol=1e-5)
+
+
+def test_input_smaller_than_patch_is_padded_and_cropped_back():
+    data = np.random.default_rng(1).normal(size=(1, 3, 7, 5)).astype(np.float32)
+    net = pointwise_net()
+    out = predict_sliding_window(net, data, (8, 16, 16))
+    assert out.shape == (2, 3, 7, 5)
+    np.testing.assert_allclose(out, direct(net, data), atol=1e-5)
+
+
+def test_mirroring_makes_prediction_flip_equivariant():
+    data = np.random.default_rng(2).normal(size=(1, 16, 24, 24)).astype(np.float32)
+    net = conv_net()
+    out = predict_sliding_window(net, data, (8, 16, 16))
+    flipped = predict_sliding_window(net, np.ascontiguousarray(data[:, ::-1, :, ::-1]), (8, 16, 16))
+    np.testing.assert_allclose(flipped, out[:, ::-1, :, ::-1], atol=1e-5)
+    no_tta = predict_sliding_window(net, data, (8, 16, 16), mirror_axes=None)
+    assert not np.allclose(no_tta, out, atol=1e-4)  # the net itself is not symmetric
+
+
+def test_fold_average_equals_mean_of_folds():
+    data = np.random.default_rng(3).normal(size=(1, 10, 20, 20)).astype(np.float32)
+    nets = [conv_net(seed) for seed in (0, 1, 2)]
+    together = predict_sliding_window(nets, data, (8, 16, 16), mirror_axes=(2,))
+    separate = [predict_sliding_window(n, data, (8, 16, 16), mirror_axes=(2,)) for n in nets]
+    np.testing.assert_allclose(together, np.mean(separate, axis=0), atol=1e-6)
+
+
+def test_2d_configuration_runs_slice_by_slice():
+    data = np.random.default_rng(4).normal(size=(2, 5, 20, 18)).astype(np.float32)
+    net = pointwise_net(in_channels=2, out_channels=3, dim=2)
+    out = predict_sliding_window(net, data, (16, 16), window_batch_size=4)
+    with torch.no_grad():
+        expected = torch.sigmoid(net(torch.from_numpy(data).permute(1, 0, 2, 3))).permute(1, 0, 2, 3).numpy()
+    assert out.shape == (3, 5, 20, 18)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_bfloat16_autocast_is_close_to_float32():
+    data = np.random.default_rng(5).normal(size=(1, 8, 16, 16)).astype(np.float32)
+    net = conv_net()
+    full = predict_sliding_window(net, data, (8, 16, 16), mirror_axes=None)
+    half = predict_sliding_window(net, data, (8, 16, 16), mirror_axes=None, precision="bfloat16")
+    assert half.dtype == np.float32
+    np.testing.assert_allclose(half, full, atol=2e-2)
+
+
+def test_precision_choice():
+    from autolung.inference.sliding_window import resolve_precision
+
+    assert resolve_precision("float32", "cpu") == "float32"
+    assert resolve_precision("auto", "cpu") in ("float32", "bfloat16")
+    with pytest.raises(ValueError):
+        resolve_precision("float16", "cpu")
