@@ -26,6 +26,7 @@ from autolung.inference.postprocessing import apply_postprocessing
 from autolung.inference.sliding_window import ALL_AXES, predict_sliding_window
 from autolung.io.geometry import ImageGeometry
 from autolung.labels import RegionMapping
+from autolung.utils.locking import folder_lock
 from autolung.utils.atomic import remove_partial_files
 
 logger = logging.getLogger(__name__)
@@ -261,7 +262,14 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
     check_output_folder(input_path, output_folder)
     cases = discover_cases(input_path)
     output_folder.mkdir(parents=True, exist_ok=True)
-    remove_partial_files(output_folder)
+    # A second run into the same folder would delete this run's temporary files.
+    with folder_lock(output_folder, "predict"):
+        remove_partial_files(output_folder)
+        return _predict_cases(cases, output_folder, models, options, progress)
+
+
+def _predict_cases(cases: list, output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,
+                   progress: PredictionProgress | None) -> list[Path]:
     if progress is not None:
         progress.start(len(cases))
     written = []

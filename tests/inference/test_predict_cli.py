@@ -64,3 +64,35 @@ def test_ensemble_accepts_several_folders_after_one_flag(tmp_path):
     result = runner.invoke(app, ["ensemble", "-i", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "o" / "c0.nii.gz"))).min() == 1   # mean 0.65
+
+
+def test_second_predict_into_a_locked_folder_is_refused(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import pytest
+
+    from autolung.errors import LockedError
+    from autolung.inference.predictor import predict_paths
+    from autolung.utils.locking import LOCK_NAME
+
+    output = tmp_path / "masks"
+    output.mkdir()
+    (tmp_path / "in").mkdir()
+    import SimpleITK as sitk
+    from conftest import make_case
+
+    sitk.WriteImage(make_case((4, 8, 8), seed=0)[0], str(tmp_path / "in" / "case.nii.gz"))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (output / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                     "purpose": "predict"}))
+        with pytest.raises(LockedError, match="another autolung run"):
+            predict_paths(tmp_path / "in", output, [])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert os.listdir(output) == [LOCK_NAME]
