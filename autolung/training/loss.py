@@ -1,0 +1,174 @@
+"""Segmentation losses: BCE + soft Dice over sigmoid regions, CE + soft Dice over softmax classes,
+and the deep-supervision wrapper that sums them over decoder resolutions.
+
+Soft Dice is a "batch Dice": true positives, false positives and false negatives are summed over
+the batch and all voxels before the ratio, which keeps small structures from dominating
+(nnU-Net's default for its 3d and 2d configurations).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from autolung.errors import AutolungError
+from autolung.labels import RegionMapping
+
+DICE_SMOOTH = 1e-5
+
+
+def soft_dice(probabilities: torch.Tensor, targets: torch.Tensor, smooth: float = DICE_SMOOTH) -> torch.Tensor:
+    """Batch soft Dice per channel.
+
+    Args:
+        probabilities: (B, C, *spatial) in [0, 1].
+        targets: (B, C, *spatial) binary, same shape.
+        smooth: added to numerator and denominator, so empty channels score 1.
+
+    Returns:
+        (C,) Dice per channel.
+    """
+    axes = [0, *range(2, probabilities.ndim)]
+    intersection = (probabilities * targets).sum(axes)
+    total = probabilities.sum(axes) + targets.sum(axes)
+    return (2 * intersection + smooth) / (total + smooth).clamp_min(1e-8)
+
+
+class RegionBCEDiceLoss(nn.Module):
+    """BCE with logits + (1 - mean soft Dice), one sigmoid channel per region.
+
+    Args:
+        bce_weight: weight of the BCE term.
+        dice_weight: weight of the Dice term.
+    """
+
+    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0) -> None:
+        super().__init__()
+        self.bce_weight = bce_weight
+        self.dice_weight = dice_weight
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Loss of (B, R, *spatial) logits against (B, R, *spatial) binary targets.
+
+        Returns:
+            Scalar loss (float32 whatever the logits' dtype).
+        """
+        logits = logits.float()
+        targets = targets.float()
+        bce = F.binary_cross_entropy_with_logits(logits, targets)
+        dice = soft_dice(torch.sigmoid(logits), targets).mean()
+        return self.bce_weight * bce + self.dice_weight * (1 - dice)
+
+
+class CEDiceLoss(nn.Module):
+    """Cross-entropy + (1 - mean soft Dice over foreground classes), softmax over classes.
+
+    Args:
+        ce_weight: weight of the cross-entropy term.
+        dice_weight: weight of the Dice term.
+    """
+
+    def __init__(self, ce_weight: float = 1.0, dice_weight: float = 1.0) -> None:
+        super().__init__()
+        self.ce_weight = ce_weight
+        self.dice_weight = dice_weight
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Loss of (B, K, *spatial) logits (K = background + labels) against (B, 1, *spatial) class indices.
+
+        Returns:
+            Scalar loss.
+        """
+        logits = logits.float()
+        classes = targets[:, 0].long()
+        ce = F.cross_entropy(logits, classes)
+        one_hot = F.one_hot(classes, logits.shape[1]).movedim(-1, 1).float()
+        dice = soft_dice(torch.softmax(logits, 1)[:, 1:], one_hot[:, 1:]).mean()
+        return self.ce_weight * ce + self.dice_weight * (1 - dice)
+
+
+def deep_supervision_weights(num_outputs: int) -> list[float]:
+    """Weights 1/2^i for outputs ordered highest resolution first; the lowest one gets 0; sum 1.
+
+    Args:
+        num_outputs: number of network outputs.
+
+    Returns:
+        One weight per output.
+    """
+    weights = [1.0 / 2 ** i for i in range(num_outputs)]
+    if num_outputs > 1:
+        # The coarsest head sees too little to be a useful target (nnU-Net leaves it out too).
+        weights[-1] = 0.0
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+class DeepSupervisionLoss(nn.Module):
+    """Weighted sum of ``loss`` over (output, target) pairs, highest resolution first.
+
+    Args:
+        loss: the per-resolution loss.
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, outputs: Sequence[torch.Tensor] | torch.Tensor,
+                targets: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Loss over all resolutions (a single tensor pair is accepted as one resolution).
+
+        Returns:
+            Scalar loss.
+        """
+        if isinstance(outputs, torch.Tensor):
+            return self.loss(outputs, targets if isinstance(targets, torch.Tensor) else targets[0])
+        weights = deep_supervision_weights(len(outputs))
+        total = outputs[0].new_zeros((), dtype=torch.float32)
+        for weight, output, target in zip(weights, outputs, targets):
+            if weight > 0:
+                total = total + weight * self.loss(output, target)
+            else:
+                # Keep the unweighted head in the graph with a zero gradient: DDP then needs no
+                # per-iteration search for unused parameters.
+                total = total + 0.0 * output.float().mean()
+        return total
+
+
+def build_loss(kind: str) -> nn.Module:
+    """The deep-supervised training loss for ``kind`` ("bce_dice" or "ce_dice").
+
+    Args:
+        kind: loss name from :class:`~autolung.training.options.TrainingOptions`.
+
+    Returns:
+        A :class:`DeepSupervisionLoss`.
+    """
+    if kind == "bce_dice":
+        return DeepSupervisionLoss(RegionBCEDiceLoss())
+    if kind == "ce_dice":
+        return DeepSupervisionLoss(CEDiceLoss())
+    raise AutolungError(f"unknown loss {kind!r}")
+
+
+def output_channels(kind: str, regions: RegionMapping) -> int:
+    """Network output channels for ``kind``: one per region, or background + one per label.
+
+    Args:
+        kind: loss name.
+        regions: the plans' region mapping.
+
+    Returns:
+        Channel count.
+
+    Raises:
+        AutolungError: for "ce_dice" with overlapping (nested) regions, which softmax cannot express.
+    """
+    if kind == "bce_dice":
+        return regions.num_channels
+    if not regions.is_disjoint:
+        raise AutolungError("--loss ce_dice needs disjoint labels; this dataset declares nested regions")
+    return regions.num_channels + 1

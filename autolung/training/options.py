@@ -1,0 +1,129 @@
+"""Training options: every knob of a training run, passed as one dataclass (no globals)."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from autolung.errors import AutolungError
+
+LOSSES = ("bce_dice", "ce_dice")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass
+class TrainingOptions:
+    """How to train one fold.
+
+    Attributes:
+        epochs: number of epochs (an upper bound when ``time_budget_s`` is set).
+        iters_per_epoch: training iterations per epoch.
+        val_iters: validation iterations per epoch (pseudo-Dice, no augmentation).
+        time_budget_s: wall-clock seconds for the whole schedule; the learning rate then decays
+            with the elapsed fraction of this budget and training stops when it is spent.
+        device: "auto", "cpu", "cuda" or "mps".
+        num_workers: background augmentation processes; 0 runs the pipeline in-process,
+            None picks a default from the core count.
+        resume: continue from ``checkpoint_latest.pt`` when there is one.
+        deterministic: deterministic algorithms and seeded everything (bitwise resumable on CPU).
+        compile: wrap the network in ``torch.compile``.
+        seed: seed for splits-independent randomness (initialisation, patches, augmentation).
+        loss: "bce_dice" (sigmoid per region) or "ce_dice" (softmax over background + labels).
+        planner: which plans to use ("default" reads plans.json).
+        num_gpus: processes to spawn for DDP (1 = no spawn).
+        batch_size: override the plan's (global) batch size.
+        initial_lr, momentum, weight_decay, poly_exponent: SGD with Nesterov and poly decay.
+        oversample_foreground: fraction of each batch forced to centre on a foreground voxel.
+        checkpoint_every: epochs between ``checkpoint_latest.pt`` writes.
+        ema_momentum: weight of the old value in the EMA of the validation pseudo-Dice.
+        precision: autocast dtype; "auto" = bfloat16 where the device runs it fast, else float32.
+        channels_last: channels-last memory format; None = auto (on for 3D).
+        num_threads: torch intra-op threads; None = all cores not used by workers.
+        final_validation: predict the fold's validation cases with the sliding window at the end.
+        progress_bar: show rich progress bars (the CLI turns this on).
+        plot_every: epochs between ``progress.png`` redraws.
+    """
+
+    epochs: int = 1000
+    iters_per_epoch: int = 250
+    val_iters: int = 50
+    time_budget_s: float | None = None
+    device: str = "auto"
+    num_workers: int | None = None
+    resume: bool = False
+    deterministic: bool = False
+    compile: bool = False
+    seed: int = 12345
+    loss: str = "bce_dice"
+    planner: str = "default"
+    num_gpus: int = 1
+    batch_size: int | None = None
+    initial_lr: float = 1e-2
+    momentum: float = 0.99
+    weight_decay: float = 3e-5
+    poly_exponent: float = 0.9
+    oversample_foreground: float = 0.33
+    checkpoint_every: int = 5
+    ema_momentum: float = 0.9
+    precision: str = "auto"
+    channels_last: bool | None = None
+    num_threads: int | None = None
+    final_validation: bool = True
+    progress_bar: bool = False
+    plot_every: int = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`AutolungError` for values that cannot work.
+
+        Returns:
+            None.
+        """
+        positive = {"epochs": self.epochs, "iters_per_epoch": self.iters_per_epoch,
+                    "num_gpus": self.num_gpus, "checkpoint_every": self.checkpoint_every}
+        for name, value in positive.items():
+            if value < 1:
+                raise AutolungError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.val_iters < 0:
+            raise AutolungError(f"--val-iters must be 0 or more, got {self.val_iters}")
+        if self.loss not in LOSSES:
+            raise AutolungError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.device not in DEVICES:
+            raise AutolungError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise AutolungError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise AutolungError(f"--num-workers must be 0 or more, got {self.num_workers}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise AutolungError(f"--time-budget must be positive, got {self.time_budget_s} s")
+        if not 0.0 <= self.oversample_foreground <= 1.0:
+            raise AutolungError(f"foreground oversampling must be in [0, 1], got {self.oversample_foreground}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "90s", "30m", "1.5h" (a bare number is seconds).
+
+    Args:
+        text: the duration as typed by the user.
+
+    Returns:
+        The duration in seconds (positive).
+
+    Raises:
+        AutolungError: when the text is not a positive duration.
+    """
+    match = _DURATION.match(text)
+    if match is None:
+        raise AutolungError(f"cannot read duration {text!r}; use e.g. 90s, 30m or 1.5h")
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2).lower()]
+    if seconds <= 0:
+        raise AutolungError(f"duration {text!r} must be positive")
+    return seconds

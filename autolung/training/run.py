@@ -1,0 +1,293 @@
+"""``train_fold``: assemble plans, data, network and trainer for one fold, and run it.
+
+Layout written (see docs/architecture.md): ``results/<Dataset>/<config>__<planner>/`` gets copies
+of plans.json (and fingerprint.json), and ``fold_<k>/`` gets checkpoints, ``training_info.json``,
+``training_log.jsonl``, ``progress.png`` and ``validation/``.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autolung import __version__
+from autolung.errors import AutolungError
+from autolung.paths import DataRoot
+from autolung.planning.plans import ConfigurationPlan, Plans
+from autolung.training import checkpoint as ckpt
+from autolung.training import distributed as ddp
+from autolung.training import hardware
+from autolung.training.augmentation.recipe import default_pipeline, plan_augmentation
+from autolung.training.data.batches import STREAM_TRAIN, STREAM_VAL, BatchBuilder
+from autolung.training.data.cases import CaseStore, list_cases
+from autolung.training.data.workers import BatchStream
+from autolung.training.loss import build_loss, output_channels
+from autolung.training.options import TrainingOptions
+from autolung.training.schedule import Schedule, make_optimizer
+from autolung.training.splits import fold_cases, load_or_create_splits
+from autolung.training.trainer import Trainer, TrainerSetup
+from autolung.utils.atomic import atomic_path, remove_partial_files, write_json_atomic
+from autolung.utils.locking import folder_lock
+
+logger = logging.getLogger(__name__)
+
+TRAINING_INFO = "training_info.json"
+
+
+@dataclass
+class FoldInputs:
+    """Everything read from disk for one fold."""
+
+    plans: Plans
+    configuration: ConfigurationPlan
+    case_folder: Path
+    train_cases: list[str]
+    val_cases: list[str]
+    fold_folder: Path
+    in_channels: int
+
+
+def fold_folder_name(fold: int | str) -> str:
+    """``fold_<k>`` or ``fold_all``.
+
+    Returns:
+        The folder name.
+    """
+    return f"fold_{fold}"
+
+
+def load_fold_inputs(data_root: DataRoot, dataset_name: str, configuration: str, fold: int | str,
+                     options: TrainingOptions) -> FoldInputs:
+    """Read plans, list cases and resolve the fold's train/validation split (creating splits.json).
+
+    Returns:
+        The :class:`FoldInputs`.
+    """
+    plans = Plans.load(data_root.plans_file(dataset_name, options.planner))
+    config = plans.configuration(configuration)
+    case_folder = data_root.preprocessed_configuration(dataset_name, configuration, options.planner)
+    case_ids = list_cases(case_folder)
+    splits = load_or_create_splits(data_root.splits_file(dataset_name), case_ids)
+    train_cases, val_cases = fold_cases(splits, fold, case_ids)
+    if not train_cases or not val_cases:
+        raise AutolungError(f"fold {fold} has {len(train_cases)} training and {len(val_cases)} validation cases; "
+                            "both must be non-empty", path=data_root.splits_file(dataset_name))
+    store = CaseStore(case_folder)
+    in_channels = int(store.get(train_cases[0]).data.shape[0])
+    if in_channels != len(plans.channel_names):
+        raise AutolungError(f"preprocessed cases have {in_channels} channels, the plans {len(plans.channel_names)}",
+                            path=case_folder)
+    fold_folder = data_root.training_output(dataset_name, configuration, options.planner) / fold_folder_name(fold)
+    return FoldInputs(plans, config, case_folder, train_cases, val_cases, fold_folder, in_channels)
+
+
+def write_run_metadata(data_root: DataRoot, dataset_name: str, inputs: FoldInputs, fold: int | str,
+                       options: TrainingOptions) -> None:
+    """Copy plans.json (+ fingerprint.json) next to the folds and write ``training_info.json``.
+
+    Returns:
+        None.
+    """
+    output = inputs.fold_folder.parent
+    output.mkdir(parents=True, exist_ok=True)
+    _copy_atomic(data_root.plans_file(dataset_name, options.planner), output / "plans.json")
+    fingerprint = data_root.fingerprint_file(dataset_name)
+    if fingerprint.is_file():
+        _copy_atomic(fingerprint, output / "fingerprint.json")
+    write_json_atomic(inputs.fold_folder / TRAINING_INFO, training_info(inputs, fold, options))
+
+
+def training_info(inputs: FoldInputs, fold: int | str, options: TrainingOptions) -> dict:
+    """The ``training_info.json`` contract (plus the loss, which decides sigmoid vs softmax).
+
+    Returns:
+        The dict.
+    """
+    return {"configuration": inputs.configuration.name, "planner": options.planner, "fold": fold,
+            "plans_digest": inputs.plans.digest(), "in_channels": inputs.in_channels,
+            "out_channels": output_channels(options.loss, inputs.plans.region_mapping),
+            "autolung_version": __version__, "loss": options.loss,
+            "output_activation": "softmax" if options.loss == "ce_dice" else "sigmoid"}
+
+
+def _copy_atomic(source: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def class_names(plans: Plans) -> list[str]:
+    """A name per pseudo-Dice channel: the label name for single-label regions, else joined names.
+
+    Returns:
+        The names.
+    """
+    by_value = {value: name for name, value in plans.labels.items()}
+    return ["+".join(by_value.get(v, str(v)) for v in region) for region in plans.region_mapping.regions]
+
+
+def _stream_factory(builder: BatchBuilder, workers: int) -> object:
+    def start(index: int) -> BatchStream:
+        return BatchStream(builder, start=index, num_workers=workers)
+    return start
+
+
+def build_setup(inputs: FoldInputs, options: TrainingOptions, context: ddp.DistributedContext,
+                device: torch.device, fold: int | str) -> TrainerSetup:
+    """Network, loss, optimiser, schedule and batch streams for one process.
+
+    Returns:
+        The :class:`TrainerSetup`.
+    """
+    config, plans = inputs.configuration, inputs.plans
+    network = _build_network(config, inputs.in_channels, output_channels(options.loss, plans.region_mapping))
+    channels_last = hardware.use_channels_last(device, config.dim, options.channels_last)
+    network = network.to(device)
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last_3d if config.dim == 3 else torch.channels_last)
+    module = network
+    if context.enabled:
+        network = nn.parallel.DistributedDataParallel(
+            network, device_ids=[device.index] if device.type == "cuda" else None)
+    if options.compile:
+        network = torch.compile(network)
+    batch_size = options.batch_size or config.batch_size
+    forced = ddp.split_batch(batch_size, options.oversample_foreground, context.rank, context.world_size)
+    workers = options.num_workers if options.num_workers is not None else hardware.default_num_workers(device)
+    train_builder, val_builder = _builders(inputs, options, forced, context.rank)
+    return TrainerSetup(
+        network=network, module=module, loss=build_loss(options.loss),
+        optimizer=make_optimizer(module.parameters(), options.initial_lr, options.momentum, options.weight_decay),
+        schedule=Schedule(options.epochs, options.iters_per_epoch, options.time_budget_s, options.initial_lr,
+                          options.poly_exponent),
+        train_stream=_stream_factory(train_builder, workers),
+        val_stream=_stream_factory(val_builder, min(workers, 1) if options.val_iters > 0 else 0),
+        device=device, amp_dtype=hardware.autocast_dtype(device, options.precision), channels_last=channels_last,
+        loss_kind=options.loss, class_names=class_names(plans), folder=inputs.fold_folder,
+        header={"plans_digest": plans.digest(), "configuration": config.name, "fold": fold,
+                "planner": options.planner, "in_channels": inputs.in_channels,
+                "out_channels": output_channels(options.loss, plans.region_mapping), "loss": options.loss},
+        context=context, options=options)
+
+
+def _build_network(config: ConfigurationPlan, in_channels: int, out_channels: int) -> nn.Module:
+    from autolung.network import build_network
+
+    return build_network(config.architecture, in_channels, out_channels, deep_supervision=True)
+
+
+def _builders(inputs: FoldInputs, options: TrainingOptions, forced: list[bool],
+              rank: int) -> tuple[BatchBuilder, BatchBuilder]:
+    config = inputs.configuration
+    augmentation = plan_augmentation(config.patch_size, config.spacing)
+    store = CaseStore(inputs.case_folder)
+    regions = inputs.plans.region_mapping
+    train = BatchBuilder(store, inputs.train_cases, augmentation.patch_size, augmentation.sample_size, forced,
+                         regions, options.loss, default_pipeline(augmentation), options.seed, STREAM_TRAIN, rank)
+    val = BatchBuilder(store, inputs.val_cases, augmentation.patch_size, augmentation.patch_size, forced,
+                       regions, options.loss, None, options.seed, STREAM_VAL, rank)
+    logger.info("patch %s sampled at %s%s; batch %d on this rank (%d forced foreground)",
+                augmentation.patch_size, augmentation.sample_size,
+                " (in-plane augmentation)" if augmentation.in_plane_axis is not None else "",
+                len(forced), sum(forced))
+    return train, val
+
+
+def _resume(trainer: Trainer, inputs: FoldInputs, options: TrainingOptions) -> None:
+    latest = inputs.fold_folder / ckpt.LATEST
+    if not options.resume:
+        if latest.exists():
+            logger.warning("%s exists; starting from scratch (use --continue to resume)", latest)
+        return
+    if not latest.exists():
+        logger.warning("--continue: no checkpoint in %s, starting from scratch", inputs.fold_folder)
+        return
+    # On the CPU first: RNG states must stay CPU tensors; weights and optimiser state are copied
+    # onto the parameters' device by load_state_dict.
+    payload = ckpt.load_checkpoint(latest, map_location="cpu")
+    if payload.get("plans_digest") != inputs.plans.digest():
+        raise AutolungError("checkpoint was trained with different plans (digest mismatch); cannot continue",
+                            path=latest)
+    trainer.load_state_dict(payload)
+    logger.info("resumed from %s at epoch %d", latest, trainer.state.epoch)
+
+
+def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold: int | str,
+               options: TrainingOptions, distributed: ddp.DistributedContext | None = None,
+               init_method: str | None = None) -> Path:
+    """Train one fold of one configuration.
+
+    Args:
+        data_root: the data root.
+        dataset_name: dataset folder name (under preprocessed/).
+        configuration: e.g. "3d_fullres" or "2d".
+        fold: 0..4 or "all".
+        options: training options.
+        distributed: this process's rank when already part of a DDP launch (torchrun or spawn).
+        init_method: process-group address for spawned ranks; None = torchrun's environment.
+
+    Returns:
+        The fold folder.
+    """
+    if distributed is None and options.num_gpus > 1:
+        inputs = load_fold_inputs(data_root, dataset_name, configuration, fold, options)
+        ddp.spawn(_spawned_rank, options.num_gpus, (data_root, dataset_name, configuration, fold, options))
+        return inputs.fold_folder
+    context = distributed or ddp.DistributedContext()
+    inputs = load_fold_inputs(data_root, dataset_name, configuration, fold, options)
+    device = _rank_device(hardware.resolve_device(options.device), context)
+    lock = folder_lock(inputs.fold_folder, "training") if context.is_main else contextlib.nullcontext()
+    with lock:
+        if context.is_main:
+            remove_partial_files(inputs.fold_folder)
+            write_run_metadata(data_root, dataset_name, inputs, fold, options)
+        ddp.init_process_group(context, device, init_method)
+        try:
+            trainer = _prepare(inputs, options, context, device, fold)
+            trainer.fit()
+            if context.is_main and options.final_validation:
+                from autolung.training.validation import validate_fold
+
+                validate_fold(trainer.setup.module, inputs, data_root, dataset_name, device, options)
+        finally:
+            ddp.destroy_process_group()
+    return inputs.fold_folder
+
+
+def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.DistributedContext,
+             device: torch.device, fold: int | str) -> Trainer:
+    workers = options.num_workers if options.num_workers is not None else hardware.default_num_workers(device)
+    threads = options.num_threads
+    if threads is None and device.type == "cpu":
+        # DDP ranks on one CPU share its cores.
+        threads = max(1, (os.cpu_count() or 1) // context.world_size)
+    used = hardware.configure_threads(device, threads)
+    hardware.seed_everything(options.seed, options.deterministic)
+    setup = build_setup(inputs, options, context, device, fold)
+    trainer = Trainer(setup)
+    _resume(trainer, inputs, options)
+    logger.info("training %s fold %s on %s: %d train / %d val cases, %d epochs x %d iterations, %s, "
+                "%d threads, %d data workers", inputs.configuration.name, fold, device, len(inputs.train_cases),
+                len(inputs.val_cases), options.epochs, options.iters_per_epoch,
+                setup.amp_dtype or "float32", used, workers)
+    return trainer
+
+
+def _rank_device(device: torch.device, context: ddp.DistributedContext) -> torch.device:
+    if device.type == "cuda" and context.enabled:
+        torch.cuda.set_device(context.local_rank)
+        return torch.device("cuda", context.local_rank)
+    return device
+
+
+def _spawned_rank(rank: int, world_size: int, init_method: str, data_root: DataRoot, dataset_name: str,
+                  configuration: str, fold: int | str, options: TrainingOptions) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(levelname)s rank{rank} %(name)s: %(message)s")
+    context = ddp.DistributedContext(rank=rank, world_size=world_size, local_rank=rank)
+    train_fold(data_root, dataset_name, configuration, fold, replace(options, num_gpus=1), distributed=context,
+               init_method=init_method)

@@ -1,0 +1,114 @@
+"""End-of-training validation: the fold's validation cases through the real sliding-window
+predictor, back to the original image grid, written as masks and probabilities, then evaluated.
+
+Writes into ``fold_<k>/validation/``: ``<case><file ending>`` (label map), ``<case>.npz``
+(float16 probabilities for find_best_configuration) and ``summary.json`` (+ per-case CSV).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from autolung.paths import DataRoot
+from autolung.training.options import TrainingOptions
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_FOLDER = "validation"
+
+
+class SoftmaxAsRegions(nn.Module):
+    """Makes a softmax network look like a sigmoid one to the predictor.
+
+    The predictor applies a sigmoid per channel; returning ``logit(softmax[1:])`` makes that
+    sigmoid yield the foreground class probabilities exactly.
+
+    Args:
+        network: a network with background + label channels.
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.network(x)
+        output = output[0] if isinstance(output, (list, tuple)) else output
+        probabilities = torch.softmax(output.float(), 1)[:, 1:].clamp(1e-6, 1 - 1e-6)
+        return torch.logit(probabilities)
+
+
+def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, dataset_name: str,
+                  device: torch.device, options: TrainingOptions) -> Path:
+    """Predict, restore, write and evaluate the validation cases of a trained fold.
+
+    Args:
+        network: the trained (bare) network.
+        inputs: the fold's :class:`~autolung.training.run.FoldInputs`.
+        data_root: the data root (reference labels come from ``raw/<dataset>/labelsTr``).
+        dataset_name: dataset name.
+        device: where to predict.
+        options: training options (loss kind, precision).
+
+    Returns:
+        The validation folder.
+    """
+    from autolung.inference.cv_outputs import save_cv_probabilities
+    from autolung.inference.sliding_window import predict_sliding_window
+    from autolung.io.geometry import ImageGeometry
+    from autolung.io.images import write_image
+    from autolung.preprocessing.restore import restore_to_original
+    from autolung.preprocessing.storage import PreprocessedDataset
+
+    plans, config = inputs.plans, inputs.configuration
+    folder = inputs.fold_folder / VALIDATION_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    network.deep_supervision = False
+    network.eval()
+    predictor_net = SoftmaxAsRegions(network) if options.loss == "ce_dice" else network
+    dataset = PreprocessedDataset(inputs.case_folder)
+    precision = "bfloat16" if _uses_bf16(device, options) else "float32"
+    for index, case_id in enumerate(inputs.val_cases):
+        data, _, properties = dataset.load(case_id, mmap=True)
+        probabilities = predict_sliding_window(predictor_net, np.array(data), config.patch_size,
+                                               mirror_axes=_mirror_axes(config.dim), device=device,
+                                               precision=precision)
+        restored = restore_to_original(probabilities, properties, config)
+        geometry = ImageGeometry.from_json(properties["original_geometry"])
+        labels = plans.region_mapping.probabilities_to_labels(restored)
+        write_image(labels, geometry, folder / f"{case_id}{plans.file_ending}")
+        save_cv_probabilities(folder, case_id, restored, geometry, plans.region_mapping)
+        logger.info("validation case %d/%d: %s", index + 1, len(inputs.val_cases), case_id)
+    _evaluate(folder, data_root, dataset_name, plans)
+    return folder
+
+
+def _uses_bf16(device: torch.device, options: TrainingOptions) -> bool:
+    from autolung.training.hardware import autocast_dtype
+
+    return autocast_dtype(device, options.precision) == torch.bfloat16
+
+
+def _mirror_axes(dim: int) -> tuple[int, ...]:
+    # 2D networks see (y, x) slices; mirroring z would only reorder slices.
+    return (1, 2) if dim == 2 else (0, 1, 2)
+
+
+def _evaluate(folder: Path, data_root: DataRoot, dataset_name: str, plans: object) -> None:
+    from autolung.evaluation.evaluate import evaluate_folders
+    from autolung.inference.best_configuration import evaluation_labels
+
+    references = data_root.raw / dataset_name / "labelsTr"
+    if not references.is_dir():
+        logger.warning("no reference labels at %s; validation predictions written but not evaluated", references)
+        return
+    summary = evaluate_folders(references, folder, labels=evaluation_labels(plans.region_mapping),
+                               output_json=folder / "summary.json")
+    mean = summary.get("mean") if isinstance(summary, dict) else None
+    logger.info("validation summary written to %s%s", folder / "summary.json",
+                f": {json.dumps(mean)[:300]}" if mean else "")

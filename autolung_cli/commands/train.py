@@ -1,0 +1,77 @@
+"""``autolung train``: train one fold of one configuration."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from autolung_cli.app import app
+from autolung_cli.common import data_root, dataset_name, dataset_option, root_option
+
+
+def _distributed_from_environment() -> object | None:
+    """The rank torchrun assigned to this process, or None when not launched by torchrun."""
+    from autolung.training.distributed import DistributedContext
+
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    world_size = int(os.environ["WORLD_SIZE"])
+    if world_size <= 1:
+        return None
+    return DistributedContext(rank=int(os.environ["RANK"]), world_size=world_size,
+                              local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+@app.command("train")
+def train(
+    dataset: str = dataset_option(),
+    configuration: str = typer.Option(..., "-c", "--configuration", help="Configuration: 2d, 3d_fullres, 3d_lowres."),
+    fold: str = typer.Option(..., "-f", "--fold", help="Fold 0-4, or 'all' to train on every case."),
+    planner: str = typer.Option("default", "--planner", help="Which plans to use (plans_<planner>.json)."),
+    epochs: int = typer.Option(1000, "--epochs", help="Number of epochs (an upper bound with --time-budget)."),
+    iters_per_epoch: int = typer.Option(250, "--iters-per-epoch", help="Training iterations per epoch."),
+    val_iters: int = typer.Option(50, "--val-iters", help="Validation iterations per epoch."),
+    time_budget: Optional[str] = typer.Option(
+        None, "--time-budget", help="Fit the whole schedule into this wall-clock time, e.g. 90s, 30m, 1.5h."),
+    device: str = typer.Option("auto", "--device", help="cpu, cuda, mps or auto."),
+    num_workers: Optional[int] = typer.Option(
+        None, "--num-workers", help="Augmentation worker processes (0 = in-process; default from the core count)."),
+    resume: bool = typer.Option(False, "--continue", help="Resume from checkpoint_latest.pt."),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Deterministic algorithms (slower)."),
+    compile_network: bool = typer.Option(False, "--compile", help="Use torch.compile."),
+    seed: int = typer.Option(12345, "--seed", help="Random seed."),
+    num_gpus: int = typer.Option(1, "--num-gpus", help="Spawn this many DDP processes (gloo on CPU)."),
+    loss: str = typer.Option("bce_dice", "--loss", help="bce_dice (sigmoid regions) or ce_dice (softmax)."),
+    no_validation: bool = typer.Option(False, "--no-final-validation",
+                                       help="Skip predicting the validation cases at the end."),
+    root: Optional[Path] = root_option(),
+) -> None:
+    """Train one fold: autolung train -d Dataset -c 3d_fullres -f 0."""
+    from autolung.training.options import TrainingOptions, parse_duration
+    from autolung.training.run import train_fold
+    from autolung.training.splits import parse_fold
+
+    resolved_root = data_root(root)
+    name = _dataset_name(dataset, resolved_root)
+    options = TrainingOptions(
+        epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
+        time_budget_s=parse_duration(time_budget) if time_budget else None, device=device, num_workers=num_workers,
+        resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
+        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True)
+    folder = train_fold(resolved_root, name, configuration, parse_fold(fold), options,
+                        distributed=_distributed_from_environment())
+    typer.echo(f"trained {configuration} fold {fold}: {folder}")
+
+
+def _dataset_name(dataset: str, root: object) -> str:
+    # A dataset may exist only under preprocessed/ (raw data elsewhere); accept its name as is.
+    from autolung.errors import InvalidInputError
+
+    try:
+        return dataset_name(dataset, root)
+    except InvalidInputError:
+        if (root.preprocessed / dataset).is_dir():
+            return dataset
+        raise
