@@ -21,6 +21,7 @@ def demo(
     device: str = typer.Option("auto", "--device", help="cpu, cuda, mps or auto."),
     disable_tta: bool = typer.Option(False, "--disable-tta", help="Predict without test-time mirroring."),
     num_processes: int = typer.Option(2, "-np", "--num-processes", help="Preprocessing processes."),
+    planner: str = typer.Option("cpu", "--planner", help="cpu (slim U-Net for CPUs) or default (GPU-sized)."),
 ) -> None:
     """Write demo data, plan, preprocess, train 3d_fullres fold 0, predict unseen cases, evaluate."""
     from autolung.demo import DemoOptions, run_demo
@@ -29,7 +30,7 @@ def demo(
 
     options = DemoOptions(num_cases=num_cases, num_unseen=num_unseen, seed=seed,
                           time_budget_s=parse_duration(time_budget), device=device, mirror=not disable_tta,
-                          num_processes=num_processes, progress=True)
+                          num_processes=num_processes, progress=True, planner=planner)
     result = run_demo(data_root(root), options)
     console = Console()
     console.print(summary_table(result.summary))
