@@ -25,7 +25,6 @@ def demo(
 ) -> None:
     """Write demo data, plan, preprocess, train 3d_fullres fold 0, predict unseen cases, evaluate."""
     from autolung.demo import DemoOptions, run_demo
-    from autolung.evaluation.report import summary_table
     from autolung.training.options import parse_duration
 
     options = DemoOptions(num_cases=num_cases, num_unseen=num_unseen, seed=seed,
@@ -33,7 +32,7 @@ def demo(
                           num_processes=num_processes, progress=True, planner=planner)
     result = run_demo(data_root(root), options)
     console = Console()
-    console.print(summary_table(result.summary))
+    console.print(demo_table(result.summary, _label_names(result.dataset_folder)))
     console.print(f"mean foreground Dice on {result.summary['num_cases']} unseen cases: "
                   f"{result.summary['mean_foreground_dice']:.3f}")
     console.print(f"model:       {result.fold_folder}")
@@ -41,6 +40,37 @@ def demo(
     console.print(f"overlays:    {result.overlays[0].parent if result.overlays else 'none'}")
     console.print(f"plots:       {result.fold_folder / 'progress.png'}")
     console.print(f"evaluation:  {result.summary_json}")
+
+
+def _label_names(dataset_folder: Path) -> dict[str, str]:
+    import json
+
+    labels = json.loads((dataset_folder / "dataset.json").read_text(encoding="utf-8")).get("labels", {})
+    return {str(value): str(name) for value, name in labels.items()}
+
+
+def _mean_std(stats: dict, digits: int = 3) -> str:
+    mean, std = stats.get("mean"), stats.get("std")
+    if mean is None or mean != mean:
+        return "n/a"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def demo_table(summary: dict, names: dict[str, str]):
+    """A narrow table (fits 80 columns): per class Dice, HD95, NSD and lesion detection."""
+    from rich.table import Table
+
+    table = Table(title=f"{summary['num_cases']} unseen cases (mean ± std; NSD at {summary['tolerance_mm']:g} mm)")
+    for column in ("class", "Dice", "HD95 mm", "NSD", "lesion sens.", "FP/case"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for key, stats in summary["per_class"].items():
+        lesions = summary.get("lesions", {}).get(key, {})
+        sensitivity, false_positives = lesions.get("lesion_sensitivity"), lesions.get("fp_per_case")
+        table.add_row(names.get(key, key), _mean_std(stats["dice"]), _mean_std(stats["hd95"], 1),
+                      _mean_std(stats["nsd"]),
+                      "n/a" if sensitivity is None else f"{sensitivity:.3f}",
+                      "n/a" if false_positives is None else f"{false_positives:.2f}")
+    return table
 
 
 @app.command("overlay")

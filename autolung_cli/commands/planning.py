@@ -87,7 +87,7 @@ def plan(
     root: Optional[Path] = root_option(),
     planner: str = typer.Option("default", "--planner", "-p", help="Planner name (entry point autolung.planners)."),
     gpu_memory_gb: Optional[float] = typer.Option(
-        None, "--gpu-memory-gb", min=0.5, help="GPU memory budget in GB (default: the planner's, 8; resenc_l 24)."),
+        None, "--gpu-memory-gb", min=0.1, help="GPU memory budget in GB (default: the planner's: 8; resenc_l 24; cpu 0.25)."),
     patch_size: Optional[str] = typer.Option(
         None, "--patch-size", help="Force the patch: Z Y X for 3D configurations, Y X for 2d."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Force the batch size."),
