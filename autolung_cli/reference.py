@@ -12,7 +12,7 @@ from autolung_cli.app import _register_commands, app
 def _format_param(param) -> str:
     # typer vendors its own click, so parameters are told apart by their type name, not by class.
     if param.param_type_name == "argument":
-        return f"| `{param.human_readable_name}` | argument | {'required' if param.required else 'optional'} |"
+        return f"| `{param.name.upper()}` | argument | {'required' if param.required else 'optional'} |"
     names = ", ".join(f"`{name}`" for name in (*param.opts, *param.secondary_opts))
     help_text = (getattr(param, "help", None) or "").replace("|", "\\|").replace("\n", " ")
     default = param.default

@@ -5,7 +5,6 @@ import contextlib
 from pathlib import Path
 from typing import List, Optional
 
-import torch
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -97,6 +96,8 @@ def predict_command(
     from autolung.inference.sources import select_models
 
     if threads:
+        import torch  # imported here: every other command starts faster without it
+
         torch.set_num_threads(threads)
     configurations = split_values(configurations)
     fold_numbers = [_fold(v) for v in split_values(folds)] or None
