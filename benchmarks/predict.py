@@ -32,7 +32,7 @@ import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
 SCANS = REPO.parent / "shared" / "data" / "NSCLC_LungCT" / "imagesTr"
-NNUNET_VENV = Path("/root/.cache/nnunet-reference-venv")
+NNUNET_VENV = Path(os.environ.get("NNUNET_VENV", "~/.cache/nnunet-reference-venv")).expanduser()
 DATASET_ID = 987
 DATASET = f"Dataset{DATASET_ID}_PredictBench"
 TRAINER_FOLDER = "nnUNetTrainer__nnUNetPlans__3d_fullres"
