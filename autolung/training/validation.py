@@ -14,33 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from autolung.inference.model import SoftmaxAsSigmoidLogits
 from autolung.paths import DataRoot
 from autolung.training.options import TrainingOptions
 
 logger = logging.getLogger(__name__)
 
 VALIDATION_FOLDER = "validation"
-
-
-class SoftmaxAsRegions(nn.Module):
-    """Makes a softmax network look like a sigmoid one to the predictor.
-
-    The predictor applies a sigmoid per channel; returning ``logit(softmax[1:])`` makes that
-    sigmoid yield the foreground class probabilities exactly.
-
-    Args:
-        network: a network with background + label channels.
-    """
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output = self.network(x)
-        output = output[0] if isinstance(output, (list, tuple)) else output
-        probabilities = torch.softmax(output.float(), 1)[:, 1:].clamp(1e-6, 1 - 1e-6)
-        return torch.logit(probabilities)
 
 
 def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, dataset_name: str,
@@ -70,7 +50,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
     folder.mkdir(parents=True, exist_ok=True)
     network.deep_supervision = False
     network.eval()
-    predictor_net = SoftmaxAsRegions(network) if options.loss == "ce_dice" else network
+    predictor_net = SoftmaxAsSigmoidLogits(network) if options.loss == "ce_dice" else network
     dataset = PreprocessedDataset(inputs.case_folder)
     precision = "bfloat16" if _uses_bf16(device, options) else "float32"
     for index, case_id in enumerate(inputs.val_cases):

@@ -40,9 +40,9 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
-        _fsync_file(tmp)
+        _fsync(tmp)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        _fsync(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -60,16 +60,8 @@ def _full_suffix(path: Path) -> str:
     return suffixes if len(suffixes) <= 12 else path.suffix
 
 
-def _fsync_file(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _fsync_dir(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to disk (best effort: not every FS allows it)."""
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:

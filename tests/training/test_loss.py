@@ -100,10 +100,10 @@ def test_channels_back_to_labels():
 
 
 def test_softmax_network_looks_like_sigmoid_regions_to_the_predictor():
-    from autolung.training.validation import SoftmaxAsRegions
+    from autolung.inference.model import SoftmaxAsSigmoidLogits
 
     logits = torch.randn(2, 3, 4, 4)
-    wrapped = SoftmaxAsRegions(torch.nn.Identity())
+    wrapped = SoftmaxAsSigmoidLogits(torch.nn.Identity())
     assert torch.allclose(torch.sigmoid(wrapped(logits)), torch.softmax(logits, 1)[:, 1:], atol=1e-5)
 
 
