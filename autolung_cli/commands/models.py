@@ -11,6 +11,7 @@ from rich.console import Console
 from autolung.errors import InvalidInputError
 from autolung_cli.app import app
 from autolung_cli.common import data_root, root_option
+from autolung_cli.multivalue import multi_value_command
 
 _console = Console(stderr=True)
 
@@ -28,7 +29,8 @@ def _configuration_folders(results_dataset: Path, configurations: Optional[List[
     return found
 
 
-@app.command("export_model", help="Bundle trained folds, plans and postprocessing into one zip with checksums.")
+@app.command("export_model", help="Bundle trained folds, plans and postprocessing into one zip with checksums.",
+             cls=multi_value_command("-c", "--configuration", "-f", "--folds"))
 def export_model_command(
     dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset name (its folder under results/)."),
     configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",

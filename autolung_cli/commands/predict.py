@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from autolung.errors import InvalidInputError
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_name, root_option
+from autolung_cli.multivalue import multi_value_command
 
 _console = Console(stderr=True)
 FORMAT_ENDINGS = {"nii.gz": ".nii.gz", "nii": ".nii", "nrrd": ".nrrd", "mha": ".mha", "png": ".png"}
@@ -65,17 +66,18 @@ def _ending(output_format: Optional[str]) -> Optional[str]:
     return FORMAT_ENDINGS[output_format]
 
 
-@app.command("predict", help="Segment images with trained models (folds averaged, test-time mirroring).")
+@app.command("predict", help="Segment images with trained models (folds averaged, test-time mirroring).",
+             cls=multi_value_command("-c", "--configuration", "-f", "--folds"))
 def predict_command(
     input_path: Path = typer.Option(..., "-i", "--input", help="Image file, folder of images, DICOM series folder, "
                                                                "or folder of DICOM series folders."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder (not the input folder)."),
     dataset: Optional[str] = typer.Option(None, "-d", "--dataset", help="Dataset whose trained models to use."),
     configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",
-                                                       help="Configuration(s) (repeat -c, or a,b); "
+                                                       help="Configuration(s) (-c 2d 3d_fullres, or a,b); "
                                                             "default: the stored best choice."),
     folds: Optional[List[str]] = typer.Option(None, "-f", "--folds",
-                                              help="Folds to average (repeat -f, or 0,1,2); default: all."),
+                                              help="Folds to average (-f 0 1 2, or 0,1,2); default: all."),
     planner: str = typer.Option("default", "--planner", help="Planner of the trained configuration."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model bundle (.zip) or extracted model folder."),
     disable_tta: bool = typer.Option(False, "--disable-tta", help="No test-time mirroring (about 8x faster in 3D)."),
@@ -138,7 +140,7 @@ def ensemble_command(
     _console.print(f"{len(written)} masks in {output}")
 
 
-@app.command("find_best_configuration",
+@app.command("find_best_configuration", cls=multi_value_command("-c", "--configuration"),
              help="Choose configuration(s) and postprocessing from cross-validation; writes inference_choice.json.")
 def find_best_configuration_command(
     dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset name or folder."),

@@ -96,3 +96,21 @@ def test_second_predict_into_a_locked_folder_is_refused(tmp_path):
         holder.kill()
         holder.wait()
     assert os.listdir(output) == [LOCK_NAME]
+
+
+def test_folds_after_one_flag_equal_the_comma_form(tmp_path, data_root):
+    import numpy as np
+
+    results = data_root.results_dataset("Tiny_CT")
+    write_fake_model(results / "3d_fullres__default", tiny_plans(), folds=(0, 1), bias=0.4)
+    images = tmp_path / "images"
+    images.mkdir()
+    sitk.WriteImage(make_case((8, 20, 20), seed=1)[0], str(images / "c1_0000.nii.gz"))
+    outputs = {}
+    for name, folds in (("spaced", ["-f", "0", "1"]), ("comma", ["-f", "0,1"])):
+        result = runner.invoke(app, ["predict", "-i", str(images), "-o", str(tmp_path / name), "-d", "Tiny_CT",
+                                     "-c", "3d_fullres", *folds, "--disable-tta", "--no-progress",
+                                     "--root", str(data_root.root)])
+        assert result.exit_code == 0, result.output
+        outputs[name] = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name / "c1.nii.gz")))
+    assert np.array_equal(outputs["spaced"], outputs["comma"])
