@@ -31,3 +31,15 @@ class UnsafeFileError(AutolungError):
 
 class LockedError(AutolungError):
     """Another live process holds the lock on an output folder."""
+
+
+class WriteFailedError(AutolungError, OSError):
+    """A file could not be written (disk full, read-only folder, no permission).
+
+    Still an ``OSError`` (with ``errno`` set) for callers that catch those; the target file was
+    left as it was.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, errno: int | None = None) -> None:
+        AutolungError.__init__(self, message, path)
+        self.errno = errno

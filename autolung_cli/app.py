@@ -67,7 +67,13 @@ def main() -> None:
     except Exception as exc:
         if debug:
             raise
-        typer.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # A file-system refusal outside an atomic write (a read-only output folder, a missing
+            # permission): still one line naming the file.
+            typer.echo(f"error: {exc.filename}: {(exc.strerror or str(exc)).lower()}", err=True)
+        else:
+            typer.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                       err=True)
         sys.exit(1)
 
 

@@ -18,7 +18,7 @@ from autolung.dataset.spec import LAYOUT_MSD, LAYOUT_NNUNET, CaseFiles, DatasetS
 from autolung.errors import InvalidInputError
 from autolung.io.compare import geometry_differences
 from autolung.io.geometry import ImageGeometry
-from autolung.io.images import read_image, read_label
+from autolung.io.images import read_image, read_label, refuse_nonfinite
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,14 @@ def read_case(spec: DatasetSpec, case: CaseFiles) -> tuple[np.ndarray, np.ndarra
     differences = geometry_differences(geometry, label_geometry)
     if differences:
         raise InvalidInputError("; ".join(differences), path=case.label)
+    if any(tuple(getattr(geometry, key)) != tuple(getattr(label_geometry, key))
+           for key in ("spacing", "origin", "direction")):
+        logger.warning("%s: geometry differs from the image's by float noise only; using the image's",
+                       case.label)
+    undeclared = sorted(set(np.unique(label).tolist()) - spec.declared_label_values)
+    if undeclared:
+        raise InvalidInputError(f"label holds value(s) {undeclared} that dataset.json does not declare "
+                                f"(declared: {sorted(spec.declared_label_values)})", path=case.label)
     return image, label, geometry
 
 
@@ -107,6 +115,7 @@ def _read_channels(spec: DatasetSpec, case: CaseFiles) -> tuple[np.ndarray, Imag
     reference: ImageGeometry | None = None
     for path in case.images:
         data, geometry = read_image(path, expected_channels=per_file)
+        refuse_nonfinite(path, data, geometry)
         if reference is None:
             reference = geometry
         else:

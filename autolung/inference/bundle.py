@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import stat
 import tempfile
@@ -33,6 +34,8 @@ from autolung.inference.model import CHECKPOINT_NAME, POSTPROCESSING_FILE, avail
 from autolung.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
+
+STAGING_PREFIX = ".autolung-install-"
 
 MANIFEST = "manifest.json"
 BUNDLE_FORMAT = "autolung-model"
@@ -221,7 +224,8 @@ def install_model(bundle: str | Path, results_folder: str | Path, overwrite: boo
     """
     bundle, results_folder = Path(bundle), Path(results_folder)
     results_folder.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".autolung-install-", dir=results_folder))
+    _remove_dead_stagings(results_folder)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=results_folder))
     try:
         manifest = extract_bundle(bundle, staging)
         dataset = str(manifest.get("dataset_name", ""))
@@ -238,10 +242,34 @@ def install_model(bundle: str | Path, results_folder: str | Path, overwrite: boo
     return destination
 
 
+def _remove_dead_stagings(results_folder: Path) -> None:
+    """Delete staging folders of installs that were killed (their process is gone)."""
+    from autolung.utils.locking import _process_alive
+
+    for leftover in results_folder.glob(f"{STAGING_PREFIX}*"):
+        pid = leftover.name[len(STAGING_PREFIX):].split("-", 1)[0]
+        if leftover.is_dir() and (not pid.isdigit() or not _process_alive(int(pid))):
+            logger.warning("removing %s, left by an install that was interrupted", leftover)
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    """True when two folders hold the same relative file names with the same bytes."""
+    import filecmp
+
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    return files_a == files_b and all(filecmp.cmp(a / f, b / f, shallow=False) for f in files_a)
+
+
 def _move_into_place(staging: Path, destination: Path, names: list[str], overwrite: bool, bundle: Path) -> None:
     for name in names:
         if PurePosixPath(name).name != name or not (staging / name).is_dir():
             raise UnsafeFileError(f"configuration {name!r} of the manifest is not in the bundle", path=bundle)
+        if (destination / name).exists() and not overwrite and _same_tree(staging / name, destination / name):
+            # Installed before (maybe by a run that was interrupted later): identical, so finish the job.
+            logger.info("%s is already installed with identical files", destination / name)
+            continue
         if (destination / name).exists() and not overwrite:
             raise InvalidInputError(f"{name} is already installed; pass --overwrite to replace it",
                                     path=destination / name)

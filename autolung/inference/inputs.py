@@ -73,12 +73,13 @@ def read_input_case(case: InputCase, expected_channels: int | None = None) -> tu
     Returns:
         The image and its geometry.
     """
-    from autolung.io.images import read_image
+    from autolung.io.images import read_image, refuse_nonfinite
 
     per_file = expected_channels if len(case.sources) == 1 else 1
     arrays, geometry = [], None
     for source in case.sources:
         array, source_geometry = read_image(source, expected_channels=per_file)
+        refuse_nonfinite(source, array, source_geometry)
         if geometry is not None and tuple(source_geometry.shape) != tuple(geometry.shape):
             raise InvalidInputError(f"channel shape {source_geometry.shape} differs from {geometry.shape}",
                                     path=source)
@@ -86,7 +87,20 @@ def read_input_case(case: InputCase, expected_channels: int | None = None) -> tu
         arrays.append(np.asarray(array, dtype=np.float32))
     assert geometry is not None
     image = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+    _check_input_image(case, image, expected_channels)
     return image, geometry
+
+
+def _check_input_image(case: InputCase, image: np.ndarray, expected_channels: int | None) -> None:
+    """Refuse, naming the file, what a network cannot segment: wrong channels or a 1-voxel axis."""
+    where = case.sources[0] if len(case.sources) == 1 else case.sources[0].parent
+    if expected_channels is not None and image.shape[0] != expected_channels:
+        raise InvalidInputError(f"image has {image.shape[0]} channel(s) (shape {tuple(image.shape[1:])} each) but "
+                                f"the model expects {expected_channels}; is it a 4D file where 3D is expected?",
+                                path=where)
+    if min(image.shape[2:]) <= 1:
+        raise InvalidInputError(f"image is degenerate: only 1 voxel along an in-plane axis "
+                                f"(shape {tuple(image.shape[1:])})", path=where)
 
 
 def mask_ending(case: InputCase) -> str:

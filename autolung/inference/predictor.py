@@ -8,6 +8,7 @@ re-running skips finished cases unless ``overwrite`` is set.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import sys
@@ -261,11 +262,18 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
     input_path, output_folder = Path(input_path), Path(output_folder)
     check_output_folder(input_path, output_folder)
     cases = discover_cases(input_path)
+    created = not output_folder.exists()
     output_folder.mkdir(parents=True, exist_ok=True)
-    # A second run into the same folder would delete this run's temporary files.
-    with folder_lock(output_folder, "predict"):
-        remove_partial_files(output_folder)
-        return _predict_cases(cases, output_folder, models, options, progress)
+    try:
+        # A second run into the same folder would delete this run's temporary files.
+        with folder_lock(output_folder, "predict"):
+            remove_partial_files(output_folder)
+            return _predict_cases(cases, output_folder, models, options, progress)
+    except BaseException:
+        if created:  # a run that failed before writing anything leaves no empty folder behind
+            with contextlib.suppress(OSError):
+                output_folder.rmdir()
+        raise
 
 
 def _predict_cases(cases: list, output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from autolung.errors import InvalidInputError
+from autolung.errors import InvalidInputError, WriteFailedError
 from autolung.io.dicom import is_dicom_folder, read_dicom_series
 from autolung.io.formats import (
     DETACHED_HEADER_ENDINGS,
@@ -38,7 +38,7 @@ from autolung.utils.atomic import atomic_path, is_partial_file
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "image_files_in", "is_dicom_folder", "read_geometry", "read_image", "read_label", "write_image",
+    "image_files_in", "is_dicom_folder", "read_geometry", "read_image", "read_label", "refuse_nonfinite", "write_image",
 ]
 
 _CHANNEL_SUFFIX = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
@@ -162,8 +162,11 @@ def write_image(array: np.ndarray, geometry: ImageGeometry, path: str | Path) ->
     if ending in DETACHED_HEADER_ENDINGS:
         _write_detached(image, path)
     else:
-        with atomic_path(path) as tmp:
-            sitk.WriteImage(image, str(tmp), useCompression=True)
+        try:
+            with atomic_path(path) as tmp:
+                sitk.WriteImage(image, str(tmp), useCompression=True)
+        except RuntimeError as exc:  # ITK reports a failed write (a full disk) as RuntimeError
+            raise WriteFailedError(f"cannot write image: {short_reason(exc)}", path=path) from exc
     return path
 
 
@@ -266,3 +269,24 @@ def _add_channelled_case(case: str, channels: dict[int, Path], cases: dict[str, 
         raise InvalidInputError(f"case {case!r} appears both as {cases[case][0].name} and as channel files",
                                 path=folder)
     cases[case] = [channels[c] for c in expected]
+
+
+def refuse_nonfinite(path: str | Path, array: np.ndarray, geometry: ImageGeometry) -> None:
+    """Raise when an image holds NaN/Inf voxels, including those ITK's NIfTI reader hides as zeros.
+
+    Args:
+        path: the file the array was read from (named in the error).
+        array: the array ``read_image`` returned.
+        geometry: its geometry (``file_format`` decides whether the stored values are checked).
+
+    Raises:
+        InvalidInputError: NaN or Inf voxels found.
+    """
+    from autolung.io.nifti_check import count_nonfinite_voxels
+
+    bad = int(array.size - np.count_nonzero(np.isfinite(array))) if array.dtype.kind == "f" else 0
+    if not bad and geometry.file_format == "nifti" and Path(path).is_file():
+        bad = count_nonfinite_voxels(Path(path))
+    if bad:
+        raise InvalidInputError(f"image holds {bad} NaN/Inf voxel(s); replace them before using the image",
+                                path=path)

@@ -7,6 +7,7 @@ or as a vector image (one component per channel); both become the C axis.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,16 @@ def short_reason(exc: BaseException) -> str:
         return type(exc).__name__
     flagged = [line for line in lines if "ERROR" in line or "Unable" in line or "Could not" in line]
     line = (flagged or lines)[-1]
+    following = lines[lines.index(line) + 1:]
     # ITK prefixes "itk::ERROR: ImageFileReader(0x...): " which only adds noise.
     if "):" in line:
         line = line.split("):", 1)[1].strip() or line
+    # "Error reading <file>:" is followed by the reader's own lines ("[nrrd] _func: reason"); the
+    # last of them says what is wrong.
+    if line.endswith(":") and following:
+        detail = re.sub(r"^\[\w+\]\s*\w*:\s*", "", following[-1]).strip()
+        if detail:
+            line = f"{line} {detail}"
     return line[:200]
 
 

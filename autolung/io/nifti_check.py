@@ -104,7 +104,10 @@ def count_nonfinite_voxels(path: Path) -> int:
     """
     import nibabel  # only verify needs this, and only for float NIfTI files
 
-    stored = np.asanyarray(nibabel.load(str(path)).dataobj)
+    loaded = nibabel.load(str(path))
+    if loaded.get_data_dtype().kind not in "fc":  # from the header: integer files need no full read
+        return 0
+    stored = np.asanyarray(loaded.dataobj)
     if stored.dtype.kind not in "fc":
         return 0
     return int(stored.size - np.count_nonzero(np.isfinite(stored)))

@@ -18,7 +18,8 @@ import multiprocessing
 import os
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,10 +188,26 @@ def _execute(spec: Any, plans: Plans, folders: dict[str, Path], tasks: list[_Tas
 def _collect(pool: ProcessPoolExecutor, futures: dict[Future, _Task]) -> Iterator[tuple[str, list[str]]]:
     try:
         for future in as_completed(futures):
+            if not future.cancelled() and isinstance(future.exception(), BrokenProcessPool):
+                _raise_worker_died(pool, futures)
             yield _run_task(future.result, futures[future])
     finally:
         # On a failure (or an abandoned iterator) drop the queued cases instead of finishing them.
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _raise_worker_died(pool: ProcessPoolExecutor, futures: dict[Future, _Task]) -> None:
+    """A worker vanished (killed, out of memory, a crash in native code): every unfinished future
+    fails the same way, so name the cases that were in flight (the first unfinished, in order)."""
+    wait(futures, timeout=10)  # the pool fails every unfinished future; let it finish doing so
+    broken = [task for future, task in futures.items()
+              if future.done() and not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)]
+    in_flight = broken[:max(1, getattr(pool, "_max_workers", 1))]
+    names = ", ".join(task.case.case_id for task in in_flight)
+    logger.error("a preprocessing worker process died abruptly while the cases %s were in flight", names)
+    raise PreprocessingError(f"a worker process died abruptly (killed, out of memory, or a crash in native code) "
+                             f"while preprocessing one of: {names}; rerun with -np 1 to see which",
+                             path=(in_flight[0].case.images or [None])[0])
 
 
 def _run_task(call: Callable[[], list[str]], task: _Task) -> tuple[str, list[str]]:

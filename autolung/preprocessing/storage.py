@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from autolung.errors import InvalidInputError
-from autolung.utils.atomic import TEMP_MARKER, is_partial_file
+from autolung.utils.atomic import TEMP_MARKER, is_partial_file, raise_if_write_failed
 
 logger = logging.getLogger(__name__)
 
@@ -90,16 +90,22 @@ def _cache_file(target: Path) -> Iterator[BinaryIO]:
     leaves either nothing or a complete file; after a power loss a file may be truncated, which
     :func:`is_case_complete` detects from the .npy header, so the case is redone.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f"{TEMP_MARKER}{target.stem}-", suffix=target.suffix, dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"{TEMP_MARKER}{target.stem}-", suffix=target.suffix, dir=target.parent)
+    except OSError as exc:
+        raise_if_write_failed(exc, target)
+        raise
     try:
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             yield handle
         os.replace(name, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
+        if isinstance(exc, OSError):  # a full disk or read-only folder: one line naming the file
+            raise_if_write_failed(exc, target)
         raise
 
 

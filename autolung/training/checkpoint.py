@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from autolung import __version__
-from autolung.errors import AutolungError
+from autolung.errors import AutolungError, WriteFailedError
 from autolung.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -76,8 +76,13 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     Returns:
         None.
     """
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as exc:  # torch reports a failed write (a full disk) as RuntimeError
+        reason = " ".join(str(exc).split())[:160]
+        raise WriteFailedError(f"cannot write the checkpoint ({reason}); is the disk full? "
+                               f"the previous {path.name}, if any, was kept", path=path) from exc
     logger.debug("saved %s", path)
 
 

@@ -6,6 +6,7 @@ when the process is killed mid-write.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from autolung.errors import WriteFailedError
 
 TEMP_MARKER = ".partial-"
 
@@ -30,10 +33,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         temporary file is removed and ``target`` is left untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Keep the real suffix last so libraries that pick a format by extension still work.
-    fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_MARKER}{target.stem}-", suffix=_full_suffix(target),
-                                    dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Keep the real suffix last so libraries that pick a format by extension still work.
+        fd, tmp_name = tempfile.mkstemp(prefix=f"{TEMP_MARKER}{target.stem}-", suffix=_full_suffix(target),
+                                        dir=target.parent)
+    except OSError as exc:
+        raise_if_write_failed(exc, target)
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600; give the final file the permissions a plain open() would.
@@ -43,10 +50,25 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         _fsync(tmp)
         os.replace(tmp, target)
         _fsync(target.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise_if_write_failed(exc, target)
         raise
+
+
+# Errors that mean "this file cannot be written here", as opposed to, say, a missing input.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+def raise_if_write_failed(exc: OSError, target: Path) -> None:
+    """Re-raise a disk-full / read-only / permission error as one clear line naming ``target``."""
+    if isinstance(exc, WriteFailedError) or exc.errno not in _WRITE_ERRNOS:
+        return
+    reason = os.strerror(exc.errno).lower()
+    raise WriteFailedError(f"cannot write: {reason}; the file was left as it was", path=target,
+                           errno=exc.errno) from exc
 
 
 def _current_umask() -> int:

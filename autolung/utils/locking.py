@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from autolung.errors import LockedError
+from autolung.errors import LockedError, WriteFailedError
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ def _try_create(lock: Path, purpose: str) -> bool:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
+    except OSError as exc:
+        raise WriteFailedError(f"cannot create the lock file: {os.strerror(exc.errno or 0).lower()}; "
+                               f"is the folder read-only?", path=lock.parent, errno=exc.errno) from exc
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(payload)
     return True

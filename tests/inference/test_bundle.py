@@ -67,6 +67,10 @@ def test_export_strips_training_state_and_installs(tmp_path, bundle):
     checkpoint = load_checkpoint(installed / CONFIG / "fold_1" / "checkpoint_final.pt")
     assert "optimizer_state" not in checkpoint and "network_weights" in checkpoint
     assert load_trained_model(installed / CONFIG).folds == [1]
+    # The identical bundle again (e.g. rerunning an install that was killed): accepted, nothing changes.
+    assert install_model(bundle, tmp_path / "root" / "results") == installed
+    # Different files under the same configuration name: refused without --overwrite.
+    (installed / CONFIG / "fold_1" / "notes.txt").write_text("local change")
     with pytest.raises(Exception, match="already installed"):
         install_model(bundle, tmp_path / "root" / "results")
 
