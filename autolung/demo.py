@@ -7,6 +7,7 @@ continues where it stopped.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,8 +76,6 @@ def _ensure_dataset(folder: Path, num_cases: int, seed: int) -> Path:
         return folder
     if folder.exists():
         # dataset.json is written last, so a folder without it is an interrupted earlier write.
-        import shutil
-
         shutil.rmtree(folder)
     return write_demo_dataset(folder, num_cases=num_cases, seed=seed)
 

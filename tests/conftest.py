@@ -1,8 +1,10 @@
 """Shared fixtures: data roots, the real sets in ../shared/data, and tiny generated datasets."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +74,36 @@ def write_tiny_msd(folder: Path, num_cases: int = 4, shape=(12, 32, 32)) -> Path
 @pytest.fixture
 def tiny_msd(data_root: DataRoot) -> Path:
     return write_tiny_msd(data_root.raw / "Tiny_CT")
+
+
+def write_dicom_series(folder: Path, series_uid: str, z_positions: list[float], prefix: str = "slice") -> None:
+    """A tiny CT series: one 8x8 int16 slice per z position, with the tags ITK sorts by."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for index, z in enumerate(z_positions):
+        pixels = np.full((8, 8), index * 10, dtype=np.int16)
+        image = sitk.GetImageFromArray(pixels)
+        image.SetSpacing((0.5, 0.5))
+        for tag, value in {
+            "0008|0060": "CT", "0020|000d": "1.2.3.4", "0020|000e": series_uid,
+            "0008|0018": f"{series_uid}.{index + 1}", "0020|0013": str(index + 1),
+            "0020|0032": f"0\\0\\{z}", "0020|0037": "1\\0\\0\\0\\1\\0", "0028|0030": "0.5\\0.5",
+        }.items():
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{prefix}_{index:03d}.dcm"))
+        writer.Execute(image)
+
+
+def run_cli_group(group: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run ``autolung <args>`` through the real entry point (error handling included), with only
+    the command module ``autolung_cli.commands.<group>`` registered; return the exit code."""
+    app_module = importlib.import_module("autolung_cli.app")
+    monkeypatch.setattr(app_module, "_register_commands",
+                        lambda: importlib.import_module(f"autolung_cli.commands.{group}"))
+    monkeypatch.setattr(sys, "argv", ["autolung", *args])
+    try:
+        app_module.main()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import shared_dataset, write_tiny_msd
+from conftest import shared_dataset, write_tiny_msd, run_cli_group
 
 from autolung.convert import PairsOptions, convert_layout, convert_pairs, convert_slices, export_pairs, parse_labels
 from autolung.dataset.layout import load_dataset, read_case
@@ -324,32 +322,19 @@ def test_real_msd_hippocampus_layout_round_trip_and_slices(tmp_path):
     assert len(kept) == int(volume_label.any(axis=(1, 2)).sum())
 
 
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """Run ``autolung <args>`` through the real entry point; return the exit code."""
-    app_module = importlib.import_module("autolung_cli.app")
-    monkeypatch.setattr(app_module, "_register_commands",
-                        lambda: importlib.import_module("autolung_cli.commands.data_tools"))
-    monkeypatch.setattr(sys, "argv", ["autolung", *args])
-    try:
-        app_module.main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def test_cli_convert_pairs_then_layout_and_refusal(tmp_path, monkeypatch, capsys):
     source = pairs_folder(tmp_path / "pairs", cases=2)
     out = tmp_path / "root" / "raw" / "Lungs"
     args = ["convert", "pairs", "-i", str(source), "--image-pattern", "{case}_img.nii.gz",
             "--mask-pattern", "masks/{case}_mask.nii.gz", "-o", str(out), "--labels", "background=0", "lung=1", "tumour=2",
             "--channel-name", "CT", "--no-progress"]
-    assert run_cli(args, monkeypatch) == 0
+    assert run_cli_group("data_tools", args, monkeypatch) == 0
     assert json.loads((out / "dataset.json").read_text())["labels"]["tumour"] == 2
-    assert run_cli(args, monkeypatch) == 1
+    assert run_cli_group("data_tools", args, monkeypatch) == 1
     assert "not empty (pass --overwrite" in capsys.readouterr().err
     msd = tmp_path / "Lungs_msd"
-    assert run_cli(["convert", "layout", "-i", "Lungs", "--root", str(tmp_path / "root"), "-o", str(msd),
+    assert run_cli_group("data_tools", ["convert", "layout", "-i", "Lungs", "--root", str(tmp_path / "root"), "-o", str(msd),
                     "--to", "msd", "--no-progress"], monkeypatch) == 0
     assert load_dataset(msd).case_ids == ["pt00", "pt01"]
-    assert run_cli(["convert", "slices", "-i", str(msd), "-o", str(msd / "sub"), "--no-progress"], monkeypatch) == 1
+    assert run_cli_group("data_tools", ["convert", "slices", "-i", str(msd), "-o", str(msd / "sub"), "--no-progress"], monkeypatch) == 1
     assert "lies inside the input" in capsys.readouterr().err

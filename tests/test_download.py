@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import io
 import json
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -14,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import run_cli_group
 
 from autolung.datasets_remote import resolve_remote_dataset
 from autolung.datasets_remote.archive import extract_archive
@@ -113,20 +112,6 @@ def msd_tar(extra: list[tarfile.TarInfo] | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def run_cli(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
-    """Run ``autolung <args>`` through the real entry point (error handling included); return the exit code."""
-    app_module = importlib.import_module("autolung_cli.app")
-    # Only this group: other command modules are developed in parallel and are not under test here.
-    monkeypatch.setattr(app_module, "_register_commands",
-                        lambda: importlib.import_module("autolung_cli.commands.data_tools"))
-    monkeypatch.setattr(sys, "argv", ["autolung", *args])
-    try:
-        app_module.main()
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
 def download_args(url: str, root: Path, md5: str) -> list[str]:
     return ["download", "Decathlon_Lung", "--root", str(root), "--url", url, "--md5", md5, "--no-progress"]
 
@@ -139,7 +124,7 @@ def leftovers(root: Path) -> list[str]:
 def test_good_archive_is_installed_without_top_folder_or_macos_files(server, tmp_path, monkeypatch, capsys):
     url, state = server
     state.payload = msd_tar()
-    code = run_cli(download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch)
+    code = run_cli_group("data_tools", download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch)
     assert code == 0
     target = tmp_path / "raw" / "Decathlon_Lung"
     assert json.loads((target / "dataset.json").read_text())["numTraining"] == 2
@@ -157,11 +142,11 @@ def test_progress_bar_and_kept_archive_is_reused(server, tmp_path, monkeypatch, 
     state.payload = msd_tar()
     md5 = hashlib.md5(state.payload).hexdigest()
     args = ["download", "Task06_Lung", "--root", str(tmp_path), "--url", url, "--md5", md5, "--keep-archive"]
-    assert run_cli(args, monkeypatch) == 0
+    assert run_cli_group("data_tools", args, monkeypatch) == 0
     assert (tmp_path / "downloads" / "Task06_Lung.tar").read_bytes() == state.payload
     assert "unpack" in capsys.readouterr().err  # the rich bars render on stderr
     state.range_headers.clear()
-    assert run_cli([*args, "--overwrite"], monkeypatch) == 0
+    assert run_cli_group("data_tools", [*args, "--overwrite"], monkeypatch) == 0
     assert state.range_headers == []  # verified local copy, no new request
     assert (tmp_path / "raw" / "Task06_Lung" / "dataset.json").is_file()
 
@@ -170,7 +155,7 @@ def test_corrupted_archive_installs_nothing_and_removes_the_file(server, tmp_pat
     url, state = server
     good = msd_tar()
     state.payload = good[:600] + bytes([good[600] ^ 0xFF]) + good[601:]
-    code = run_cli(download_args(url, tmp_path, hashlib.md5(good).hexdigest()), monkeypatch)
+    code = run_cli_group("data_tools", download_args(url, tmp_path, hashlib.md5(good).hexdigest()), monkeypatch)
     assert code == 1
     assert "checksum mismatch" in capsys.readouterr().err
     assert leftovers(tmp_path) == []
@@ -182,7 +167,7 @@ def test_truncated_download_installs_nothing_then_resumes_on_rerun(server, tmp_p
     state.payload = msd_tar()
     md5 = hashlib.md5(state.payload).hexdigest()
     state.truncate_after, state.truncate_times = 1000, 99  # every attempt is cut short
-    assert run_cli(download_args(url, tmp_path, md5), monkeypatch) == 1
+    assert run_cli_group("data_tools", download_args(url, tmp_path, md5), monkeypatch) == 1
     assert "download incomplete" in capsys.readouterr().err
     assert leftovers(tmp_path) == []
     part = tmp_path / "downloads" / "Task06_Lung.tar.part"
@@ -190,7 +175,7 @@ def test_truncated_download_installs_nothing_then_resumes_on_rerun(server, tmp_p
 
     state.truncate_times = 0
     state.range_headers.clear()
-    assert run_cli(download_args(url, tmp_path, md5), monkeypatch) == 0
+    assert run_cli_group("data_tools", download_args(url, tmp_path, md5), monkeypatch) == 0
     assert state.range_headers == ["bytes=3000-"]
     assert leftovers(tmp_path) == ["Decathlon_Lung"]
 
@@ -199,7 +184,7 @@ def test_dropped_connection_is_resumed_within_one_run(server, tmp_path, monkeypa
     url, state = server
     state.payload = msd_tar()
     state.truncate_after, state.truncate_times = 2048, 1
-    assert run_cli(download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 0
+    assert run_cli_group("data_tools", download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 0
     assert state.range_headers == [None, "bytes=2048-"]
     assert state.bytes_sent == len(state.payload)  # nothing fetched twice
     assert (tmp_path / "raw" / "Decathlon_Lung" / "dataset.json").is_file()
@@ -211,7 +196,7 @@ def test_existing_part_file_is_resumed_with_a_range_request(server, tmp_path, mo
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     (downloads / "Task06_Lung.tar.part").write_bytes(state.payload[:5000])
-    assert run_cli(download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 0
+    assert run_cli_group("data_tools", download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 0
     assert state.range_headers == ["bytes=5000-"]
     assert state.bytes_sent == len(state.payload) - 5000
     assert (tmp_path / "raw" / "Decathlon_Lung" / "imagesTr" / "lung_002.nii.gz").read_bytes() == b"\x02" * 5000
@@ -224,7 +209,7 @@ def test_server_ignoring_range_restarts_from_zero(server, tmp_path, monkeypatch)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     (downloads / "Task06_Lung.tar.part").write_bytes(b"garbage" * 100)
-    assert run_cli(download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 0
+    assert run_cli_group("data_tools", download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 0
     assert (tmp_path / "raw" / "Decathlon_Lung" / "dataset.json").is_file()
 
 
@@ -235,17 +220,17 @@ def test_existing_dataset_is_kept_unless_overwrite(server, tmp_path, monkeypatch
     existing = tmp_path / "raw" / "Decathlon_Lung"
     existing.mkdir(parents=True)
     (existing / "mine.txt").write_text("keep")
-    assert run_cli(download_args(url, tmp_path, md5), monkeypatch) == 1
+    assert run_cli_group("data_tools", download_args(url, tmp_path, md5), monkeypatch) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert (existing / "mine.txt").read_text() == "keep"
-    assert run_cli([*download_args(url, tmp_path, md5), "--overwrite"], monkeypatch) == 0
+    assert run_cli_group("data_tools", [*download_args(url, tmp_path, md5), "--overwrite"], monkeypatch) == 0
     assert not (existing / "mine.txt").exists() and (existing / "dataset.json").is_file()
     assert leftovers(tmp_path) == ["Decathlon_Lung"]
 
 
 def test_http_error_is_reported(server, tmp_path, monkeypatch, capsys):
     url, _ = server
-    code = run_cli(download_args(url.replace(".tar", ".missing"), tmp_path, "0" * 32), monkeypatch)
+    code = run_cli_group("data_tools", download_args(url.replace(".tar", ".missing"), tmp_path, "0" * 32), monkeypatch)
     assert code == 1
     assert "HTTP 404" in capsys.readouterr().err
 
@@ -256,7 +241,7 @@ def test_archive_without_dataset_json_installs_nothing(server, tmp_path, monkeyp
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         _add_bytes(tar, "Task06_Lung/readme.txt", b"not a dataset")
     state.payload = buffer.getvalue()
-    assert run_cli(download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 1
+    assert run_cli_group("data_tools", download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 1
     assert "no dataset.json" in capsys.readouterr().err
     assert leftovers(tmp_path) == []
 
@@ -296,7 +281,7 @@ def test_unsafe_members_refuse_the_whole_archive(tmp_path, member):
 def test_unsafe_archive_via_cli_installs_nothing(server, tmp_path, monkeypatch, capsys):
     url, state = server
     state.payload = msd_tar(extra=[_special("Task06_Lung/link", tarfile.SYMTYPE, "../../x")])
-    assert run_cli(download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 1
+    assert run_cli_group("data_tools", download_args(url, tmp_path, hashlib.md5(state.payload).hexdigest()), monkeypatch) == 1
     assert "is a link" in capsys.readouterr().err
     assert leftovers(tmp_path) == []
 

@@ -6,30 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from autolung.errors import InvalidInputError
 from autolung.io.images import image_files_in, is_dicom_folder, read_image, read_label, write_image
-from conftest import shared_dataset
-
-
-def _write_series(folder: Path, series_uid: str, z_positions: list[float], prefix: str = "slice") -> None:
-    """A tiny CT series: one 8x8 int16 slice per z position, with the tags ITK sorts by."""
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for index, z in enumerate(z_positions):
-        pixels = np.full((8, 8), index * 10, dtype=np.int16)
-        image = sitk.GetImageFromArray(pixels)
-        image.SetSpacing((0.5, 0.5))
-        for tag, value in {
-            "0008|0060": "CT", "0020|000d": "1.2.3.4", "0020|000e": series_uid,
-            "0008|0018": f"{series_uid}.{index + 1}", "0020|0013": str(index + 1),
-            "0020|0032": f"0\\0\\{z}", "0020|0037": "1\\0\\0\\0\\1\\0", "0028|0030": "0.5\\0.5",
-        }.items():
-            image.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"{prefix}_{index:03d}.dcm"))
-        writer.Execute(image)
+from conftest import shared_dataset, write_dicom_series
 
 
 def test_real_dicom_series_equals_nifti_slices_43_to_66() -> None:
@@ -45,7 +25,7 @@ def test_real_dicom_series_equals_nifti_slices_43_to_66() -> None:
 
 
 def test_generated_series_reads_and_mask_is_written_as_nifti(tmp_path: Path) -> None:
-    _write_series(tmp_path / "ct", "1.2.3.4.5", [0.0, 2.0, 4.0, 6.0])
+    write_dicom_series(tmp_path / "ct", "1.2.3.4.5", [0.0, 2.0, 4.0, 6.0])
     array, geometry = read_image(tmp_path / "ct")
     assert array.shape == (1, 4, 8, 8)
     np.testing.assert_array_equal(array[0, :, 0, 0], [0, 10, 20, 30])
@@ -57,15 +37,15 @@ def test_generated_series_reads_and_mask_is_written_as_nifti(tmp_path: Path) -> 
 
 
 def test_folder_with_two_series_is_refused(tmp_path: Path) -> None:
-    _write_series(tmp_path / "mixed", "1.2.3.4.5", [0.0, 2.0, 4.0], prefix="a")
-    _write_series(tmp_path / "mixed", "1.2.3.4.6", [0.0, 2.0, 4.0], prefix="b")
+    write_dicom_series(tmp_path / "mixed", "1.2.3.4.5", [0.0, 2.0, 4.0], prefix="a")
+    write_dicom_series(tmp_path / "mixed", "1.2.3.4.6", [0.0, 2.0, 4.0], prefix="b")
     with pytest.raises(InvalidInputError, match="mixes 2 DICOM series") as info:
         read_image(tmp_path / "mixed")
     assert info.value.path == tmp_path / "mixed"
 
 
 def test_series_with_a_missing_slice_is_refused(tmp_path: Path) -> None:
-    _write_series(tmp_path / "gap", "1.2.3.4.5", [0.0, 2.0, 4.0, 8.0, 10.0])
+    write_dicom_series(tmp_path / "gap", "1.2.3.4.5", [0.0, 2.0, 4.0, 8.0, 10.0])
     with pytest.raises(InvalidInputError, match="uneven slice spacing"):
         read_image(tmp_path / "gap")
 
@@ -80,7 +60,7 @@ def test_folder_without_dicom_is_not_a_series(tmp_path: Path) -> None:
 def test_image_files_in_groups_channels_plain_files_and_series(tmp_path: Path) -> None:
     for name in ("a_0000.nii.gz", "a_0001.nii.gz", "b.nrrd", "c_0000.png", ".hidden.nii.gz", "readme.txt"):
         (tmp_path / name).write_bytes(b"x")
-    _write_series(tmp_path / "patient7", "1.2.3.4.5", [0.0, 1.0, 2.0])
+    write_dicom_series(tmp_path / "patient7", "1.2.3.4.5", [0.0, 1.0, 2.0])
     cases = image_files_in(tmp_path)
     assert list(cases) == ["a", "b", "c", "patient7"]
     assert [p.name for p in cases["a"]] == ["a_0000.nii.gz", "a_0001.nii.gz"]

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
+from conftest import write_dicom_series
 
 
 def _good_volume(shape=(8, 20, 20), dtype=np.int16, fill=None) -> sitk.Image:
@@ -110,33 +111,16 @@ def huge_declared_size(folder: Path) -> Path:
     return path
 
 
-def _write_series(folder: Path, series_uid: str, z_positions: list[float], prefix: str = "slice") -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    for index, z in enumerate(z_positions):
-        image = sitk.GetImageFromArray(np.full((8, 8), index * 10, dtype=np.int16))
-        image.SetSpacing((0.5, 0.5))
-        for tag, value in {
-            "0008|0060": "CT", "0020|000d": "1.2.3.4", "0020|000e": series_uid,
-            "0008|0018": f"{series_uid}.{index + 1}", "0020|0013": str(index + 1),
-            "0020|0032": f"0\\0\\{z}", "0020|0037": "1\\0\\0\\0\\1\\0", "0028|0030": "0.5\\0.5",
-        }.items():
-            image.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"{prefix}_{index:03d}.dcm"))
-        writer.Execute(image)
-
-
 def dicom_mixed_series(folder: Path) -> Path:
     series = folder / "case"
-    _write_series(series, "1.2.3.4.5", [0.0, 2.0, 4.0, 6.0], prefix="a")
-    _write_series(series, "1.2.3.4.6", [0.0, 2.0, 4.0, 6.0], prefix="b")
+    write_dicom_series(series, "1.2.3.4.5", [0.0, 2.0, 4.0, 6.0], prefix="a")
+    write_dicom_series(series, "1.2.3.4.6", [0.0, 2.0, 4.0, 6.0], prefix="b")
     return series
 
 
 def dicom_missing_slice(folder: Path) -> Path:
     series = folder / "case"
-    _write_series(series, "1.2.3.4.5", [0.0, 2.0, 4.0, 8.0, 10.0])
+    write_dicom_series(series, "1.2.3.4.5", [0.0, 2.0, 4.0, 8.0, 10.0])
     return series
 
 
