@@ -178,6 +178,9 @@ def overlay(image: str | Path, mask: str | Path, output: str | Path, reference: 
 
     picture, geometry = read_image(image)
     expected = read_label(reference)[0] if reference is not None else None
+    from autolung.provenance import mask_plans_digest
+
+    options.setdefault("plans_digest", mask_plans_digest(mask))
     return render_overlay(picture, read_label(mask)[0], expected, output, spacing=geometry.spacing, **options)
 
 

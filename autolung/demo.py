@@ -134,6 +134,7 @@ def evaluate(data_root: DataRoot, unseen: Path, predictions: Path) -> tuple[dict
 
 def draw_overlays(unseen: Path, predictions: Path, output: Path) -> list[Path]:
     from autolung.io.images import read_image, read_label
+    from autolung.provenance import mask_plans_digest
     from autolung.visualization.overlay import render_overlay
 
     written = []
@@ -146,7 +147,8 @@ def draw_overlays(unseen: Path, predictions: Path, output: Path) -> list[Path]:
         prediction, _ = read_label(prediction_path)
         reference, _ = read_label(unseen / "labelsTr" / image_path.name)
         written.append(render_overlay(image, prediction, reference, output / f"{case_id}.png",
-                                      spacing=geometry.spacing, title=case_id))
+                                      spacing=geometry.spacing, title=case_id,
+                                      plans_digest=mask_plans_digest(prediction_path)))
     return written
 
 

@@ -132,7 +132,7 @@ def autolung_plans(spacing: list[float], patch: list[int], stages: int):
                  RegionMapping.one_per_label([1, 2]), {"3d_fullres": configuration})
 
 
-def write_autolung_model(folder: Path, plans) -> None:
+def write_autolung_model(folder: Path, plans, out_channels: int = 2) -> None:
     import torch
 
     from autolung.network import build_network
@@ -141,14 +141,14 @@ def write_autolung_model(folder: Path, plans) -> None:
     plans.save(folder / "plans.json")
     arch = plans.configurations["3d_fullres"].architecture
     torch.manual_seed(0)
-    net = build_network(arch, 1, 2, deep_supervision=False)
+    net = build_network(arch, 1, out_channels, deep_supervision=False)
     (folder / "fold_0").mkdir()
     torch.save({"format": "autolung-checkpoint", "version": 1, "plans_digest": plans.digest(),
                 "configuration": "3d_fullres", "fold": 0, "network_weights": net.state_dict()},
                folder / "fold_0" / "checkpoint_final.pt")
     (folder / "fold_0" / "training_info.json").write_text(json.dumps({
         "configuration": "3d_fullres", "planner": "default", "fold": 0, "plans_digest": plans.digest(),
-        "in_channels": 1, "out_channels": 2}))
+        "in_channels": 1, "out_channels": out_channels}))
 
 
 def nnunet_plans(spacing: list[float], patch: list[int], stages: int, shape: list[int]) -> dict:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from autolung.benchmarking.rows import class_keys, per_case_values
+from autolung.provenance import figure_metadata
 from autolung.utils.atomic import atomic_path
 
 
@@ -49,7 +50,7 @@ def write_dice_boxplot(results: Sequence[dict[str, Any]], path: str | Path) -> P
     figure.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=100)
+        figure.savefig(tmp, format="png", dpi=100, metadata=figure_metadata())
     plt.close(figure)
     return path
 

@@ -16,6 +16,7 @@ from autolung.evaluation.lesions import lesion_metrics, summarise_lesions
 from autolung.evaluation.metrics import METRIC_NAMES, LabelSpec, evaluate_case, label_key, label_mask
 from autolung.evaluation.report import aggregate, write_cases_csv, write_summary_json
 from autolung.io.formats import image_ending, strip_ending
+from autolung.provenance import provenance, read_predictions_record
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +88,15 @@ def summarise(cases: Sequence[dict], labels: Sequence[LabelSpec], tolerance_mm: 
             "cases": list(cases)}
 
 
+def _prediction_provenance(prediction_folder: Path) -> dict:
+    """This autolung's version, and the plans digest the predictions were made with (None when
+    the folder has no ``autolung_predictions.json``, e.g. masks from another tool)."""
+    record = read_predictions_record(prediction_folder)
+    found = provenance(record.get("plans_digest") if record else None)
+    return {"autolung_version": found["autolung_version"], "plans_digest": found["plans_digest"],
+            "predictions_autolung_version": record.get("autolung_version") if record else None}
+
+
 def _labels_from(references: Sequence[Path]) -> list[int]:
     from autolung.io.images import read_label
 
@@ -127,6 +137,7 @@ def evaluate_folders(reference_folder: str | Path, prediction_folder: str | Path
         if progress is not None:
             progress(index + 1, len(pairs))
     summary = summarise(cases, labels, tolerance_mm, lesions)
+    summary.update(_prediction_provenance(Path(prediction_folder)))
     if output_json is not None:
         output_json = Path(output_json)
         write_summary_json(output_json, summary)

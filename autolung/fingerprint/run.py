@@ -22,6 +22,7 @@ from autolung.errors import AutolungError, InvalidInputError
 from autolung.fingerprint import summary
 from autolung.fingerprint.case import DEFAULT_NUM_SAMPLES, case_statistics
 from autolung.paths import DataRoot
+from autolung.provenance import provenance
 from autolung.utils.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ def summarise(spec: Any, dataset_name: str, records: list[dict[str, Any]],
     region_mapping = spec.region_mapping
     fingerprint: dict[str, Any] = {
         "fingerprint_version": FINGERPRINT_VERSION,
+        # No plans exist yet (they are made from this file), so the digest is None here;
+        # plans.json records this fingerprint's digest instead.
+        **provenance(None),
         "dataset_name": dataset_name,
         "channel_names": channels,
         "labels": dict(spec.labels),

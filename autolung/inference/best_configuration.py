@@ -27,6 +27,8 @@ from autolung.inference.model import available_folds
 from autolung.inference.postprocessing import choose_postprocessing
 from autolung.labels import RegionMapping
 from autolung.paths import DataRoot
+from autolung.planning.plans import Plans
+from autolung.provenance import provenance
 from autolung.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -120,8 +122,10 @@ def _score_candidates(files: dict[str, dict[str, Path]], references: dict[str, P
 
 def _configuration_entry(results_dataset: Path, folder_name: str) -> dict:
     configuration, _, planner = folder_name.partition("__")
+    plans_file = results_dataset / folder_name / "plans.json"
     return {"folder": folder_name, "configuration": configuration, "planner": planner,
-            "folds": available_folds(results_dataset / folder_name)}
+            "folds": available_folds(results_dataset / folder_name),
+            "plans_digest": Plans.load(plans_file).digest() if plans_file.is_file() else None}
 
 
 def find_best_configuration(data_root: DataRoot, dataset_name: str,
@@ -156,6 +160,8 @@ def find_best_configuration(data_root: DataRoot, dataset_name: str,
               "mean_foreground_dice_postprocessed": float(np.mean(list(postprocessing["dice_after"].values()))),
               "candidates": {ENSEMBLE_SEPARATOR.join(c): s for c, s in scores.items()},
               "num_cases": len(cases)}
+    choice.update(provenance([entry["plans_digest"] for entry in choice["configurations"]
+                              if entry["plans_digest"]] or None))
     write_json_atomic(results_dataset / CHOICE_FILE, choice)
     return choice
 

@@ -31,6 +31,7 @@ import torch
 from autolung import __version__
 from autolung.errors import InvalidInputError, UnsafeFileError
 from autolung.inference.model import CHECKPOINT_NAME, POSTPROCESSING_FILE, available_folds, load_checkpoint
+from autolung.planning.plans import Plans
 from autolung.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def export_model(dataset_results: str | Path, configuration_folders: Sequence[st
         if not chosen:
             raise InvalidInputError("no finished folds to export", path=folder)
         members.update(_configuration_files(folder, chosen))
-        configurations[name] = {"folds": sorted(chosen)}
+        configurations[name] = {"folds": sorted(chosen), "plans_digest": Plans.load(folder / "plans.json").digest()}
     if (dataset_results / CHOICE_FILE).is_file():
         members[CHOICE_FILE] = (dataset_results / CHOICE_FILE).read_bytes()
     manifest = {"format": BUNDLE_FORMAT, "version": 1, "autolung_version": __version__,

@@ -10,11 +10,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from autolung.errors import InvalidInputError
 from autolung.inference.cv_outputs import SavedProbabilities, list_saved_cases, load_cv_probabilities
 from autolung.inference.postprocessing import apply_postprocessing
-from autolung.utils.atomic import remove_partial_files
+from autolung.provenance import PREDICTIONS_RECORD, image_metadata, predictions_record, read_predictions_record
+from autolung.utils.atomic import remove_partial_files, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ def ensemble_folders(input_folders: Sequence[str | Path], output_folder: str | P
     cases = common_cases(folders)
     output_folder.mkdir(parents=True, exist_ok=True)
     remove_partial_files(output_folder)
-    written = []
+    sources = ensembled_models(folders)
+    metadata = image_metadata([m["plans_digest"] for m in sources if m.get("plans_digest")] or None)
+    written, done = [], []
     for case_id, paths in cases.items():
         averaged = average_probabilities(paths)
         ending = output_ending or write_ending_for(averaged.geometry.file_format)
@@ -98,6 +100,25 @@ def ensemble_folders(input_folders: Sequence[str | Path], output_folder: str | P
                                   averaged.region_mapping)
         seg = apply_postprocessing(probabilities_to_labels(averaged.probabilities, averaged.region_mapping),
                                    postprocessing)
-        written.append(write_image(seg, averaged.geometry, mask_path))
+        written.append(write_image(seg, averaged.geometry, mask_path, metadata=metadata))
+        done.append(case_id)
         logger.info("%s: ensembled %d inputs -> %s", case_id, len(paths), mask_path)
+    if done:
+        record = predictions_record(sources, {"ensemble_of": [str(f) for f in folders],
+                                              "postprocessing": postprocessing},
+                                    done, read_predictions_record(output_folder))
+        write_json_atomic(output_folder / PREDICTIONS_RECORD, record)
     return written
+
+
+def ensembled_models(folders: Sequence[Path]) -> list[dict]:
+    """The models behind each input folder, from its ``autolung_predictions.json`` when present."""
+    models: list[dict] = []
+    for folder in folders:
+        record = read_predictions_record(folder)
+        found = record.get("models") if record else None
+        if isinstance(found, list) and found:
+            models.extend(m for m in found if isinstance(m, dict))
+        else:
+            models.append({"source": str(folder), "plans_digest": None})
+    return models

@@ -27,8 +27,9 @@ from autolung.inference.postprocessing import apply_postprocessing
 from autolung.inference.sliding_window import ALL_AXES, predict_sliding_window
 from autolung.io.geometry import ImageGeometry
 from autolung.labels import RegionMapping
+from autolung.provenance import PREDICTIONS_RECORD, image_metadata, predictions_record, read_predictions_record
 from autolung.utils.locking import folder_lock
-from autolung.utils.atomic import remove_partial_files
+from autolung.utils.atomic import remove_partial_files, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class PredictionOptions:
         output_ending: mask ending (".nii.gz", ".nrrd", ".mha", ".png"); None: the input's format.
         overwrite: redo cases whose mask exists.
         postprocessing: rules to apply; None uses the first model's ``postprocessing``.
+        overlays: also draw a QC picture per case into ``<output>/overlays/<case>.png``.
     """
 
     step_size: float = 0.5
@@ -61,6 +63,10 @@ class PredictionOptions:
     output_ending: str | None = None
     overwrite: bool = False
     postprocessing: dict | None = None
+    overlays: bool = False
+
+
+OVERLAY_FOLDER = "overlays"
 
 
 class PredictionProgress(Protocol):
@@ -220,9 +226,24 @@ def predict_case(case: InputCase, output_folder: Path, models: Sequence[TrainedM
         del probabilities
     postprocessing = options.postprocessing if options.postprocessing is not None else models[0].postprocessing
     seg = apply_postprocessing(seg, postprocessing)
-    write_image(seg, _output_geometry(geometry, mask_path), mask_path)
+    metadata = image_metadata([model.plans.digest() for model in models])
+    write_image(seg, _output_geometry(geometry, mask_path), mask_path, metadata=metadata)
+    if options.overlays:
+        _draw_overlay(case, seg, geometry, output_folder, models)
     logger.info("%s: written %s (peak RSS %.0f MB)", case.case_id, mask_path, peak_rss_mb())
     return mask_path
+
+
+def _draw_overlay(case: InputCase, seg: np.ndarray, geometry: ImageGeometry, output_folder: Path,
+                  models: Sequence[TrainedModel]) -> Path:
+    """QC montage of the case with its predicted outlines (the image is read again: it was
+    dropped during prediction to keep peak memory low)."""
+    from autolung.visualization.overlay import render_overlay
+
+    image, _ = read_input_case(case, len(models[0].plans.channel_names))
+    digests = sorted({model.plans.digest() for model in models})
+    return render_overlay(image, seg, None, output_folder / OVERLAY_FOLDER / f"{case.case_id}.png",
+                          spacing=geometry.spacing, title=case.case_id, plans_digest="+".join(digests))
 
 
 def _output_geometry(geometry: ImageGeometry, mask_path: Path) -> ImageGeometry:
@@ -291,6 +312,25 @@ def _predict_cases(cases: list, output_folder: Path, models: Sequence[TrainedMod
         else:
             mask_path = predict_case(case, output_folder, models, options, progress)
         written.append(mask_path)
+        if not skipped:
+            _record_prediction(output_folder, models, options, case.case_id)
         if progress is not None:
             progress.case_finished(case.case_id, skipped)
     return written
+
+
+def describe_models(models: Sequence[TrainedModel]) -> list[dict]:
+    """What ``autolung_predictions.json`` says of each model: configuration, folds, source, digest."""
+    return [{"configuration": m.configuration_name, "folds": list(m.folds), "source": str(m.folder),
+             "plans_digest": m.plans.digest()} for m in models]
+
+
+def _record_prediction(output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,
+                       case_id: str) -> None:
+    """Add a finished case to the folder's provenance record (rewritten atomically per case)."""
+    settings = {"step_size": options.step_size, "mirror": options.mirror, "precision": options.precision,
+                "postprocessing": options.postprocessing if options.postprocessing is not None
+                else models[0].postprocessing}
+    previous = read_predictions_record(output_folder)
+    record = predictions_record(describe_models(models), settings, [case_id], previous)
+    write_json_atomic(output_folder / PREDICTIONS_RECORD, record)

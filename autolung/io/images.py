@@ -132,7 +132,8 @@ def as_integer_labels(values: np.ndarray, path: Path) -> np.ndarray:
     return values.astype(smallest_int_dtype(values))
 
 
-def write_image(array: np.ndarray, geometry: ImageGeometry, path: str | Path) -> Path:
+def write_image(array: np.ndarray, geometry: ImageGeometry, path: str | Path,
+                metadata: dict[str, str] | None = None) -> Path:
     """Write an image or mask atomically with exactly ``geometry``.
 
     The format follows the ending of ``path``; a path without a known ending gets the ending
@@ -142,6 +143,9 @@ def write_image(array: np.ndarray, geometry: ImageGeometry, path: str | Path) ->
         array: ``(Z, Y, X)`` or ``(C, Z, Y, X)`` matching ``geometry.shape``.
         geometry: from :func:`read_image` of the input.
         path: the file to write (never the input itself).
+        metadata: header fields (``autolung.provenance.image_metadata``): ``note`` goes to
+            NIfTI's ``descrip`` and NRRD/MHA's file notes; every field goes to NRRD/MHA key-value
+            fields and PNG text chunks. Other raster formats keep none.
 
     Returns:
         The path written.
@@ -156,9 +160,11 @@ def write_image(array: np.ndarray, geometry: ImageGeometry, path: str | Path) ->
         raise InvalidInputError("writing DICOM is not supported; write .nii.gz instead", path=path)
     if file_format in RASTER_FORMATS:
         with atomic_path(path) as tmp:
-            write_raster(np.asarray(array), geometry, tmp)
+            write_raster(np.asarray(array), geometry, tmp, metadata)
         return path
     image = array_to_image(np.asarray(array), geometry)
+    for key, value in (metadata or {}).items():
+        image.SetMetaData("ITK_FileNotes" if key == "note" else key, value)
     if ending in DETACHED_HEADER_ENDINGS:
         _write_detached(image, path)
     else:

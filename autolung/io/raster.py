@@ -71,7 +71,8 @@ def _channels_first(data: np.ndarray, expected_channels: int | None, path: Path)
     return np.moveaxis(rgb, -1, 0), "rgb"
 
 
-def write_raster(array: np.ndarray, geometry: ImageGeometry, target: Path) -> None:
+def write_raster(array: np.ndarray, geometry: ImageGeometry, target: Path,
+                 metadata: dict[str, str] | None = None) -> None:
     """Write ``(Z, Y, X)`` or ``(C, Z, Y, X)`` with Z == 1 as a 2D raster file.
 
     Masks and other integral data become uint8 (uint16 when needed and the format allows it).
@@ -80,6 +81,7 @@ def write_raster(array: np.ndarray, geometry: ImageGeometry, target: Path) -> No
         array: the data; one channel (grey) or three (RGB).
         geometry: the geometry it belongs to (its shape must match).
         target: the file to write (the caller makes this atomic).
+        metadata: text fields, kept in PNG text chunks (other raster formats drop them).
     """
     channels = array if array.ndim == 4 else array[None]
     if channels.shape[1] != 1:
@@ -93,9 +95,22 @@ def write_raster(array: np.ndarray, geometry: ImageGeometry, target: Path) -> No
     pixels = _raster_dtype(pixels, target)
     if target.suffix.lower() in (".jpg", ".jpeg"):
         logger.warning("%s: JPEG is lossy; masks should be written as PNG", target)
+    if metadata and target.suffix.lower() == ".png":
+        _write_png_with_text(pixels, target, metadata)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         skimage.io.imsave(str(target), pixels, check_contrast=False)
+
+
+def _write_png_with_text(pixels: np.ndarray, target: Path, metadata: dict[str, str]) -> None:
+    """PNG with tEXt chunks; Pillow comes with scikit-image, whose imsave cannot add them."""
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in metadata.items():
+        info.add_text("Comment" if key == "note" else key, value)
+    Image.fromarray(pixels).save(target, format="PNG", pnginfo=info)
 
 
 def _raster_dtype(pixels: np.ndarray, target: Path) -> np.ndarray:

@@ -119,11 +119,14 @@ class Plans:
     file_ending: str = ".nii.gz"
     version: int = PLANS_VERSION
     autolung_version: str = __version__
+    # Provenance: the fingerprint these plans were made from (not part of ``digest``).
+    fingerprint_digest: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         payload = {
             "version": self.version,
             "autolung_version": self.autolung_version,
+            "fingerprint_digest": self.fingerprint_digest,
             "dataset_name": self.dataset_name,
             "planner": self.planner,
             "gpu_memory_gb": self.gpu_memory_gb,
@@ -141,6 +144,7 @@ class Plans:
         for cfg in payload["configurations"].values():
             cfg.pop("decisions", None)
         payload.pop("autolung_version", None)
+        payload.pop("fingerprint_digest", None)
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -186,6 +190,8 @@ class Plans:
             file_ending=str(payload.get("file_ending", ".nii.gz")),
             version=version,
             autolung_version=str(payload.get("autolung_version", "unknown")),
+            fingerprint_digest=payload.get("fingerprint_digest") if isinstance(payload.get("fingerprint_digest"), str)
+            else None,
         )
 
     def configuration(self, name: str) -> ConfigurationPlan:

@@ -1,6 +1,8 @@
 """Plan a dataset: read (or compute) its fingerprint, run a planner, save the plans."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -22,6 +24,13 @@ def load_or_compute_fingerprint(dataset_folder: Path, data_root: DataRoot, num_p
         return load_fingerprint(path)
     log.info("no fingerprint at %s yet; computing it", path)
     return fingerprint_dataset(dataset_folder, data_root, num_processes=num_processes, progress=progress)
+
+
+def fingerprint_digest(fingerprint: dict) -> str:
+    """A short hash of a fingerprint's content (its autolung version left out)."""
+    content = {k: v for k, v in fingerprint.items() if k != "autolung_version"}
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def plan_dataset(dataset_folder: str | Path, data_root: DataRoot, planner: str = "default",
@@ -47,6 +56,7 @@ def plan_dataset(dataset_folder: str | Path, data_root: DataRoot, planner: str =
     plans = planner_class(fingerprint, gpu_memory_gb=gpu_memory_gb, overrides=overrides).plan(dataset_folder.name)
     # The registry name (not the class's own) names the file, so any entry point round-trips.
     plans.planner = planner
+    plans.fingerprint_digest = fingerprint_digest(fingerprint)
     target = data_root.plans_file(dataset_folder.name, planner)
     plans.save(target)
     log.info("wrote %s", target)

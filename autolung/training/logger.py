@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from autolung.provenance import figure_metadata
 from autolung.utils.atomic import atomic_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -26,11 +27,13 @@ class TrainingLogger:
     Args:
         folder: the fold folder.
         class_names: one name per pseudo-Dice channel.
+        plans_digest: digest of the run's plans, kept in ``progress.png``'s text fields.
     """
 
-    def __init__(self, folder: Path, class_names: list[str]) -> None:
+    def __init__(self, folder: Path, class_names: list[str], plans_digest: str | None = None) -> None:
         self.folder = Path(folder)
         self.class_names = class_names
+        self.plans_digest = plans_digest
         self.records: list[dict[str, Any]] = []
 
     def state_dict(self) -> dict[str, Any]:
@@ -71,7 +74,7 @@ class TrainingLogger:
         """
         if not self.records:
             return
-        plot_progress(self.records, self.class_names, self.folder / PLOT_NAME)
+        plot_progress(self.records, self.class_names, self.folder / PLOT_NAME, self.plans_digest)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:
@@ -107,7 +110,8 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def plot_progress(records: list[dict[str, Any]], class_names: list[str], path: Path) -> None:
+def plot_progress(records: list[dict[str, Any]], class_names: list[str], path: Path,
+                  plans_digest: str | None = None) -> None:
     """Write the progress figure (Agg backend, no display needed).
 
     Returns:
@@ -137,5 +141,5 @@ def plot_progress(records: list[dict[str, Any]], class_names: list[str], path: P
     axes[2].legend()
     figure.tight_layout()
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=80)
+        figure.savefig(tmp, dpi=80, format="png", metadata=figure_metadata(plans_digest))
     plt.close(figure)

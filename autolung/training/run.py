@@ -204,17 +204,56 @@ def _resume(trainer: Trainer, inputs: FoldInputs, options: TrainingOptions) -> N
         if latest.exists():
             logger.warning("%s exists; starting from scratch (use --continue to resume)", latest)
         return
-    if not latest.exists():
+    found = resume_checkpoint(inputs.fold_folder, inputs.plans.digest())
+    if found is None:
         logger.warning("--continue: no checkpoint in %s, starting from scratch", inputs.fold_folder)
         return
+    path, payload = found
+    trainer.load_state_dict(payload)
+    logger.info("resumed from %s at epoch %d", path, trainer.state.epoch)
+
+
+def resume_checkpoint(fold_folder: Path, plans_digest: str) -> tuple[Path, dict] | None:
+    """The checkpoint ``--continue`` resumes from: ``checkpoint_latest.pt``, or, when that one is
+    unreadable (a disk fault; SIGKILL cannot cause it, writes are atomic), the newest readable of
+    ``checkpoint_final.pt`` and ``checkpoint_best.pt``, with a warning naming the fallback.
+
+    Args:
+        fold_folder: the fold folder.
+        plans_digest: the current plans' digest; a checkpoint made with other plans is refused.
+
+    Returns:
+        ``(path, payload)``, or None when the folder holds no checkpoint at all.
+
+    Raises:
+        AutolungError: a checkpoint of other plans, or checkpoints that all fail to load.
+    """
+    candidates = [fold_folder / name for name in (ckpt.LATEST, ckpt.FINAL, ckpt.BEST)]
+    present = [path for path in candidates if path.exists()]
+    if not present:
+        return None
     # On the CPU first: RNG states must stay CPU tensors; weights and optimiser state are copied
     # onto the parameters' device by load_state_dict.
-    payload = ckpt.load_checkpoint(latest, map_location="cpu")
-    if payload.get("plans_digest") != inputs.plans.digest():
+    loaded, failures = [], []
+    for path in present:
+        try:
+            loaded.append((path, ckpt.load_checkpoint(path, map_location="cpu")))
+        except AutolungError as exc:
+            failures.append(f"{path.name}: {exc.problem}")
+            continue
+        if path.name == ckpt.LATEST:
+            break
+    if not loaded:
+        raise AutolungError("no checkpoint can be loaded (" + "; ".join(failures) + "); cannot continue",
+                            path=fold_folder)
+    path, payload = max(loaded, key=lambda item: int(item[1].get("epoch", -1)))
+    if payload.get("plans_digest") != plans_digest:
         raise AutolungError("checkpoint was trained with different plans (digest mismatch); cannot continue",
-                            path=latest)
-    trainer.load_state_dict(payload)
-    logger.info("resumed from %s at epoch %d", latest, trainer.state.epoch)
+                            path=path)
+    if failures:
+        logger.warning("%s; falling back to %s (epoch %d): the epochs after it are trained again",
+                       "; ".join(failures), path.name, int(payload.get("epoch", 0)))
+    return path, payload
 
 
 def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold: int | str,

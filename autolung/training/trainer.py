@@ -161,7 +161,7 @@ class Trainer:
     def __init__(self, setup: TrainerSetup) -> None:
         self.setup = setup
         self.state = TrainerState()
-        self.log = TrainingLogger(setup.folder, setup.class_names)
+        self.log = TrainingLogger(setup.folder, setup.class_names, setup.header.get("plans_digest"))
         use_scaler = setup.amp_dtype == torch.float16 and setup.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self._session_epoch_times: list[float] = []

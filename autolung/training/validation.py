@@ -16,7 +16,9 @@ from torch import nn
 
 from autolung.inference.model import SoftmaxAsSigmoidLogits
 from autolung.paths import DataRoot
+from autolung.provenance import PREDICTIONS_RECORD, image_metadata, predictions_record
 from autolung.training.options import TrainingOptions
+from autolung.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
     predictor_net = SoftmaxAsSigmoidLogits(network) if options.loss == "ce_dice" else network
     dataset = PreprocessedDataset(inputs.case_folder)
     precision = "bfloat16" if _uses_bf16(device, options) else "float32"
+    digest = plans.digest()
     for index, case_id in enumerate(inputs.val_cases):
         data, _, properties = dataset.load(case_id, mmap=True)
         probabilities = predict_sliding_window(predictor_net, np.array(data), config.patch_size,
@@ -61,9 +64,15 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
         restored = restore_to_original(probabilities, properties, config)
         geometry = ImageGeometry.from_json(properties["original_geometry"])
         labels = plans.region_mapping.probabilities_to_labels(restored)
-        write_image(labels, geometry, folder / f"{case_id}{plans.file_ending}")
+        write_image(labels, geometry, folder / f"{case_id}{plans.file_ending}", metadata=image_metadata(digest))
         save_cv_probabilities(folder, case_id, restored, geometry, plans.region_mapping)
         logger.info("validation case %d/%d: %s", index + 1, len(inputs.val_cases), case_id)
+    fold = inputs.fold_folder.name.removeprefix("fold_")
+    model = {"configuration": config.name, "folds": [int(fold) if fold.isdigit() else fold], "source": str(inputs.fold_folder),
+             "plans_digest": digest}
+    write_json_atomic(folder / PREDICTIONS_RECORD, predictions_record(
+        [model], {"step_size": 0.5, "mirror": True, "precision": precision, "postprocessing": None},
+        list(inputs.val_cases)))
     _evaluate(folder, data_root, dataset_name, plans)
     return folder
 

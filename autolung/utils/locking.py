@@ -6,6 +6,7 @@ is stale: it is reported and taken over instead of blocking forever.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from autolung.errors import LockedError, WriteFailedError
+from autolung.utils.atomic import raise_if_write_failed
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +46,22 @@ def _try_create(lock: Path, purpose: str) -> bool:
     except FileExistsError:
         return False
     except OSError as exc:
-        raise WriteFailedError(f"cannot create the lock file: {os.strerror(exc.errno or 0).lower()}; "
-                               f"is the folder read-only?", path=lock.parent, errno=exc.errno) from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(payload)
+        raise _lock_write_failed(exc, lock) from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(payload)
+    except OSError as exc:  # a full disk fails the write or the close: leave no empty lock behind
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        raise _lock_write_failed(exc, lock) from exc
     return True
+
+
+def _lock_write_failed(exc: OSError, lock: Path) -> WriteFailedError:
+    reason = os.strerror(exc.errno or 0).lower()
+    hint = "is the disk full?" if exc.errno == errno.ENOSPC else "is the folder read-only?"
+    return WriteFailedError(f"cannot create the lock file {LOCK_NAME}: {reason}; {hint}", path=lock.parent,
+                            errno=exc.errno)
 
 
 @contextlib.contextmanager
@@ -66,8 +79,12 @@ def folder_lock(folder: str | Path, purpose: str = "autolung") -> Iterator[Path]
         LockedError: another live process on this host holds the lock.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise_if_write_failed(exc, folder)
+        raise
     if not _try_create(lock, purpose):
         owner = _read_owner(lock)
         pid = int(owner.get("pid", -1))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autolung.provenance import figure_metadata
 from autolung.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 def render_overlay(image: np.ndarray, prediction: np.ndarray, reference: np.ndarray | None,
                    output: str | Path, spacing: tuple[float, ...] = (1.0, 1.0, 1.0), num_slices: int = 6,
-                   window: str | None = None, title: str = "") -> Path:
+                   window: str | None = None, title: str = "", plans_digest: str | None = None) -> Path:
     """Write a PNG montage of slices with the prediction (red) and reference (green) outlines.
 
     Args:
@@ -78,6 +79,7 @@ def render_overlay(image: np.ndarray, prediction: np.ndarray, reference: np.ndar
         num_slices: slices in the montage.
         window: "lung" or "soft_tissue" for CT; None picks lung for CT.
         title: figure title.
+        plans_digest: digest of the plans behind the prediction, kept in the PNG's text fields.
 
     Returns:
         The output path.
@@ -110,7 +112,7 @@ def render_overlay(image: np.ndarray, prediction: np.ndarray, reference: np.ndar
     figure.tight_layout()
     output = Path(output)
     with atomic_path(output) as tmp:
-        figure.savefig(tmp, dpi=90, format="png")
+        figure.savefig(tmp, dpi=90, format="png", metadata=figure_metadata(plans_digest))
     plt.close(figure)
     logger.info("wrote overlay %s", output)
     return output

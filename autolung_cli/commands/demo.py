@@ -85,6 +85,7 @@ def overlay(
     """Draw a montage of slices through the segmented structures (prediction red, reference green)."""
     from autolung.errors import InvalidInputError
     from autolung.io.images import read_image, read_label
+    from autolung.provenance import mask_plans_digest
     from autolung.visualization.overlay import CT_WINDOWS, render_overlay
 
     if window not in CT_WINDOWS:
@@ -103,5 +104,5 @@ def overlay(
             raise InvalidInputError(f"reference shape {expected.shape} differs from the mask's {predicted.shape}",
                                     path=reference)
     render_overlay(picture, predicted, expected, output, spacing=geometry.spacing, num_slices=num_slices,
-                   window=window, title=image.name)
+                   window=window, title=image.name, plans_digest=mask_plans_digest(mask))
     typer.echo(f"wrote {output}")

@@ -91,6 +91,7 @@ def predict_command(
     batch_windows: int = typer.Option(2, "--window-batch", help="Windows per network call."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
+    overlays: bool = typer.Option(False, "--overlays", help="Also write a QC picture per case to OUTPUT/overlays/."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
     root: Optional[Path] = root_option(),
 ) -> None:
@@ -105,7 +106,7 @@ def predict_command(
     fold_numbers = [_fold(v) for v in split_values(folds)] or None
     options = PredictionOptions(step_size=step_size, mirror=not disable_tta, window_batch_size=batch_windows,
                                 device=device, precision=precision, save_probabilities=save_probabilities,
-                                output_ending=_ending(output_format), overwrite=overwrite)
+                                output_ending=_ending(output_format), overwrite=overwrite, overlays=overlays)
     resolved_root = data_root(root) if dataset or model is None else None
     name = _results_name(dataset, resolved_root) if dataset and resolved_root else None
     with contextlib.ExitStack() as stack:

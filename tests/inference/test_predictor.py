@@ -1,6 +1,8 @@
 """Prediction end to end with tiny random models: geometry kept, inputs of every kind, safety."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -89,11 +91,13 @@ def test_failure_mid_run_leaves_only_complete_masks(tmp_path, model_3d, monkeypa
     with pytest.raises(RuntimeError, match="injected"):
         predict_paths(folder, tmp_path / "out", [model_3d], FAST)
     left = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert left == ["c0.nii.gz"]
+    assert left == ["autolung_predictions.json", "c0.nii.gz"]
+    assert json.loads((tmp_path / "out" / "autolung_predictions.json").read_text())["cases"] == ["c0"]
     assert sitk.ReadImage(str(tmp_path / "out" / "c0.nii.gz")).GetSize() == (20, 20, 8)
     monkeypatch.setattr(predictor, "predict_case_labels", original)
     predict_paths(folder, tmp_path / "out", [model_3d], FAST)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c0.nii.gz", "c1.nii.gz", "c2.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["autolung_predictions.json", "c0.nii.gz",
+                                                                     "c1.nii.gz", "c2.nii.gz"]
     assert not any(p.name.startswith(TEMP_MARKER) for p in (tmp_path / "out").iterdir())
 
 

@@ -128,7 +128,7 @@ def test_case_ids_with_spaces_and_unicode_are_kept(tmp_path, model_root, cli):
         sitk.WriteImage(make_case((6, 16, 16), seed=0)[0], str(inputs / name))
     code, out, err = cli(*_predict_args(inputs, tmp_path / "out", model_root))
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["case one.nii.gz", "cäse_ü.nii.gz"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == ["case one.nii.gz", "cäse_ü.nii.gz"]
 
 
 # ------------------------------------------------------------- broken datasets: plan_and_preprocess

@@ -69,7 +69,7 @@ def test_second_predict_is_refused_and_a_killed_runs_lock_is_taken_over(tmp_path
     code, out, err = cli(*args)
     assert code == 0, err
     assert "stale lock" in caplog.text and str(first.pid) in caplog.text
-    assert sorted(p.name for p in output.iterdir()) == [f"c{i}.nii.gz" for i in range(8)]
+    assert sorted(p.name for p in output.glob("*.nii.gz")) == [f"c{i}.nii.gz" for i in range(8)]
 
 
 TRAIN_SCRIPT = textwrap.dedent("""

@@ -122,8 +122,11 @@ def test_predict_killed_at_random_moments_equals_uninterrupted(tmp_path):
     assert not killed and result.returncode == 0, result.stderr
     counts = _kill_then_finish(command(tmp_path / "killed"), duration, seed=12)
     assert counts["killed"] >= 1
-    assert _tree(tmp_path / "straight") == _tree(tmp_path / "killed") == [f"c{i}.nii.gz" for i in range(6)]
-    for name in _tree(tmp_path / "straight"):
+    masks = [f"c{i}.nii.gz" for i in range(6)]
+    assert _tree(tmp_path / "straight") == _tree(tmp_path / "killed") == ["autolung_predictions.json", *masks]
+    records = [json.loads((tmp_path / run / "autolung_predictions.json").read_text()) for run in ("straight", "killed")]
+    assert records[0]["cases"] == records[1]["cases"] == [f"c{i}" for i in range(6)]
+    for name in masks:
         a = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "straight" / name)))
         b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "killed" / name)))
         assert np.array_equal(a, b), name

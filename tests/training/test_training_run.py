@@ -144,3 +144,60 @@ def test_continue_refuses_other_plans(root):
     plans.save(root.plans_file(DATASET))
     with pytest.raises(Exception, match="different plans"):
         train_fold(root, DATASET, "3d_fullres", 2, fast_options(epochs=2, iters_per_epoch=1, resume=True))
+
+
+def test_continue_falls_back_when_the_latest_checkpoint_is_corrupt(root, caplog):
+    options = dict(iters_per_epoch=1, plot_every=100)
+    folder = train_fold(root, DATASET, "3d_fullres", 4, fast_options(epochs=2, **options))
+    (folder / "checkpoint_latest.pt").write_bytes(b"bit rot, not a zip archive")
+    with caplog.at_level("WARNING"):
+        train_fold(root, DATASET, "3d_fullres", 4, fast_options(epochs=3, resume=True, **options))
+    assert "checkpoint_latest.pt: cannot load checkpoint" in caplog.text
+    assert "falling back to checkpoint_final.pt (epoch 2)" in caplog.text
+    assert [r["epoch"] for r in _records(folder)] == [1, 2, 3]
+
+    best_epoch = torch.load(folder / "checkpoint_best.pt", weights_only=True)["epoch"]
+    (folder / "checkpoint_latest.pt").write_bytes(b"")
+    (folder / "checkpoint_final.pt").unlink()
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        train_fold(root, DATASET, "3d_fullres", 4, fast_options(epochs=3, resume=True, **options))
+    assert f"falling back to checkpoint_best.pt (epoch {best_epoch})" in caplog.text
+    assert [r["epoch"] for r in _records(folder)] == [1, 2, 3]
+    assert torch.load(folder / "checkpoint_latest.pt", weights_only=True)["epoch"] == 3
+
+
+def test_continue_with_every_checkpoint_unreadable_is_a_clear_error(root):
+    options = dict(iters_per_epoch=1, plot_every=100)
+    folder = train_fold(root, DATASET, "3d_fullres", 4, fast_options(epochs=1, **options))
+    for name in ("checkpoint_latest.pt", "checkpoint_final.pt", "checkpoint_best.pt"):
+        (folder / name).write_bytes(b"junk")
+    with pytest.raises(Exception, match="no checkpoint can be loaded .*checkpoint_best.pt"):
+        train_fold(root, DATASET, "3d_fullres", 4, fast_options(epochs=2, resume=True, **options))
+    assert (folder / "checkpoint_latest.pt").read_bytes() == b"junk"  # nothing overwritten
+
+
+@pytest.mark.slow
+def test_compiled_training_through_the_cli_saves_plain_weights(root):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    command = [sys.executable, "-m", "autolung_cli", "train", "-d", DATASET, "-c", "3d_fullres", "-f", "0",
+               "--root", str(root.root), "--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1",
+               "--device", "cpu", "--num-workers", "0", "--no-final-validation", "--compile"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=repo)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = root.training_output(DATASET, "3d_fullres") / "fold_0"
+    weights = torch.load(folder / "checkpoint_final.pt", weights_only=True)["network_weights"]
+    assert not any(k.startswith("_orig_mod.") for k in weights)
+    assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
+    assert _records(folder)[0]["iterations"] == 2
+
+    from autolung.network import build_network
+
+    network = build_network(tiny_configuration().architecture, 1, 2, deep_supervision=True)
+    network.load_state_dict(weights)  # strict: the compiled wrapper left no trace in the names
