@@ -245,11 +245,11 @@ def install_model(bundle: str | Path, results_folder: str | Path, overwrite: boo
 
 def _remove_dead_stagings(results_folder: Path) -> None:
     """Delete staging folders of installs that were killed (their process is gone)."""
-    from autolung.utils.locking import _process_alive
+    from autolung.utils.locking import process_alive
 
     for leftover in results_folder.glob(f"{STAGING_PREFIX}*"):
         pid = leftover.name[len(STAGING_PREFIX):].split("-", 1)[0]
-        if leftover.is_dir() and (not pid.isdigit() or not _process_alive(int(pid))):
+        if leftover.is_dir() and (not pid.isdigit() or not process_alive(int(pid))):
             logger.warning("removing %s, left by an install that was interrupted", leftover)
             shutil.rmtree(leftover, ignore_errors=True)
 

@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 LOCK_NAME = ".autolung.lock"
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True when a process with this id exists (possibly owned by another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -89,7 +90,7 @@ def folder_lock(folder: str | Path, purpose: str = "autolung") -> Iterator[Path]
         owner = _read_owner(lock)
         pid = int(owner.get("pid", -1))
         same_host = owner.get("host") == socket.gethostname()
-        if pid > 0 and same_host and _process_alive(pid) and pid != os.getpid():
+        if pid > 0 and same_host and process_alive(pid) and pid != os.getpid():
             raise LockedError(f"another autolung run (pid {pid}, {owner.get('purpose', '?')}) is writing this "
                               f"folder; wait for it or stop it", path=folder)
         logger.warning("%s: removing a stale lock left by pid %s, which is no longer running", folder, pid)

@@ -2,12 +2,17 @@
 
 A reader (or a later run) therefore sees either no output folder, the old one, or the complete
 new one; never half of a dataset, even when the process is killed mid-way.
+
+Staging folders carry the writer's process id. A process killed outright (SIGKILL, power loss)
+cannot clean up, so the next staged write beside the same target removes the staging folders of
+writers that are gone, and puts back a previous copy that a killed swap had moved aside.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -64,7 +69,8 @@ def staged_folder(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{target.name}-", dir=target.parent))
+    recover_interrupted(target)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-{target.name}-", dir=target.parent))
     try:
         yield staging
         _swap_into_place(staging, target)
@@ -84,7 +90,7 @@ def _swap_into_place(staging: Path, target: Path) -> None:
         target.rmdir()
         os.replace(staging, target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f"{_OLD_PREFIX}{target.name}-", dir=target.parent))
+    old = Path(tempfile.mkdtemp(prefix=f"{_OLD_PREFIX}{os.getpid()}-{target.name}-", dir=target.parent))
     old.rmdir()
     os.replace(target, old)
     try:
@@ -95,3 +101,48 @@ def _swap_into_place(staging: Path, target: Path) -> None:
         raise
     logger.debug("replaced %s; removing the previous copy", target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def _dead_leftovers(parent: Path, prefix: str, name: str) -> list[Path]:
+    """Folders ``<prefix><pid>-<name>-*`` in ``parent`` whose writing process no longer runs."""
+    from autolung.utils.locking import process_alive
+
+    # mkdtemp appends 8 random characters; matching them exactly keeps "a" from claiming "a-b"'s.
+    pattern = re.compile(rf"{re.escape(prefix)}(\d+)-{re.escape(name)}-[a-z0-9_]{{8}}")
+    found = []
+    for leftover in sorted(parent.glob(f"{prefix}*")):
+        match = pattern.fullmatch(leftover.name)
+        if match and leftover.is_dir() and not process_alive(int(match.group(1))):
+            found.append(leftover)
+    return found
+
+
+def recover_interrupted(target: str | Path) -> list[Path]:
+    """Clean up after staged writes of ``target`` whose process was killed.
+
+    A previous copy moved aside by a swap that never finished is renamed back when ``target`` is
+    missing (so killing a replacement never loses the old folder); staging folders of dead
+    writers are deleted. Folders of writers that still run are left alone.
+
+    Args:
+        target: the final folder path of a staged write.
+
+    Returns:
+        The leftover folders that were removed or restored.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    handled = []
+    for old in _dead_leftovers(target.parent, _OLD_PREFIX, target.name):
+        if not target.exists():
+            logger.warning("restoring %s from %s, left by a replacement that was interrupted", target, old.name)
+            os.replace(old, target)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+        handled.append(old)
+    for staging in _dead_leftovers(target.parent, STAGING_PREFIX, target.name):
+        logger.warning("removing %s, left by a write of %s that was interrupted", staging.name, target)
+        shutil.rmtree(staging, ignore_errors=True)
+        handled.append(staging)
+    return handled
