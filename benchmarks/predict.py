@@ -252,7 +252,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, nargs=3, default=None, help="centre crop z y x of each scan")
     parser.add_argument("--patch", type=int, nargs=3, default=[80, 192, 160])
     parser.add_argument("--stages", type=int, default=6)
-    parser.add_argument("--precision", default="bfloat16", choices=["float32", "bfloat16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="autolung's --precision (auto: bfloat16 where the CPU runs it natively, else float32)")
     parser.add_argument("--tta", choices=["on", "off", "both"], default="both")
     parser.add_argument("--repeats", type=int, default=1, help="runs per side, alternating order; fastest kept")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")

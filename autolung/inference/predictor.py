@@ -44,7 +44,8 @@ class PredictionOptions:
     Attributes:
         step_size: sliding-window stride as a fraction of the patch.
         mirror: test-time mirroring on all axes.
-        window_batch_size: windows per network call.
+        window_batch_size: windows per network call; None: 2 in bfloat16, 1 in float32
+            (``default_window_batch_size``).
         device: torch device.
         precision: "auto" (bfloat16 autocast where native, see ``resolve_precision``), "float32", "bfloat16".
         save_probabilities: also write ``<case>.npz`` (see ``cv_outputs``).
@@ -56,7 +57,7 @@ class PredictionOptions:
 
     step_size: float = 0.5
     mirror: bool = True
-    window_batch_size: int = 2
+    window_batch_size: int | None = None
     device: str = "cpu"
     precision: str = "auto"
     save_probabilities: bool = False

@@ -5,8 +5,8 @@ CPU precision was measured on this project's development machine (AMD EPYC, AVX-
 float32 + channels-last 0.52 s, bfloat16 autocast 0.20 s, bfloat16 + channels-last 0.20 s. The full
 Task04 nnU-Net-plan U-Net (5.6 M parameters, same step, best of 3 rounds on a loaded machine):
 float32 5.6 s, bfloat16 2.8 s, bfloat16 + channels-last 3.0 s. bfloat16 autocast is therefore the
-CPU default where oneDNN supports it natively, channels-last is not; losses and the optimiser stay
-in float32 (see docs/training.md).
+CPU default where oneDNN supports it natively, and float32 elsewhere (``autolung.utils.precision``);
+channels-last is not. Losses and the optimiser stay in float32 (see docs/training.md).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from autolung.errors import AutolungError
+from autolung.utils.precision import cpu_has_native_bf16, warn_if_emulated_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +48,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when oneDNN runs bfloat16 natively on this CPU (AVX-512 BF16 / AMX).
-
-    Returns:
-        Whether bf16 autocast pays off on CPU.
-    """
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype, or None for plain float32.
 
@@ -72,12 +61,13 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     if precision == "float32":
         return None
     if precision == "bfloat16":
+        warn_if_emulated_bf16(device.type)
         return torch.bfloat16
     if precision == "float16":
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and cpu_has_fast_bf16():
+    if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 

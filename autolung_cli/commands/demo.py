@@ -14,7 +14,9 @@ from autolung_cli.common import data_root, root_option
 @app.command("demo")
 def demo(
     root: Optional[Path] = root_option(),
-    time_budget: str = typer.Option("5m", "--time-budget", help="Training wall-clock budget (e.g. 90s, 5m, 1h)."),
+    time_budget: Optional[str] = typer.Option(
+        None, "--time-budget",
+        help="Training wall-clock budget (e.g. 90s, 5m, 1h); default 5m, 10m on CPUs without native bfloat16."),
     num_cases: int = typer.Option(20, "--num-cases", help="Synthetic training cases."),
     num_unseen: int = typer.Option(4, "--num-unseen", help="Synthetic cases held out for prediction."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data."),
@@ -27,9 +29,10 @@ def demo(
     from autolung.demo import DemoOptions, run_demo
     from autolung.training.options import parse_duration
 
-    options = DemoOptions(num_cases=num_cases, num_unseen=num_unseen, seed=seed,
-                          time_budget_s=parse_duration(time_budget), device=device, mirror=not disable_tta,
-                          num_processes=num_processes, progress=True, planner=planner)
+    budget_s = parse_duration(time_budget) if time_budget else None
+    options = DemoOptions(num_cases=num_cases, num_unseen=num_unseen, seed=seed, time_budget_s=budget_s,
+                          device=device, mirror=not disable_tta, num_processes=num_processes, progress=True,
+                          planner=planner)
     result = run_demo(data_root(root), options)
     console = Console()
     console.print(demo_table(result.summary, _label_names(result.dataset_folder)))

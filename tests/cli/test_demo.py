@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 
@@ -26,3 +27,13 @@ def test_demo_runs_every_step_and_writes_masks_overlays_and_summary(tmp_path):
         assert mask.GetSize() == image.GetSize()
         assert np.allclose(mask.GetSpacing(), image.GetSpacing()) and np.allclose(mask.GetOrigin(), image.GetOrigin())
         assert (root / "demo" / "overlays" / f"{case}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("native, budget", [(True, 300.0), (False, 600.0)])
+def test_demo_budget_doubles_on_cpus_that_train_in_float32(monkeypatch, native, budget):
+    from autolung import demo
+    from autolung.training import hardware
+
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda: native)
+    assert demo.default_time_budget_s("cpu") == budget
+    assert demo.DemoOptions().time_budget_s is None

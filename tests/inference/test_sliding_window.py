@@ -98,3 +98,20 @@ def test_precision_choice():
     assert resolve_precision("auto", "cpu") in ("float32", "bfloat16")
     with pytest.raises(ValueError):
         resolve_precision("float16", "cpu")
+
+
+def test_window_batch_default_follows_precision_and_never_changes_the_result(monkeypatch):
+    from autolung.inference import sliding_window
+
+    assert sliding_window.default_window_batch_size("bfloat16") == 2
+    assert sliding_window.default_window_batch_size("float32") == 1
+    sizes = []
+    original = sliding_window._batches
+    monkeypatch.setattr(sliding_window, "_batches", lambda items, size: sizes.append(size) or original(items, size))
+    data = np.random.default_rng(6).normal(size=(1, 12, 24, 24)).astype(np.float32)
+    net = conv_net()
+    default = predict_sliding_window(net, data, (8, 16, 16), mirror_axes=None, precision="float32")
+    batched = predict_sliding_window(net, data, (8, 16, 16), mirror_axes=None, precision="float32",
+                                     window_batch_size=3)
+    assert sizes == [1, 3]
+    np.testing.assert_allclose(default, batched, atol=1e-5)
