@@ -129,10 +129,10 @@ def train(data_root: DataRoot, options: DemoOptions) -> Path:
     if (fold_folder / "checkpoint_final.pt").is_file():
         logger.info("demo model already trained at %s, reused", fold_folder)
         return fold_folder
-    budget = options.time_budget_s or default_time_budget_s(options.device)
-    if options.time_budget_s is None:
-        logger.info("training budget %.0f s (%s)", budget, "float32 on this CPU: no native bfloat16"
-                    if budget == FLOAT32_CPU_BUDGET_S else "native bfloat16 or accelerator")
+    budget = options.time_budget_s
+    if budget is None:
+        budget = default_time_budget_s(options.device)
+        logger.info("training budget %.0f s, the default for %s", budget, options.device)
     training = TrainingOptions(epochs=1000, iters_per_epoch=options.iters_per_epoch, val_iters=5,
                                time_budget_s=budget, device=options.device,
                                resume=(fold_folder / "checkpoint_latest.pt").is_file(),

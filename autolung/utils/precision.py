@@ -27,21 +27,16 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def warn_if_emulated_bf16(device_type: str, native: bool | None = None) -> bool:
+def warn_if_emulated_bf16(device_type: str) -> bool:
     """Log a warning when bfloat16 was requested on a CPU that only emulates it.
 
     Args:
         device_type: "cpu", "cuda", ...; only "cpu" can warn.
-        native: the CPU check's answer, or None to ask :func:`cpu_has_native_bf16`.
 
     Returns:
         True when the warning applies.
     """
-    if device_type != "cpu":
-        return False
-    if native is None:
-        native = cpu_has_native_bf16()
-    if native:
+    if device_type != "cpu" or cpu_has_native_bf16():
         return False
     _log_emulated_bf16_once()
     return True

@@ -89,7 +89,8 @@ def predict_command(
                                   help="auto (bfloat16 autocast where the hardware runs it natively), "
                                        "float32, bfloat16."),
     batch_windows: Optional[int] = typer.Option(
-        None, "--window-batch", min=1, help="Windows per network call (default: 2 in bfloat16, 1 in float32, as measured)."),
+        None, "--window-batch", min=1,
+        help="Windows per network call (default: 2 in bfloat16, 1 in float32, as measured)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
     overlays: bool = typer.Option(False, "--overlays", help="Also write a QC picture per case to OUTPUT/overlays/."),

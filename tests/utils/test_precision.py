@@ -41,7 +41,10 @@ def test_forced_bf16_on_native_cpu_or_gpu_is_silent(monkeypatch, caplog):
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     with caplog.at_level(logging.WARNING, logger="autolung.utils.precision"):
         assert precision.warn_if_emulated_bf16("cpu") is False
-        assert precision.warn_if_emulated_bf16("cuda", native=False) is False
         assert sliding_window.resolve_precision("bfloat16", "cpu") == "bfloat16"
     assert not caplog.records
-    assert precision.warn_if_emulated_bf16("cpu", native=False) is True
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="autolung.utils.precision"):
+        assert precision.warn_if_emulated_bf16("cuda") is False
+    assert not caplog.records
+    assert precision.warn_if_emulated_bf16("cpu") is True
