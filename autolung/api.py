@@ -22,7 +22,7 @@ from autolung.paths import DataRoot, resolve_dataset_folder
 __all__ = [
     "data_root", "verify", "fingerprint", "plan", "preprocess", "plan_and_preprocess", "demo_data", "train",
     "predict", "ensemble", "find_best_configuration", "evaluate", "export_model", "install_model", "demo",
-    "overlay", "download", "convert", "benchmark",
+    "overlay", "download", "convert", "benchmark", "report",
 ]
 
 
@@ -207,3 +207,22 @@ def benchmark(settings: Any, root: DataRoot, report_dir: str | Path, **options: 
     from autolung.benchmarking.runner import run_benchmark
 
     return run_benchmark(settings, root, report_dir, **options)
+
+
+def report(images: str | Path, masks: str | Path, output: str | Path, connectivity: int = 3,
+           min_volume_mm3: float = 0.0, labels: Sequence[int] | None = None,
+           lung_labels: Sequence[int] | None = None, label_names: dict[int, str] | None = None,
+           pictures: bool = True, plans_digest: str | None = None) -> dict:
+    """``autolung report``: per-lesion measurements, lesions.csv, report.json, pictures, summaries.
+
+    ``label_names`` default to a dataset.json beside the masks; ``lung_labels`` to the labels
+    named like lung. See :mod:`autolung.reporting.report` for the files written.
+    """
+    from autolung.reporting.measure import MeasurementOptions
+    from autolung.reporting.report import default_label_names, lung_labels_from_names, write_report
+
+    names = dict(label_names) if label_names is not None else default_label_names(masks)
+    lungs = tuple(lung_labels) if lung_labels is not None else lung_labels_from_names(names)
+    options = MeasurementOptions(connectivity=connectivity, min_volume_mm3=min_volume_mm3,
+                                 labels=tuple(labels) if labels else None, lung_labels=lungs, label_names=names)
+    return write_report(images, masks, output, options, pictures=pictures, plans_digest=plans_digest)

@@ -105,11 +105,23 @@ class Lesion:
 
 @dataclass
 class CaseMeasurements:
-    """All lesions of one case, largest first within each label."""
+    """All lesions of one case, largest first within each label.
+
+    ``masks`` maps a lesion number to its bounding box and the lesion's voxels inside it (for
+    pictures and DICOM objects; not part of the JSON record).
+    """
 
     case: str
     lesions: list[Lesion]
     dropped_components: int = 0
+    masks: dict[int, tuple[tuple[slice, ...], np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def lesion_mask(self, lesion: int, shape: tuple[int, ...]) -> np.ndarray:
+        """The full-grid boolean mask of one lesion."""
+        box, local = self.masks[lesion]
+        mask = np.zeros(shape, dtype=bool)
+        mask[box] = local
+        return mask
 
     @property
     def total_volume_ml(self) -> float:
@@ -321,6 +333,7 @@ def measure_case(case: str, labels: np.ndarray, geometry: ImageGeometry, image: 
     sides = SideFinder(labels, geometry, options.lung_labels)
     structure = ndimage.generate_binary_structure(3, options.connectivity)
     lesions: list[Lesion] = []
+    masks: dict[int, tuple[tuple[slice, ...], np.ndarray]] = {}
     dropped = 0
     for value in measured:
         components, count = ndimage.label(labels == value, structure=structure)
@@ -337,9 +350,10 @@ def measure_case(case: str, labels: np.ndarray, geometry: ImageGeometry, image: 
             values = image[box][mask] if image is not None else None
             lesions.append(_measure_lesion(len(lesions) + 1, value, options, mask, box, spacing, geometry, values,
                                            sides))
+            masks[len(lesions)] = (box, mask)
     if dropped:
         logger.info("%s: %d component(s) under %g mm3 not reported", case, dropped, options.min_volume_mm3)
-    return CaseMeasurements(case, lesions, dropped)
+    return CaseMeasurements(case, lesions, dropped, masks)
 
 
 def _measure_lesion(number: int, value: int, options: MeasurementOptions, mask: np.ndarray, box: tuple[slice, ...],
