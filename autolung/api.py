@@ -212,11 +212,13 @@ def benchmark(settings: Any, root: DataRoot, report_dir: str | Path, **options: 
 def report(images: str | Path, masks: str | Path, output: str | Path, connectivity: int = 3,
            min_volume_mm3: float = 0.0, labels: Sequence[int] | None = None,
            lung_labels: Sequence[int] | None = None, label_names: dict[int, str] | None = None,
-           pictures: bool = True, plans_digest: str | None = None) -> dict:
+           pictures: bool = True, plans_digest: str | None = None, sr: bool = False,
+           anonymize: bool = False) -> dict:
     """``autolung report``: per-lesion measurements, lesions.csv, report.json, pictures, summaries.
 
     ``label_names`` default to a dataset.json beside the masks; ``lung_labels`` to the labels
-    named like lung. See :mod:`autolung.reporting.report` for the files written.
+    named like lung; ``sr`` adds a DICOM SEG and TID 1500 SR per case (DICOM images only),
+    ``anonymize`` blanks their patient attributes. See :mod:`autolung.reporting.report`.
     """
     from autolung.reporting.measure import MeasurementOptions
     from autolung.reporting.report import default_label_names, lung_labels_from_names, write_report
@@ -225,4 +227,5 @@ def report(images: str | Path, masks: str | Path, output: str | Path, connectivi
     lungs = tuple(lung_labels) if lung_labels is not None else lung_labels_from_names(names)
     options = MeasurementOptions(connectivity=connectivity, min_volume_mm3=min_volume_mm3,
                                  labels=tuple(labels) if labels else None, lung_labels=lungs, label_names=names)
-    return write_report(images, masks, output, options, pictures=pictures, plans_digest=plans_digest)
+    return write_report(images, masks, output, options, pictures=pictures, plans_digest=plans_digest, sr=sr,
+                        anonymize=anonymize)

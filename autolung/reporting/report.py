@@ -6,7 +6,9 @@ Output folder layout:
 * ``report.json``: the versioned record (:data:`REPORT_FORMAT`, :data:`REPORT_VERSION`) with
   provenance, options, per-case totals and every lesion;
 * ``pictures/<case>_lesion<NN>.png``: the RECIST slice of each lesion with outline and axes;
-* ``<case>.html``: a one-page summary per case (totals, table, pictures).
+* ``<case>.html``: a one-page summary per case (totals, table, pictures);
+* with ``sr``: ``dicom/<case>_seg.dcm`` (the mask as DICOM SEG) and ``dicom/<case>_sr.dcm`` (the
+  TID 1500 measurement report referencing it); the images must then be DICOM series.
 
 Every file is written atomically; all image/mask grids are checked before anything is written,
 so a mismatch leaves the output folder untouched.
@@ -39,6 +41,7 @@ REPORT_VERSION = 1
 REPORT_JSON = "report.json"
 LESIONS_CSV = "lesions.csv"
 PICTURES = "pictures"
+DICOM_FOLDER = "dicom"
 CSV_COLUMNS = (
     "case", "lesion", "label", "label_name", "volume_mm3", "volume_ml", "long_axis_mm", "short_axis_mm",
     "recist_slice", "max_diameter_3d_mm", "centroid_x_mm", "centroid_y_mm", "centroid_z_mm", "centroid_z_index",
@@ -210,8 +213,34 @@ def _case_record(case: ReportCase, measured: CaseMeasurements, geometry_json: di
             "dropped_components": measured.dropped_components, "lesions": lesions}
 
 
+def check_dicom_images(cases: Sequence[ReportCase]) -> None:
+    """Refuse, naming the image, any case whose image is not a DICOM series (DICOM output needs one)."""
+    from autolung.io.dicom import is_dicom_folder
+    from autolung.reporting.dicom_common import require_highdicom
+
+    require_highdicom()
+    for case in cases:
+        if not is_dicom_folder(case.image):
+            raise InvalidInputError("a DICOM SR/SEG needs a DICOM series as image; this is not a DICOM series folder",
+                                    path=case.image)
+
+
+def _write_dicom(case: ReportCase, labels: np.ndarray, measured: CaseMeasurements, output: Path,
+                 options: MeasurementOptions, anonymize: bool) -> dict[str, str]:
+    from autolung.reporting.dicom_seg import write_dicom_seg
+    from autolung.reporting.dicom_sr import write_dicom_sr
+
+    names = dict(options.label_names)
+    seg = write_dicom_seg(case.image, labels, output / DICOM_FOLDER / f"{case.case}_seg.dcm", names,
+                          anonymize=anonymize)
+    sr = write_dicom_sr(case.image, seg, measured.lesions, output / DICOM_FOLDER / f"{case.case}_sr.dcm", anonymize)
+    return {"seg": f"{DICOM_FOLDER}/{seg.path.name}", "sr": f"{DICOM_FOLDER}/{sr.name}",
+            "seg_sop_instance_uid": seg.sop_instance_uid,
+            "segment_numbers": {str(k): v for k, v in seg.segment_numbers.items()}}
+
+
 def _measure_one(case: ReportCase, output: Path, options: MeasurementOptions, digest: str | None,
-                 draw: bool) -> dict[str, Any]:
+                 draw: bool, sr: bool = False, anonymize: bool = False) -> dict[str, Any]:
     from autolung.io.images import read_image, read_label
     from autolung.reporting.pictures import draw_lesion
 
@@ -228,12 +257,15 @@ def _measure_one(case: ReportCase, output: Path, options: MeasurementOptions, di
                         output / name, f"{case.case} lesion {lesion.lesion}: {lesion.long_axis_mm:.1f} x "
                         f"{lesion.short_axis_mm:.1f} mm", digest)
     geometry_json = {k: v for k, v in image_geometry.to_json().items() if k != "extra"}
-    return _case_record(case, measured, geometry_json, pictures)
+    record = _case_record(case, measured, geometry_json, pictures)
+    if sr:
+        record["dicom"] = _write_dicom(case, labels, measured, output, options, anonymize)
+    return record
 
 
 def write_report(images: str | Path, masks: str | Path, output: str | Path,
                  options: MeasurementOptions | None = None, pictures: bool = True,
-                 plans_digest: str | None = None) -> dict[str, Any]:
+                 plans_digest: str | None = None, sr: bool = False, anonymize: bool = False) -> dict[str, Any]:
     """Measure every lesion of every mask and write the report files into ``output``.
 
     Args:
@@ -244,6 +276,8 @@ def write_report(images: str | Path, masks: str | Path, output: str | Path,
             beside the masks, or to names containing "lung".
         pictures: also draw a picture per lesion.
         plans_digest: provenance; default: the masks' ``autolung_predictions.json``.
+        sr: also write a DICOM SEG and a TID 1500 SR per case (images must be DICOM series).
+        anonymize: blank identifying patient and visit attributes in the DICOM objects.
 
     Returns:
         The ``report.json`` payload.
@@ -259,13 +293,15 @@ def write_report(images: str | Path, masks: str | Path, output: str | Path,
     options = options or MeasurementOptions()
     cases = pair_cases(images, masks)
     check_grids(cases)
+    if sr:
+        check_dicom_images(cases)
     if plans_digest is None:
         record = read_predictions_record(masks if masks.is_dir() else masks.parent)
         plans_digest = record.get("plans_digest") if record else None
     digest_text = "+".join(plans_digest) if isinstance(plans_digest, list) else plans_digest
     case_records = []
     for case in cases:
-        record = _measure_one(case, output, options, digest_text, pictures)
+        record = _measure_one(case, output, options, digest_text, pictures, sr, anonymize)
         logger.info("%s: %d lesion(s), %.2f mL", case.case, record["lesion_count"], record["total_volume_ml"])
         case_records.append(record)
     payload = {"format": REPORT_FORMAT, "version": REPORT_VERSION, **provenance(plans_digest),

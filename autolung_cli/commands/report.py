@@ -58,11 +58,16 @@ def report_command(
                                                          "labels named like lung in a dataset.json beside the masks."),
     label_names: Optional[List[str]] = typer.Option(None, "--label-name", help="VALUE=NAME (repeat), e.g. 2=tumour."),
     no_pictures: bool = typer.Option(False, "--no-pictures", help="Skip the per-lesion pictures."),
+    sr: bool = typer.Option(False, "--sr", help="Also write DICOM SEG + TID 1500 measurement SR per case "
+                                                "(images must be DICOM series) to OUTPUT/dicom/."),
+    anonymize: bool = typer.Option(False, "--anonymize", help="Blank patient and visit attributes in DICOM output "
+                                                              "(UIDs kept)."),
 ) -> None:
     from autolung import api
 
     payload = api.report(images, masks, output, connectivity=connectivity, min_volume_mm3=min_volume,
                          labels=labels or None, lung_labels=lung_labels or None,
-                         label_names=parse_label_names(label_names), pictures=not no_pictures)
+                         label_names=parse_label_names(label_names), pictures=not no_pictures, sr=sr,
+                         anonymize=anonymize)
     _console.print(lesion_table(payload))
     _console.print(f"report written to {output}")
