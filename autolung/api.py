@@ -22,7 +22,7 @@ from autolung.paths import DataRoot, resolve_dataset_folder
 __all__ = [
     "data_root", "verify", "fingerprint", "plan", "preprocess", "plan_and_preprocess", "demo_data", "train",
     "predict", "ensemble", "find_best_configuration", "evaluate", "export_model", "install_model", "demo",
-    "overlay", "download", "convert", "benchmark", "report",
+    "overlay", "download", "convert", "benchmark", "report", "check_dicom_output", "dicom_outputs",
 ]
 
 
@@ -229,3 +229,19 @@ def report(images: str | Path, masks: str | Path, output: str | Path, connectivi
                                  labels=tuple(labels) if labels else None, lung_labels=lungs, label_names=names)
     return write_report(images, masks, output, options, pictures=pictures, plans_digest=plans_digest, sr=sr,
                         anonymize=anonymize)
+
+
+def check_dicom_output(input_path: str | Path, output_format: str) -> None:
+    """Refuse, before predicting, DICOM output (``dicom-seg``, ``rtstruct``) for non-DICOM input."""
+    from autolung.reporting.dicom_outputs import check_dicom_input
+
+    check_dicom_input(input_path, output_format)
+
+
+def dicom_outputs(input_path: str | Path, mask_folder: str | Path, output_format: str,
+                  label_names: dict[int, str] | None = None, seg_type: str = "binary",
+                  anonymize: bool = False) -> list[Path]:
+    """``predict --format dicom-seg|rtstruct``: the predicted masks as DICOM in ``<mask_folder>/dicom``."""
+    from autolung.reporting.dicom_outputs import write_dicom_masks
+
+    return write_dicom_masks(input_path, mask_folder, output_format, label_names, seg_type, anonymize)

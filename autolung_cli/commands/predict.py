@@ -16,6 +16,8 @@ from autolung_cli.multivalue import multi_value_command
 
 _console = Console(stderr=True)
 FORMAT_ENDINGS = {"nii.gz": ".nii.gz", "nii": ".nii", "nrrd": ".nrrd", "mha": ".mha", "png": ".png"}
+# Written besides the NIfTI masks, into OUTPUT/dicom/ (see autolung.reporting.dicom_outputs).
+DICOM_FORMATS = ("dicom-seg", "rtstruct")
 
 
 class _RichProgress:
@@ -59,10 +61,11 @@ def _results_name(dataset: str, root) -> str:
 
 
 def _ending(output_format: Optional[str]) -> Optional[str]:
-    if output_format is None:
+    if output_format is None or output_format in DICOM_FORMATS:
         return None
     if output_format not in FORMAT_ENDINGS:
-        raise InvalidInputError(f"--format must be one of {', '.join(FORMAT_ENDINGS)}, got {output_format!r}")
+        raise InvalidInputError(f"--format must be one of {', '.join([*FORMAT_ENDINGS, *DICOM_FORMATS])}, "
+                                f"got {output_format!r}")
     return FORMAT_ENDINGS[output_format]
 
 
@@ -84,7 +87,10 @@ def predict_command(
     step_size: float = typer.Option(0.5, "--step-size", help="Window stride as a fraction of the patch."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write <case>.npz."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    output_format: Optional[str] = typer.Option(None, "--format", help="nii.gz, nrrd, mha or png; default: input's."),
+    output_format: Optional[str] = typer.Option(None, "--format",
+                                                help="nii.gz, nrrd, mha or png; default: input's. dicom-seg or "
+                                                     "rtstruct (DICOM series input): also OUTPUT/dicom/<case>_seg.dcm "
+                                                     "or _rtstruct.dcm beside the NIfTI masks."),
     precision: str = typer.Option("auto", "--precision",
                                   help="auto (bfloat16 autocast where the hardware runs it natively), "
                                        "float32, bfloat16."),
@@ -95,8 +101,15 @@ def predict_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
     overlays: bool = typer.Option(False, "--overlays", help="Also write a QC picture per case to OUTPUT/overlays/."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    report: bool = typer.Option(False, "--report", help="Also measure every lesion into OUTPUT/report/ "
+                                                        "(as `autolung report`)."),
+    sr: bool = typer.Option(False, "--sr", help="With --report: also a DICOM SEG + TID 1500 SR per case "
+                                                "(DICOM series input)."),
+    seg_type: str = typer.Option("binary", "--seg-type", help="DICOM SEG type: binary or fractional."),
+    anonymize: bool = typer.Option(False, "--anonymize", help="Blank patient and visit attributes in DICOM output."),
     root: Optional[Path] = root_option(),
 ) -> None:
+    from autolung import api
     from autolung.inference.predictor import PredictionOptions, peak_rss_mb, predict_paths
     from autolung.inference.sources import select_models
 
@@ -104,6 +117,12 @@ def predict_command(
         import torch  # imported here: every other command starts faster without it
 
         torch.set_num_threads(threads)
+    if sr and not report:
+        raise InvalidInputError("--sr needs --report")
+    if output_format in DICOM_FORMATS:
+        api.check_dicom_output(input_path, output_format)
+    if sr:
+        api.check_dicom_output(input_path, "dicom-seg")
     configurations = split_values(configurations)
     fold_numbers = [_fold(v) for v in split_values(folds)] or None
     options = PredictionOptions(step_size=step_size, mirror=not disable_tta, window_batch_size=batch_windows,
@@ -120,7 +139,18 @@ def predict_command(
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=_console) as bars:
                 written = predict_paths(input_path, output, selection.models, options, _RichProgress(bars))
+        label_names = {value: name for name, value in selection.models[0].plans.labels.items() if value != 0}
     _console.print(f"{len(written)} masks in {output} (peak RSS {peak_rss_mb():.0f} MB)")
+    if output_format in DICOM_FORMATS:
+        dicom_files = api.dicom_outputs(input_path, output, output_format, label_names, seg_type, anonymize)
+        _console.print(f"{len(dicom_files)} {output_format} file(s) in {output / 'dicom'}")
+    if report:
+        from autolung_cli.commands.report import lesion_table
+
+        payload = api.report(input_path, output, output / "report", label_names=label_names, sr=sr,
+                             anonymize=anonymize)
+        _console.print(lesion_table(payload))
+        _console.print(f"lesion report in {output / 'report'}")
 
 
 @app.command("ensemble", help="Average saved probabilities (--save-probabilities) of several runs into masks.")
