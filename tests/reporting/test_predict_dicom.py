@@ -71,3 +71,17 @@ def test_dicom_seg_for_non_dicom_input_is_refused_before_predicting(model_and_se
     assert result.exit_code != 0
     assert "needs DICOM series" in str(result.exception) and "c0_0000.nii.gz" in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_predict_writes_rtstruct(model_and_series, tmp_path):
+    root, scans = model_and_series
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["predict", "-i", str(scans), "-o", str(out), "-d", "Tiny_CT", "-c", "3d_fullres",
+                                 "-f", "0", "--disable-tta", "--no-progress", "--format", "rtstruct", "--anonymize",
+                                 "--root", str(root.root)])
+    assert result.exit_code == 0, result.output
+    assert dciodvfy_errors(out / "dicom" / "patient1_rtstruct.dcm") == []
+    rt = pydicom.dcmread(out / "dicom" / "patient1_rtstruct.dcm")
+    assert sorted(r.ROIName for r in rt.StructureSetROISequence) == ["l1", "l2"]
+    assert str(rt.PatientName) == "ANONYMOUS" and rt.PatientID == "ANONYMOUS"
