@@ -13,9 +13,10 @@ Rules (also in docs/reports.md):
   image's own slice plane, the axial plane for CT); the short axis is the longest extent
   perpendicular to it on the same slice.
 * Volume is the voxel count times the voxel volume.
-* Side: from the lung label's two lungs when there is one, else from the lesion's patient
-  left-right coordinate against the middle of the field of view (``unknown`` when the field of
-  view is under :data:`MIN_SIDE_FIELD_MM` wide, e.g. a crop around the lesion).
+* Side: the lung (of the lung label's two largest components) the lesion touches; else the
+  lesion's patient left-right coordinate against the middle of the lung label; without a lung
+  label, against the middle of the field of view (``unknown`` when the field of view is under
+  :data:`MIN_SIDE_FIELD_MM` wide, e.g. a crop around the lesion).
 """
 from __future__ import annotations
 
@@ -247,6 +248,7 @@ class SideFinder:
         self._geometry = geometry
         self._lungs: list[tuple[np.ndarray, str]] = []
         self._midline = self._field_midline(geometry)
+        self._midline_source = "orientation"
         if lung_labels:
             self._find_lungs(np.isin(labels, list(lung_labels)))
 
@@ -272,14 +274,18 @@ class SideFinder:
             left = int(np.argmax(xs))
             for rank, component in enumerate(largest):
                 self._lungs.append((components == component, "left" if rank == left else "right"))
-        else:  # both lungs joined in one component: split at its middle
+            self._midline = float(np.mean(xs))  # for lesions touching neither lung
+        else:  # both lungs joined in one component: split at its centre of mass
             self._midline = xs[0]
+        self._midline_source = "lung_label_midline"
 
     def side(self, mask: np.ndarray, box: tuple[slice, ...], centroid_patient: np.ndarray) -> tuple[str, str]:
         """``(side, source)`` of the lesion ``mask`` cropped at ``box``.
 
-        Side is left, right or unknown; source is lung_label (the lung the lesion touches, within
-        2 voxels) or orientation.
+        Side is left, right or unknown. Source: ``lung_label`` (the lung the lesion touches,
+        within 2 voxels), ``lung_label_midline`` (the patient left-right coordinate against the
+        middle of the lung label: lungs joined in one component, or a lesion touching neither),
+        or ``orientation`` (against the middle of the field of view; no lung label).
         """
         if self._lungs:
             region = tuple(slice(max(s.start - 2, 0), min(s.stop + 2, n)) for s, n in zip(box, self._geometry.shape))
@@ -293,7 +299,7 @@ class SideFinder:
         if self._midline is None:
             return "unknown", "orientation"
         # LPS: +x points to the patient's left.
-        return ("left" if centroid_patient[0] > self._midline else "right"), "orientation"
+        return ("left" if centroid_patient[0] > self._midline else "right"), self._midline_source
 
 
 def _check_axial(geometry: ImageGeometry) -> None:
