@@ -77,3 +77,35 @@ def test_report_sr_refuses_non_dicom_images(tmp_path, monkeypatch, capsys):
                                     str(tmp_path / "out"), "--sr"], monkeypatch)
     assert code == 1 and "not a DICOM series" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.shared_data
+def test_real_series_with_its_reference_tumour(tmp_path, monkeypatch):
+    """The real 24-slice LUNG1-002 series with the NSCLC reference labels resampled onto it (same voxels)."""
+    from autolung.io.dicom import series_files
+    from tests.conftest import SHARED_DATA, shared_dataset
+
+    folder = SHARED_DATA / "dicom" / "LUNG1-002_ct_24slices"
+    if not folder.is_dir():
+        pytest.skip(f"real DICOM series not available at {folder}")
+    labels = shared_dataset("NSCLC_LungCT") / "labelsTr" / "lung1_002.nii.gz"
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(series_files(folder))
+    mask = sitk.Resample(sitk.ReadImage(str(labels)), reader.Execute(), sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    (tmp_path / "masks").mkdir()
+    sitk.WriteImage(mask, str(tmp_path / "masks" / "ct.nii.gz"))
+    out = tmp_path / "report"
+    code = run_cli_group("report", ["report", "-i", str(folder), "-m", str(tmp_path / "masks"), "-o", str(out), "--sr",
+                                    "--label-name", "1=lung", "--label-name", "2=tumour", "--anonymize"], monkeypatch)
+    assert code == 0
+    lesion = json.loads((out / "report.json").read_text())["cases"][0]["lesions"][0]
+    tumour_voxels = int(np.count_nonzero(sitk.GetArrayFromImage(mask) == 2))
+    assert lesion["label_name"] == "tumour" and lesion["voxels"] == tumour_voxels
+    assert lesion["volume_mm3"] == pytest.approx(tumour_voxels * 0.977 * 0.977 * 3.0, rel=1e-6)
+    assert lesion["side"] == "right"  # patient x < 0 (LPS), drawn on the image's left
+    for name in ("LUNG1-002_ct_24slices_seg.dcm", "LUNG1-002_ct_24slices_sr.dcm"):
+        assert dciodvfy_errors(out / "dicom" / name) == []
+    sr = hd.sr.srread(out / "dicom" / "LUNG1-002_ct_24slices_sr.dcm")
+    assert str(sr.PatientName) == "ANONYMOUS"
+    values = {m.name.meaning: m.value for m in sr.content.get_volumetric_roi_measurement_groups()[0].get_measurements()}
+    assert values["Long axis"] == pytest.approx(lesion["long_axis_mm"])
