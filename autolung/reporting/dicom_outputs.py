@@ -46,7 +46,9 @@ def write_dicom_masks(input_path: str | Path, mask_folder: str | Path, output_fo
         mask_folder: the folder holding ``<case>.nii.gz`` masks.
         output_format: "dicom-seg" or "rtstruct".
         label_names: label value -> name (codes are chosen from names).
-        seg_type: "binary" or "fractional" (SEG only).
+        seg_type: "binary" or "fractional" (SEG only). A fractional SEG holds the network's
+            probabilities where ``<case>.npz`` (save_probabilities) is beside the mask, else the
+            mask's 0/1.
         anonymize: blank identifying patient and visit attributes.
 
     Returns:
@@ -64,10 +66,29 @@ def write_dicom_masks(input_path: str | Path, mask_folder: str | Path, output_fo
         if output_format == "dicom-seg":
             from autolung.reporting.dicom_seg import write_dicom_seg
 
-            write_dicom_seg(case.sources[0], mask, target, label_names, seg_type=seg_type, anonymize=anonymize)
+            fractions = _probabilities(Path(mask_folder), case.case_id) if seg_type == "fractional" else None
+            write_dicom_seg(case.sources[0], mask, target, label_names, seg_type=seg_type, anonymize=anonymize,
+                            fractions=fractions)
         else:
             from autolung.reporting.rtstruct import write_rtstruct
 
             write_rtstruct(case.sources[0], mask, target, label_names, anonymize=anonymize)
         written.append(target)
     return written
+
+
+def _probabilities(folder: Path, case_id: str) -> dict | None:
+    """Label -> probabilities from ``<case>.npz``, or None (with a warning) when unusable."""
+    from autolung.inference.cv_outputs import load_cv_probabilities, probabilities_path
+
+    path = probabilities_path(folder, case_id)
+    if not path.is_file():
+        logger.warning("%s: fractional SEG holds the mask's 0/1 values; predict with save_probabilities to store "
+                       "probabilities", case_id)
+        return None
+    saved = load_cv_probabilities(path)
+    if not saved.region_mapping.is_disjoint:
+        logger.warning("%s: overlapping regions cannot be stored per label; fractional SEG holds the mask's 0/1 "
+                       "values", case_id)
+        return None
+    return {region[0]: saved.probabilities[channel] for channel, region in enumerate(saved.region_mapping.regions)}

@@ -65,14 +65,17 @@ def segment_labels(mask: np.ndarray, label_names: Mapping[int, str]) -> list[int
     return sorted(present | {int(v) for v in label_names if int(v) != 0})
 
 
-def build_segmentation(source: list, mask: np.ndarray, label_names: Mapping[int, str], seg_type: str = "binary"):
+def build_segmentation(source: list, mask: np.ndarray, label_names: Mapping[int, str], seg_type: str = "binary",
+                       fractions: Mapping[int, np.ndarray] | None = None):
     """The highdicom Segmentation of ``mask`` over ``source`` (datasets in the mask's slice order).
 
     Args:
         source: the source images, ``source[z]`` being the image of ``mask[z]``.
         mask: ``(Z, Y, X)`` integer label map.
         label_names: names of labels (those without a name are called ``label N``).
-        seg_type: "binary" or "fractional" (0/1 stored as fractions of 255).
+        seg_type: "binary" or "fractional" (stored in 1/255 steps, PROBABILITY type).
+        fractions: for a fractional SEG, label -> ``(Z, Y, X)`` probabilities in [0, 1]; labels
+            without one store the mask's 0/1.
 
     Returns:
         ``(segmentation, {label: segment number})``.
@@ -103,7 +106,14 @@ def build_segmentation(source: list, mask: np.ndarray, label_names: Mapping[int,
         pixels = relabelled
         kind = hd.seg.SegmentationTypeValues.BINARY
     else:
-        pixels = np.stack([(relabelled == n).astype(np.float32) for n in numbers.values()], axis=-1)
+        fractions = fractions or {}
+        for value, fraction in fractions.items():
+            if fraction.shape != mask.shape:
+                raise InvalidInputError(f"probabilities of label {value} have shape {fraction.shape}, the mask "
+                                        f"{mask.shape}")
+        pixels = np.stack([np.clip(fractions[value], 0.0, 1.0).astype(np.float32) if value in fractions
+                           else (relabelled == number).astype(np.float32) for value, number in numbers.items()],
+                          axis=-1)
         kind = hd.seg.SegmentationTypeValues.FRACTIONAL
     segmentation = hd.seg.Segmentation(
         source_images=source, pixel_array=pixels, segmentation_type=kind, segment_descriptions=descriptions,
@@ -111,13 +121,13 @@ def build_segmentation(source: list, mask: np.ndarray, label_names: Mapping[int,
         manufacturer=MANUFACTURER, manufacturer_model_name="autolung", software_versions=__version__,
         device_serial_number="0", series_description="autolung segmentation",
         content_label="AUTOLUNG", content_description="autolung segmentation",
-        omit_empty_frames=bool(np.any(relabelled)))
+        omit_empty_frames=bool(np.any(pixels)))
     return segmentation, numbers
 
 
 def write_dicom_seg(source_folder: str | Path, mask: np.ndarray, output: str | Path,
                     label_names: Mapping[int, str] | None = None, seg_type: str = "binary",
-                    anonymize: bool = False) -> WrittenSegmentation:
+                    anonymize: bool = False, fractions: Mapping[int, np.ndarray] | None = None) -> WrittenSegmentation:
     """Write ``mask`` (on the grid of the series in ``source_folder``) as a DICOM SEG file.
 
     Args:
@@ -127,6 +137,7 @@ def write_dicom_seg(source_folder: str | Path, mask: np.ndarray, output: str | P
         label_names: names of labels; they choose the codes (lung, tumour/neoplasm, nodule).
         seg_type: "binary" or "fractional".
         anonymize: blank identifying patient and visit attributes (UIDs kept).
+        fractions: for a fractional SEG, label -> probabilities on the mask's grid (else 0/1).
 
     Returns:
         What was written.
@@ -138,7 +149,7 @@ def write_dicom_seg(source_folder: str | Path, mask: np.ndarray, output: str | P
     source = read_source_series(source_folder)
     check_mask_matches_series(mask, source, source_folder)
     names = dict(label_names or {})
-    segmentation, numbers = build_segmentation(source, mask, names, seg_type)
+    segmentation, numbers = build_segmentation(source, mask, names, seg_type, fractions)
     if anonymize:
         deidentify(segmentation)
     with atomic_path(output) as tmp:

@@ -85,3 +85,24 @@ def test_predict_writes_rtstruct(model_and_series, tmp_path):
     rt = pydicom.dcmread(out / "dicom" / "patient1_rtstruct.dcm")
     assert sorted(r.ROIName for r in rt.StructureSetROISequence) == ["l1", "l2"]
     assert str(rt.PatientName) == "ANONYMOUS" and rt.PatientID == "ANONYMOUS"
+
+
+@pytest.mark.slow
+def test_fractional_seg_holds_the_saved_probabilities(model_and_series, tmp_path):
+    from autolung.inference.cv_outputs import load_cv_probabilities
+
+    root, scans = model_and_series
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["predict", "-i", str(scans), "-o", str(out), "-d", "Tiny_CT", "-c", "3d_fullres",
+                                 "-f", "0", "--disable-tta", "--no-progress", "--format", "dicom-seg", "--seg-type",
+                                 "fractional", "--save-probabilities", "--root", str(root.root)])
+    assert result.exit_code == 0, result.output
+    assert dciodvfy_errors(out / "dicom" / "patient1_seg.dcm") == []
+    seg = hd.seg.segread(out / "dicom" / "patient1_seg.dcm")
+    assert seg.SegmentationType == "FRACTIONAL"
+    uids = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in series_files(scans / "patient1")]
+    stored = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1, 2],
+                                               rescale_fractional=True, dtype=np.float32)
+    saved = load_cv_probabilities(out / "patient1.npz")
+    expected = np.moveaxis(saved.probabilities, 0, -1)
+    assert np.abs(stored - expected).max() <= 0.5 / 255 + 1e-3

@@ -81,10 +81,11 @@ def test_mask_on_another_grid_is_refused_before_writing(case_folders, monkeypatc
 
 
 def test_report_reads_dicom_series_images(tmp_path):
+    from autolung.io.images import read_image
     from tests.conftest import write_dicom_series
 
     write_dicom_series(tmp_path / "dicom" / "scan", "1.2.826.0.1.3680043.8.498.1", [0.0, 2.0, 4.0, 6.0])
-    image, _ = __import__("autolung.io.images", fromlist=["read_image"]).read_image(tmp_path / "dicom" / "scan")
+    image, _ = read_image(tmp_path / "dicom" / "scan")
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(tmp_path / "dicom" / "scan")))
     source = reader.Execute()
