@@ -213,7 +213,7 @@ def report(images: str | Path, masks: str | Path, output: str | Path, connectivi
            min_volume_mm3: float = 0.0, labels: Sequence[int] | None = None,
            lung_labels: Sequence[int] | None = None, label_names: dict[int, str] | None = None,
            pictures: bool = True, plans_digest: str | None = None, sr: bool = False,
-           anonymize: bool = False) -> dict:
+           anonymize: bool = False, cases: Sequence[str] | None = None) -> dict:
     """``autolung report``: per-lesion measurements, lesions.csv, report.json, pictures, summaries.
 
     ``label_names`` default to a dataset.json beside the masks; ``lung_labels`` to the labels
@@ -228,7 +228,7 @@ def report(images: str | Path, masks: str | Path, output: str | Path, connectivi
     options = MeasurementOptions(connectivity=connectivity, min_volume_mm3=min_volume_mm3,
                                  labels=tuple(labels) if labels else None, lung_labels=lungs, label_names=names)
     return write_report(images, masks, output, options, pictures=pictures, plans_digest=plans_digest, sr=sr,
-                        anonymize=anonymize)
+                        anonymize=anonymize, cases=cases)
 
 
 def check_dicom_output(input_path: str | Path, output_format: str) -> None:

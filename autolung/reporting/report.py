@@ -102,10 +102,11 @@ def _mask_files(masks: Path) -> dict[str, Path]:
             if p.is_file() and not p.name.startswith(".") and image_ending(p) is not None}
 
 
-def pair_cases(images: str | Path, masks: str | Path) -> list[ReportCase]:
+def pair_cases(images: str | Path, masks: str | Path, cases: Sequence[str] | None = None) -> list[ReportCase]:
     """Pair images (files, folders of files, DICOM series folders) with masks by case id.
 
-    A single image with a single mask file is one case, whatever their names.
+    A single image with a single mask file is one case, whatever their names. ``cases`` limits
+    the pairing to those case ids (e.g. the cases just predicted into a folder holding others).
 
     Raises:
         InvalidInputError: no masks, or a mask without an image.
@@ -114,13 +115,16 @@ def pair_cases(images: str | Path, masks: str | Path) -> list[ReportCase]:
 
     images, masks = Path(images), Path(masks)
     mask_files = _mask_files(masks)
+    if cases is not None:
+        wanted = set(cases)
+        mask_files = {case: path for case, path in mask_files.items() if case in wanted}
     if not mask_files:
         raise InvalidInputError("no mask files found", path=masks)
-    cases = discover_cases(images)
-    if len(cases) == 1 and len(mask_files) == 1:
+    inputs = discover_cases(images)
+    if len(inputs) == 1 and len(mask_files) == 1:
         only_mask = next(iter(mask_files.values()))
-        return [ReportCase(cases[0].case_id, cases[0].sources[0], only_mask)]
-    by_id = {case.case_id: case.sources[0] for case in cases}
+        return [ReportCase(inputs[0].case_id, inputs[0].sources[0], only_mask)]
+    by_id = {case.case_id: case.sources[0] for case in inputs}
     missing = sorted(set(mask_files) - set(by_id))
     if missing:
         raise InvalidInputError(f"no image for mask(s) {', '.join(missing[:5])}", path=images)
@@ -265,7 +269,8 @@ def _measure_one(case: ReportCase, output: Path, options: MeasurementOptions, di
 
 def write_report(images: str | Path, masks: str | Path, output: str | Path,
                  options: MeasurementOptions | None = None, pictures: bool = True,
-                 plans_digest: str | None = None, sr: bool = False, anonymize: bool = False) -> dict[str, Any]:
+                 plans_digest: str | None = None, sr: bool = False, anonymize: bool = False,
+                 cases: Sequence[str] | None = None) -> dict[str, Any]:
     """Measure every lesion of every mask and write the report files into ``output``.
 
     Args:
@@ -278,6 +283,7 @@ def write_report(images: str | Path, masks: str | Path, output: str | Path,
         plans_digest: provenance; default: the masks' ``autolung_predictions.json``.
         sr: also write a DICOM SEG and a TID 1500 SR per case (images must be DICOM series).
         anonymize: blank identifying patient and visit attributes in the DICOM objects.
+        cases: only these case ids (default: every mask).
 
     Returns:
         The ``report.json`` payload.
@@ -291,16 +297,16 @@ def write_report(images: str | Path, masks: str | Path, output: str | Path,
         if source.is_dir() and output.resolve() == source.resolve():
             raise InvalidInputError("the report folder is an input folder; choose another output", path=output)
     options = options or MeasurementOptions()
-    cases = pair_cases(images, masks)
-    check_grids(cases)
+    pairs = pair_cases(images, masks, cases)
+    check_grids(pairs)
     if sr:
-        check_dicom_images(cases)
+        check_dicom_images(pairs)
     if plans_digest is None:
         record = read_predictions_record(masks if masks.is_dir() else masks.parent)
         plans_digest = record.get("plans_digest") if record else None
     digest_text = "+".join(plans_digest) if isinstance(plans_digest, list) else plans_digest
     case_records = []
-    for case in cases:
+    for case in pairs:
         record = _measure_one(case, output, options, digest_text, pictures, sr, anonymize)
         logger.info("%s: %d lesion(s), %.2f mL", case.case, record["lesion_count"], record["total_volume_ml"])
         case_records.append(record)

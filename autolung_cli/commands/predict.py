@@ -147,8 +147,10 @@ def predict_command(
     if report:
         from autolung_cli.commands.report import lesion_table
 
+        from autolung.io.formats import strip_ending
+
         payload = api.report(input_path, output, output / "report", label_names=label_names, sr=sr,
-                             anonymize=anonymize)
+                             anonymize=anonymize, cases=[strip_ending(path) for path in written])
         _console.print(lesion_table(payload))
         _console.print(f"lesion report in {output / 'report'}")
 
