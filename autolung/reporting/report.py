@@ -132,11 +132,17 @@ def pair_cases(images: str | Path, masks: str | Path, cases: Sequence[str] | Non
 
 
 def check_grids(cases: Sequence[ReportCase]) -> None:
-    """Refuse, naming the mask, any mask whose grid differs from its image's."""
+    """Refuse, naming the file, a 2D or sheared image, or a mask whose grid differs from its image's."""
     from autolung.io.images import read_geometry
+    from autolung.reporting.geometry import direction_matrix
 
     for case in cases:
-        problems = geometry_differences(read_geometry(case.image), read_geometry(case.mask), "mask", "image")
+        image_geometry = read_geometry(case.image)
+        try:
+            direction_matrix(image_geometry)
+        except InvalidInputError as exc:
+            raise InvalidInputError(exc.problem, path=case.image) from exc
+        problems = geometry_differences(image_geometry, read_geometry(case.mask), "mask", "image")
         if problems:
             raise InvalidInputError(f"mask does not match the grid of its image {case.image}: {'; '.join(problems)}",
                                     path=case.mask)

@@ -100,3 +100,14 @@ def test_report_reads_dicom_series_images(tmp_path):
     assert payload["cases"][0]["case"] == "scan"
     assert lesion["voxels"] == 24 and lesion["volume_mm3"] == pytest.approx(24 * 0.5 * 0.5 * 2.0)
     assert lesion["hu"]["min"] == 10.0 and lesion["hu"]["max"] == 20.0  # slice values 10 and 20
+
+
+def test_2d_images_are_refused_naming_the_file(tmp_path):
+    from autolung.errors import InvalidInputError
+
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+        sitk.WriteImage(sitk.Image(16, 16, sitk.sitkUInt8), str(tmp_path / folder / "a.nii.gz"))
+    with pytest.raises(InvalidInputError, match=r"a\.nii\.gz.*3D"):
+        api.report(tmp_path / "images", tmp_path / "masks", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
