@@ -16,9 +16,9 @@ from autolung.errors import InvalidInputError  # noqa: E402
 from autolung.io.dicom import series_files  # noqa: E402
 from autolung.io.images import read_image  # noqa: E402
 from autolung.reporting.dicom_seg import write_dicom_seg  # noqa: E402
-from tests.conftest import SHARED_DATA  # noqa: E402
-from tests.reporting.dicom_tools import dciodvfy_errors, dcmqi_segments, write_ct_series  # noqa: E402
-from tests.reporting.shapes import ellipsoid, oblique_direction  # noqa: E402
+from conftest import SHARED_DATA  # noqa: E402
+from .dicom_tools import dciodvfy_errors, dcmqi_segments, write_ct_series  # noqa: E402
+from .shapes import ellipsoid, oblique_direction  # noqa: E402
 
 NAMES = {1: "lung", 2: "tumour"}
 

@@ -12,9 +12,9 @@ pytest.importorskip("highdicom", reason="highdicom not installed (pip install hi
 import highdicom as hd  # noqa: E402
 
 from autolung.io.images import read_image  # noqa: E402
-from tests.conftest import run_cli_group  # noqa: E402
-from tests.reporting.dicom_tools import dciodvfy_errors, write_ct_series  # noqa: E402
-from tests.reporting.shapes import ellipsoid, oblique_direction  # noqa: E402
+from conftest import run_cli_group  # noqa: E402
+from .dicom_tools import dciodvfy_errors, write_ct_series  # noqa: E402
+from .shapes import ellipsoid, oblique_direction  # noqa: E402
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_report_sr_refuses_non_dicom_images(tmp_path, monkeypatch, capsys):
 def test_real_series_with_its_reference_tumour(tmp_path, monkeypatch):
     """The real 24-slice LUNG1-002 series with the NSCLC reference labels resampled onto it (same voxels)."""
     from autolung.io.dicom import series_files
-    from tests.conftest import SHARED_DATA, shared_dataset
+    from conftest import SHARED_DATA, shared_dataset
 
     folder = SHARED_DATA / "dicom" / "LUNG1-002_ct_24slices"
     if not folder.is_dir():

@@ -9,7 +9,7 @@ import SimpleITK as sitk
 
 from autolung.errors import InvalidInputError
 from autolung.reporting.measure import MeasurementOptions, measure_case
-from tests.reporting.shapes import ellipsoid, geometry, oblique_direction
+from .shapes import ellipsoid, geometry, oblique_direction
 
 
 def _sitk_point(geom, zyx):

@@ -16,9 +16,9 @@ import pydicom  # noqa: E402
 from autolung.io.dicom import series_files  # noqa: E402
 from autolung.io.images import read_label  # noqa: E402
 from autolung_cli.app import _register_commands, app  # noqa: E402
-from tests.inference.fake_model import tiny_plans, write_fake_model  # noqa: E402
-from tests.reporting.dicom_tools import dciodvfy_errors, write_ct_series  # noqa: E402
-from tests.reporting.shapes import oblique_direction  # noqa: E402
+from inference.fake_model import tiny_plans, write_fake_model  # noqa: E402
+from .dicom_tools import dciodvfy_errors, write_ct_series  # noqa: E402
+from .shapes import oblique_direction  # noqa: E402
 
 _register_commands()
 runner = CliRunner()

@@ -10,7 +10,7 @@ from skimage.measure import regionprops
 
 from autolung.io.images import read_image, read_label
 from autolung.reporting.measure import MeasurementOptions, measure_case
-from tests.conftest import shared_dataset
+from conftest import shared_dataset
 
 
 def _nibabel_ml(path, value: int) -> float:

@@ -11,8 +11,8 @@ import SimpleITK as sitk
 
 from autolung import api
 from autolung.reporting.report import CSV_COLUMNS, REPORT_FORMAT, REPORT_VERSION
-from tests.conftest import run_cli_group
-from tests.reporting.shapes import ellipsoid, oblique_direction
+from conftest import run_cli_group
+from .shapes import ellipsoid, oblique_direction
 
 
 def _write(array: np.ndarray, path, spacing=(2.0, 0.8, 0.8), direction=None) -> None:
@@ -82,7 +82,7 @@ def test_mask_on_another_grid_is_refused_before_writing(case_folders, monkeypatc
 
 def test_report_reads_dicom_series_images(tmp_path):
     from autolung.io.images import read_image
-    from tests.conftest import write_dicom_series
+    from conftest import write_dicom_series
 
     write_dicom_series(tmp_path / "dicom" / "scan", "1.2.826.0.1.3680043.8.498.1", [0.0, 2.0, 4.0, 6.0])
     image, _ = read_image(tmp_path / "dicom" / "scan")

@@ -12,9 +12,9 @@ from skimage.draw import polygon2mask  # noqa: E402
 from autolung.io.dicom import series_files  # noqa: E402
 from autolung.io.images import read_image  # noqa: E402
 from autolung.reporting.rtstruct import write_rtstruct  # noqa: E402
-from tests.conftest import SHARED_DATA  # noqa: E402
-from tests.reporting.dicom_tools import dciodvfy_errors, write_ct_series  # noqa: E402
-from tests.reporting.shapes import ellipsoid, oblique_direction  # noqa: E402
+from conftest import SHARED_DATA  # noqa: E402
+from .dicom_tools import dciodvfy_errors, write_ct_series  # noqa: E402
+from .shapes import ellipsoid, oblique_direction  # noqa: E402
 
 
 def _fill(rtstruct, roi_number: int, geometry, uids: list[str]) -> np.ndarray:
