@@ -25,7 +25,7 @@ from autolung.evaluation.metrics import LabelSpec, label_mask, overlap_metrics
 from autolung.inference.cv_outputs import list_saved_cases, load_cv_probabilities
 from autolung.inference.model import available_folds
 from autolung.inference.postprocessing import choose_postprocessing
-from autolung.labels import RegionMapping
+from autolung.labels import RegionMapping, mask_ignored
 from autolung.paths import DataRoot
 from autolung.planning.plans import Plans
 from autolung.provenance import provenance
@@ -64,15 +64,34 @@ def trained_configurations(results_dataset: Path, names: Sequence[str] | None = 
     return found
 
 
-def reference_files(raw_dataset: Path) -> dict[str, Path]:
-    """``{case_id: label file}`` from ``labelsTr`` of the raw dataset."""
+def reference_files(raw_dataset: Path, required: bool = True) -> dict[str, Path]:
+    """``{case_id: label file}`` of the raw dataset, read through its own layout (Decathlon, nnU-Net
+    v1 or v2, explicit file lists), so case ids match the ones used in training.
+
+    Args:
+        raw_dataset: the raw dataset folder.
+        required: raise when it is missing or has no label file; else return ``{}`` then.
+
+    Raises:
+        InvalidInputError: (with ``required``) no dataset there, or no label file.
+    """
+    from autolung.dataset.layout import load_dataset
     from autolung.io.formats import image_ending, strip_ending
 
-    folder = raw_dataset / "labelsTr"
-    if not folder.is_dir():
-        raise InvalidInputError("labelsTr not found", path=folder)
-    return {strip_ending(p): p for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and image_ending(p) is not None}
+    if not (raw_dataset / "dataset.json").is_file() and (raw_dataset / "labelsTr").is_dir():
+        # A bare labelsTr folder (no dataset.json): label files named by case id.
+        return {strip_ending(p): p for p in (raw_dataset / "labelsTr").iterdir()
+                if p.is_file() and not p.name.startswith(".") and image_ending(p) is not None}
+    try:
+        spec = load_dataset(raw_dataset, strict=False)
+    except InvalidInputError:
+        if required:
+            raise
+        return {}
+    found = {case.case_id: case.label for case in spec.cases if case.label is not None and case.label.is_file()}
+    if not found and required:
+        raise InvalidInputError("the dataset has no label files", path=raw_dataset)
+    return found
 
 
 def evaluation_labels(mapping: RegionMapping) -> list[LabelSpec]:
@@ -82,8 +101,20 @@ def evaluation_labels(mapping: RegionMapping) -> list[LabelSpec]:
     return [tuple(region) for region in mapping.regions]
 
 
-def _dice_per_label(ref: np.ndarray, pred: np.ndarray, labels: Sequence[LabelSpec]) -> list[float]:
+def _dice_per_label(ref: np.ndarray, pred: np.ndarray, labels: Sequence[LabelSpec],
+                    ignore_label: int | None) -> list[float]:
+    ref, pred = mask_ignored(ref, pred, ignore_label)
     return [overlap_metrics(label_mask(ref, label), label_mask(pred, label))["dice"] for label in labels]
+
+
+def _mean_over_labels(per_case: list[list[float]]) -> float:
+    """Mean over labels of the mean over cases, each leaving out undefined (both empty) cases."""
+    values = np.asarray(per_case, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        per_label = [float(np.mean(column[np.isfinite(column)])) if np.isfinite(column).any() else np.nan
+                     for column in values.T]
+    finite = [v for v in per_label if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _candidate_names(configurations: Sequence[str]) -> list[tuple[str, ...]]:
@@ -116,8 +147,8 @@ def _score_candidates(files: dict[str, dict[str, Path]], references: dict[str, P
         for candidate in candidates:
             pred, mapping = _candidate_labels(case_files, candidate)
             labels = evaluation_labels(mapping)
-            scores[candidate].append(_dice_per_label(ref, pred, labels))
-    return {c: float(np.mean(np.mean(v, axis=0))) for c, v in scores.items()}, labels
+            scores[candidate].append(_dice_per_label(ref, pred, labels, mapping.ignore_label))
+    return {c: _mean_over_labels(v) for c, v in scores.items()}, labels
 
 
 def _configuration_entry(results_dataset: Path, folder_name: str) -> dict:
@@ -143,7 +174,7 @@ def find_best_configuration(data_root: DataRoot, dataset_name: str,
     """
     results_dataset = data_root.results_dataset(dataset_name)
     files = trained_configurations(results_dataset, configurations)
-    references = reference_files(data_root.raw / dataset_name)
+    references = reference_files(data_root.raw_dataset_folder(dataset_name))
     cases = sorted(set.intersection(*(set(f) for f in files.values())) & set(references))
     if not cases:
         raise InvalidInputError("no case has CV probabilities from every configuration and a reference",
@@ -170,11 +201,12 @@ def _choose_postprocessing(files: dict[str, dict[str, Path]], references: dict[s
                            best: tuple[str, ...], labels: list[LabelSpec]) -> dict:
     from autolung.io.images import read_label
 
-    pairs = []
+    pairs, ignore_label = [], None
     for case_id in cases:
-        pred, _ = _candidate_labels({name: files[name][case_id] for name in best}, best)
+        pred, mapping = _candidate_labels({name: files[name][case_id] for name in best}, best)
         pairs.append((read_label(references[case_id])[0], pred))
-    return choose_postprocessing(pairs, labels)
+        ignore_label = mapping.ignore_label
+    return choose_postprocessing(pairs, labels, ignore_label=ignore_label)
 
 
 def load_inference_choice(data_root: DataRoot, dataset_name: str) -> dict:

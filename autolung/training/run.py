@@ -161,7 +161,8 @@ def build_setup(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distr
     workers = options.num_workers if options.num_workers is not None else hardware.default_num_workers(device)
     train_builder, val_builder = _builders(inputs, options, forced, context.rank)
     return TrainerSetup(
-        network=network, module=module, loss=build_loss(options.loss),
+        network=network, module=module,
+        loss=build_loss(options.loss, has_ignore=plans.region_mapping.ignore_label is not None),
         optimizer=make_optimizer(module.parameters(), options.initial_lr, options.momentum, options.weight_decay),
         schedule=Schedule(options.epochs, options.iters_per_epoch, options.time_budget_s, options.initial_lr,
                           options.poly_exponent),
@@ -172,7 +173,7 @@ def build_setup(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distr
         header={"plans_digest": plans.digest(), "configuration": config.name, "fold": fold,
                 "planner": options.planner, "in_channels": inputs.in_channels,
                 "out_channels": output_channels(options.loss, plans.region_mapping), "loss": options.loss},
-        context=context, options=options)
+        context=context, options=options, has_ignore=plans.region_mapping.ignore_label is not None)
 
 
 def _build_network(config: ConfigurationPlan, in_channels: int, out_channels: int) -> nn.Module:
