@@ -134,11 +134,11 @@ def ensemble(input_folders: Sequence[str | Path], output_folder: str | Path, **o
 
 
 def find_best_configuration(dataset: str, root: DataRoot, configurations: Sequence[str] | None = None,
-                            allow_ensembles: bool = True) -> dict:
+                            allow_ensembles: bool = True, allow_partial: bool = False) -> dict:
     """``autolung find_best_configuration``: choose configurations and postprocessing from CV."""
     from autolung.inference.best_configuration import find_best_configuration as choose
 
-    return choose(root, Path(dataset).name, configurations, allow_ensembles)
+    return choose(root, Path(dataset).name, configurations, allow_ensembles, allow_partial)
 
 
 def evaluate(reference_folder: str | Path, prediction_folder: str | Path, **options: Any) -> dict:

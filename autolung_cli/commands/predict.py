@@ -150,13 +150,18 @@ def find_best_configuration_command(
     configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",
                                                        help="Limit to these (repeat -c, or a,b)."),
     no_ensembles: bool = typer.Option(False, "--no-ensembles", help="Do not consider pairwise ensembles."),
+    allow_partial: bool = typer.Option(False, "--allow-partial",
+                                       help="Accept a cross-validation missing folds or cases (reported as partial)."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung.inference.best_configuration import find_best_configuration
+    from autolung.api import find_best_configuration
 
     resolved = data_root(root)
-    choice = find_best_configuration(resolved, dataset_name(dataset, resolved), split_values(configurations) or None,
-                                     not no_ensembles)
+    choice = find_best_configuration(dataset_name(dataset, resolved), resolved, split_values(configurations) or None,
+                                     not no_ensembles, allow_partial)
+    if choice.get("partial"):
+        _console.print(f"[yellow]warning: chosen from a PARTIAL cross-validation ({choice['num_cases']} cases): "
+                       f"{choice['partial']}[/yellow]")
     for name, score in sorted(choice["candidates"].items(), key=lambda item: -item[1]):
         _console.print(f"{name:50s} mean foreground Dice {score:.4f}")
     chosen = "+".join(entry["folder"] for entry in choice["configurations"])
