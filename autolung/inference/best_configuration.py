@@ -77,8 +77,12 @@ def trained_configurations(results_dataset: Path, names: Sequence[str] | None = 
     found = {f.name: cv_probability_files(f) for f in folders}
     found = {name: files for name, files in found.items() if files}
     if not found:
+        only_all = any((f / "fold_all").is_dir() for f in folders)
         raise InvalidInputError("no trained configuration with cross-validation probabilities "
-                                "(fold_<k>/validation/<case>.npz) found", path=results_dataset)
+                                "(fold_<k>/validation/<case>.npz) found"
+                                + ("; fold all has no cross-validation to choose from: predict with its "
+                                   "configuration and folds=['all'] directly" if only_all else ""),
+                                path=results_dataset)
     return found
 
 

@@ -45,10 +45,10 @@ def split_values(values: Optional[List[str]]) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
-def _fold(value: str) -> int:
-    if not value.isdigit():
-        raise InvalidInputError(f"fold {value!r} is not a whole number")
-    return int(value)
+def _fold(value: str) -> int | str:
+    from autolung.inference.model import parse_fold
+
+    return parse_fold(value)
 
 
 def _results_name(dataset: str, root) -> str:
@@ -77,7 +77,9 @@ def predict_command(
                                                        help="Configuration(s) (-c 2d 3d_fullres, or a,b); "
                                                             "default: the stored best choice."),
     folds: Optional[List[str]] = typer.Option(None, "-f", "--folds",
-                                              help="Folds to average (-f 0 1 2, or 0,1,2); default: all."),
+                                              help="Folds to average (-f 0 1 2, or 0,1,2; 'all' is the fold trained "
+                                                   "on every case); default: every finished numbered fold, "
+                                                   "else fold all."),
     planner: str = typer.Option("default", "--planner", help="Planner of the trained configuration."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model bundle (.zip) or extracted model folder."),
     disable_tta: bool = typer.Option(False, "--disable-tta", help="No test-time mirroring (about 8x faster in 3D)."),
