@@ -107,8 +107,8 @@ def train(dataset: str, root: DataRoot, configuration: str = "3d_fullres", fold:
 
 def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | None = None,
             dataset: str | None = None, configurations: Sequence[str] | None = None,
-            folds: Sequence[int] | None = None, model: str | Path | None = None, planner: str = "default",
-            **options: Any) -> list[Path]:
+            folds: Sequence[int | str] | None = None, model: str | Path | None = None, planner: str = "default",
+            checkpoint: str = "final", **options: Any) -> list[Path]:
     """``autolung predict``: segment images with trained folds or a model bundle.
 
     ``options`` are :class:`autolung.inference.predictor.PredictionOptions` fields
@@ -120,7 +120,7 @@ def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | 
     prediction = PredictionOptions(**options)
     with contextlib.ExitStack() as stack:
         selection = select_models(stack, root, Path(dataset).name if dataset else None, configurations, folds,
-                                  planner, Path(model) if model else None)
+                                  planner, Path(model) if model else None, checkpoint=checkpoint)
         if prediction.postprocessing is None:
             prediction.postprocessing = selection.postprocessing
         return predict_paths(input_path, output_folder, selection.models, prediction)

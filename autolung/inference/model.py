@@ -38,6 +38,7 @@ class TrainedModel:
         folds: the loaded folds (numbers, and/or "all").
         networks: one network per fold, in eval mode, on the CPU.
         postprocessing: rules from ``postprocessing.json`` in the folder, when present.
+        checkpoint_name: the checkpoint file every fold was loaded from.
     """
 
     folder: Path
@@ -46,6 +47,7 @@ class TrainedModel:
     folds: list[int | str]
     networks: list[nn.Module]
     postprocessing: dict | None = field(default=None)
+    checkpoint_name: str = CHECKPOINT_NAME
 
     @property
     def configuration(self) -> ConfigurationPlan:
@@ -226,4 +228,4 @@ def load_trained_model(folder: str | Path, folds: list[int | str] | None = None,
     postprocessing = json.loads(postprocessing_path.read_text()) if postprocessing_path.is_file() else None
     logger.info("loaded %s folds %s from %s", configurations, folds, folder)
     return TrainedModel(folder=folder, plans=plans, configuration_name=configurations.pop(), folds=folds,
-                        networks=networks, postprocessing=postprocessing)
+                        networks=networks, postprocessing=postprocessing, checkpoint_name=checkpoint_name)

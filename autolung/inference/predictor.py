@@ -323,7 +323,7 @@ def _predict_cases(cases: list, output_folder: Path, models: Sequence[TrainedMod
 def describe_models(models: Sequence[TrainedModel]) -> list[dict]:
     """What ``autolung_predictions.json`` says of each model: configuration, folds, source, digest."""
     return [{"configuration": m.configuration_name, "folds": list(m.folds), "source": str(m.folder),
-             "plans_digest": m.plans.digest()} for m in models]
+             "plans_digest": m.plans.digest(), "checkpoint": m.checkpoint_name} for m in models]
 
 
 def _record_prediction(output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,

@@ -219,7 +219,7 @@ class Trainer:
         Returns:
             None.
         """
-        if self.setup.context.is_main:
+        if self.setup.context.is_main and self.setup.options.checkpointing:
             ckpt.save_checkpoint(self.setup.folder / name, self.state_dict())
 
     # --- steps ---------------------------------------------------------------------------------

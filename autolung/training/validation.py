@@ -69,7 +69,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
         logger.info("validation case %d/%d: %s", index + 1, len(inputs.val_cases), case_id)
     fold = inputs.fold_folder.name.removeprefix("fold_")
     model = {"configuration": config.name, "folds": [int(fold) if fold.isdigit() else fold], "source": str(inputs.fold_folder),
-             "plans_digest": digest}
+             "plans_digest": digest, "checkpoint": options.validation_checkpoint}
     write_json_atomic(folder / PREDICTIONS_RECORD, predictions_record(
         [model], {"step_size": 0.5, "mirror": True, "precision": precision, "postprocessing": None},
         list(inputs.val_cases)))

@@ -97,6 +97,8 @@ def predict_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
     overlays: bool = typer.Option(False, "--overlays", help="Also write a QC picture per case to OUTPUT/overlays/."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    checkpoint: str = typer.Option("final", "--checkpoint",
+                                   help="Which checkpoint of each fold: final, best (best EMA pseudo-Dice) or latest."),
     root: Optional[Path] = root_option(),
 ) -> None:
     from autolung.inference.predictor import PredictionOptions, peak_rss_mb, predict_paths
@@ -114,7 +116,8 @@ def predict_command(
     resolved_root = data_root(root) if dataset or model is None else None
     name = _results_name(dataset, resolved_root) if dataset and resolved_root else None
     with contextlib.ExitStack() as stack:
-        selection = select_models(stack, resolved_root, name, configurations or None, fold_numbers, planner, model)
+        selection = select_models(stack, resolved_root, name, configurations or None, fold_numbers, planner, model,
+                                  checkpoint=checkpoint)
         options.postprocessing = selection.postprocessing
         if no_progress:
             written = predict_paths(input_path, output, selection.models, options)
