@@ -77,10 +77,13 @@ class DataRoot:
         return recorded if recorded.is_dir() else under_raw
 
     def record_dataset_source(self, dataset_folder: Path) -> None:
-        """Remember where the raw dataset ``dataset_folder`` lives (see :meth:`raw_dataset_folder`)."""
+        """Remember where the raw dataset ``dataset_folder`` lives when it is not ``raw/<name>``
+        (see :meth:`raw_dataset_folder`); a dataset under raw/ needs no record."""
         from autolung.utils.atomic import write_json_atomic
 
         folder = Path(dataset_folder).resolve()
+        if folder == (self.raw / folder.name).resolve():
+            return
         write_json_atomic(self.dataset_source_file(folder.name), {"dataset_folder": str(folder)})
 
     def training_output(self, dataset_name: str, configuration: str, planner: str = "default") -> Path:

@@ -13,11 +13,12 @@ import logging
 import resource
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from autolung.errors import InvalidInputError
 from autolung.inference.cv_outputs import save_cv_probabilities
@@ -46,7 +47,7 @@ class PredictionOptions:
         mirror: test-time mirroring on all axes.
         window_batch_size: windows per network call; None: 2 in bfloat16, 1 in float32
             (``default_window_batch_size``).
-        device: torch device.
+        device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1" or "mps".
         precision: "auto" (bfloat16 autocast where native, see ``resolve_precision``), "float32", "bfloat16".
         save_probabilities: also write ``<case>.npz`` (see ``cv_outputs``).
         output_ending: mask ending (".nii.gz", ".nrrd", ".mha", ".png"); None: the input's format.
@@ -58,7 +59,7 @@ class PredictionOptions:
     step_size: float = 0.5
     mirror: bool = True
     window_batch_size: int | None = None
-    device: str = "cpu"
+    device: str = "auto"
     precision: str = "auto"
     save_probabilities: bool = False
     output_ending: str | None = None
@@ -80,6 +81,21 @@ class PredictionProgress(Protocol):
     def windows(self, done: int, total: int) -> None: ...
 
     def case_finished(self, case_id: str, skipped: bool) -> None: ...
+
+
+def resolve_prediction_device(name: str) -> torch.device:
+    """The device to predict on: "auto" prefers CUDA, then MPS, then the CPU (as training does).
+
+    Raises:
+        AutolungError: a requested device that is not available.
+    """
+    from autolung.training.hardware import resolve_device
+
+    base, _, index = name.partition(":")
+    device = resolve_device(base)
+    if index:
+        device = torch.device(base, int(index))
+    return device
 
 
 def peak_rss_mb() -> float:
@@ -104,8 +120,8 @@ def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOp
     return predict_sliding_window(
         model.networks, data, model.configuration.patch_size, step_size=options.step_size,
         mirror_axes=ALL_AXES if options.mirror else None, window_batch_size=options.window_batch_size,
-        device=options.device, precision=options.precision,
-        progress=progress.windows if progress is not None else None)
+        device=resolve_prediction_device(options.device) if options.device == "auto" else options.device,
+        precision=options.precision, progress=progress.windows if progress is not None else None)
 
 
 def _network_probabilities(image: np.ndarray, geometry: ImageGeometry, model: TrainedModel,
@@ -281,6 +297,8 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
         Mask paths of all cases, finished before or now.
     """
     options = options or PredictionOptions()
+    options = replace(options, device=str(resolve_prediction_device(options.device)))
+    logger.info("predicting on %s", options.device)
     input_path, output_folder = Path(input_path), Path(output_folder)
     check_output_folder(input_path, output_folder)
     cases = discover_cases(input_path)

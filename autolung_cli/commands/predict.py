@@ -85,7 +85,7 @@ def predict_command(
     disable_tta: bool = typer.Option(False, "--disable-tta", help="No test-time mirroring (about 8x faster in 3D)."),
     step_size: float = typer.Option(0.5, "--step-size", help="Window stride as a fraction of the patch."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write <case>.npz."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."),
     output_format: Optional[str] = typer.Option(None, "--format", help="nii.gz, nrrd, mha or png; default: input's."),
     precision: str = typer.Option("auto", "--precision",
                                   help="auto (bfloat16 autocast where the hardware runs it natively), "
