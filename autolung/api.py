@@ -133,6 +133,22 @@ def ensemble(input_folders: Sequence[str | Path], output_folder: str | Path, **o
     return ensemble_folders(input_folders, output_folder, **options)
 
 
+def determine_postprocessing(prediction_folder: str | Path, reference_folder: str | Path, **options: Any) -> dict:
+    """``autolung determine_postprocessing``: choose component rules for a folder of predictions."""
+    from autolung.inference.postprocessing_folders import determine_postprocessing as determine
+
+    return determine(prediction_folder, reference_folder, **options)
+
+
+def apply_postprocessing(input_folder: str | Path, output_folder: str | Path, rules_file: str | Path,
+                         overwrite: bool = False, progress: Any = None) -> list[Path]:
+    """``autolung apply_postprocessing``: apply a postprocessing.json (or inference_choice.json) to a folder."""
+    from autolung.inference.postprocessing_folders import apply_postprocessing_folder, load_postprocessing
+
+    return apply_postprocessing_folder(input_folder, output_folder, load_postprocessing(rules_file), overwrite,
+                                       progress)
+
+
 def find_best_configuration(dataset: str, root: DataRoot, configurations: Sequence[str] | None = None,
                             allow_ensembles: bool = True, allow_partial: bool = False) -> dict:
     """``autolung find_best_configuration``: choose configurations and postprocessing from CV."""

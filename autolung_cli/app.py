@@ -24,6 +24,7 @@ app = typer.Typer(
 
 COMMAND_MODULES = (
     "data", "planning", "preprocess", "train", "predict", "evaluate", "models", "demo", "benchmark", "data_tools",
+    "postprocess",
 )
 
 _state = {"debug": False}

@@ -138,13 +138,18 @@ def ensemble_command(
     output_format: Optional[str] = typer.Option(None, "--format", help="nii.gz, nrrd, mha or png."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write averaged <case>.npz."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
+    postprocessing: Optional[Path] = typer.Option(None, "--pp", "--postprocessing",
+                                                  help="Apply this postprocessing.json (or inference_choice.json)."),
 ) -> None:
-    from autolung.inference.ensembling import ensemble_folders
+    from autolung.api import ensemble
+    from autolung.inference.postprocessing_folders import load_postprocessing
 
     folders = [*inputs, *(more_inputs or [])]
     if len(folders) < 2:
         raise InvalidInputError("ensemble needs at least two input folders")
-    written = ensemble_folders(folders, output, _ending(output_format), None, save_probabilities, overwrite)
+    rules = load_postprocessing(postprocessing) if postprocessing else None
+    written = ensemble(folders, output, output_ending=_ending(output_format), postprocessing=rules,
+                       save_probabilities=save_probabilities, overwrite=overwrite)
     _console.print(f"{len(written)} masks in {output}")
 
 

@@ -1,0 +1,56 @@
+"""``autolung determine_postprocessing`` and ``apply_postprocessing``: component rules on any folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from autolung_cli.app import app
+from autolung_cli.commands.evaluate import _parse_labels
+
+_console = Console()
+
+
+@app.command("determine_postprocessing",
+             help="Choose per label the connected-component rules that raise the mean Dice of a prediction "
+                  "folder against references; writes postprocessing.json.")
+def determine_postprocessing_command(
+    prediction: Path = typer.Option(..., "-p", "--prediction", help="Folder of predicted label maps."),
+    reference: Path = typer.Option(..., "-r", "--reference", help="Folder of reference label maps."),
+    labels: Optional[List[str]] = typer.Option(None, "-l", "--labels",
+                                               help="Labels in the order to consider (repeat; '1,2' is a region). "
+                                                    "Default: every label in the references."),
+    ignore_label: Optional[int] = typer.Option(None, "--ignore-label",
+                                               help="Reference value of unannotated voxels; left out of the Dice."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                          help="Rules file to write (default: <prediction>/postprocessing.json)."),
+) -> None:
+    from autolung.api import determine_postprocessing
+
+    output = output or prediction / "postprocessing.json"
+    result = determine_postprocessing(prediction, reference, labels=_parse_labels(labels), ignore_label=ignore_label,
+                                      output_json=output)
+    for key, before in result["dice_before"].items():
+        _console.print(f"label {key}: mean Dice {before:.4f} -> {result['dice_after'][key]:.4f}")
+    _console.print(f"{len(result['rules'])} rule(s) from {result['num_cases']} cases written to {output}")
+
+
+@app.command("apply_postprocessing",
+             help="Apply a postprocessing.json (or inference_choice.json) to every label map of a folder.")
+def apply_postprocessing_command(
+    input_folder: Path = typer.Option(..., "-i", "--input", help="Folder of label maps."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder (not the input folder)."),
+    rules: Path = typer.Option(..., "--pp", "--postprocessing",
+                               help="postprocessing.json or inference_choice.json."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose output exists."),
+) -> None:
+    from autolung.api import apply_postprocessing
+
+    written = apply_postprocessing(input_folder, output, rules, overwrite)
+    _console.print(f"{len(written)} postprocessed masks in {output}")
+
+
+app.command("determine-postprocessing", hidden=True)(determine_postprocessing_command)
+app.command("apply-postprocessing", hidden=True)(apply_postprocessing_command)
