@@ -97,6 +97,9 @@ def predict_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
     overlays: bool = typer.Option(False, "--overlays", help="Also write a QC picture per case to OUTPUT/overlays/."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    num_parts: int = typer.Option(1, "--num-parts", help="Split the cases into N parts (processes or machines "
+                                                          "sharing one output folder each take one)."),
+    part_id: int = typer.Option(0, "--part-id", help="Which part this process predicts: 0 to N-1."),
     checkpoint: str = typer.Option("final", "--checkpoint",
                                    help="Which checkpoint of each fold: final, best (best EMA pseudo-Dice) or latest."),
     root: Optional[Path] = root_option(),
@@ -112,7 +115,8 @@ def predict_command(
     fold_numbers = [_fold(v) for v in split_values(folds)] or None
     options = PredictionOptions(step_size=step_size, mirror=not disable_tta, window_batch_size=batch_windows,
                                 device=device, precision=precision, save_probabilities=save_probabilities,
-                                output_ending=_ending(output_format), overwrite=overwrite, overlays=overlays)
+                                output_ending=_ending(output_format), overwrite=overwrite, overlays=overlays,
+                                num_parts=num_parts, part_id=part_id)
     resolved_root = data_root(root) if dataset or model is None else None
     name = _results_name(dataset, resolved_root) if dataset and resolved_root else None
     with contextlib.ExitStack() as stack:
