@@ -200,6 +200,20 @@ def overlay(image: str | Path, mask: str | Path, output: str | Path, reference: 
     return render_overlay(picture, read_label(mask)[0], expected, output, spacing=geometry.spacing, **options)
 
 
+def dataset_overlays(dataset: str | Path, root: DataRoot, output_folder: str | Path,
+                     configuration: str | None = None, planner: str = "default", num_processes: int = 1,
+                     num_slices: int = 6, progress: Any = None) -> list[Path]:
+    """``autolung plot_overlays``: one QC picture per training case, raw or (``configuration``) preprocessed."""
+    from autolung.visualization.dataset_overlays import dataset_overlays as draw
+
+    if configuration is None:
+        return draw(output_folder, dataset_folder=_folder(dataset, root), num_processes=num_processes,
+                    num_slices=num_slices, progress=progress)
+    folder = root.preprocessed_configuration(Path(dataset).name, configuration, planner)
+    return draw(output_folder, preprocessed_folder=folder, num_processes=num_processes, num_slices=num_slices,
+                progress=progress)
+
+
 def download(name: str, root: DataRoot, **options: Any) -> Path:
     """``autolung download``: fetch a Medical Segmentation Decathlon task into raw/ (by name)."""
     from autolung.datasets_remote import install_dataset, resolve_remote_dataset

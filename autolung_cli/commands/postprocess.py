@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from autolung_cli.app import app
+from autolung_cli.common import data_root, root_option
 from autolung_cli.commands.evaluate import _parse_labels
 
 _console = Console()
@@ -52,5 +53,26 @@ def apply_postprocessing_command(
     _console.print(f"{len(written)} postprocessed masks in {output}")
 
 
+@app.command("plot_overlays",
+             help="One QC picture per training case of a raw (or, with -c, preprocessed) dataset, labels "
+                  "outlined in red, to catch label problems before training.")
+def plot_overlays_command(
+    dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset folder name under raw/, or a path."),
+    output: Path = typer.Option(..., "-o", "--output", help="Folder for <case>.png."),
+    configuration: Optional[str] = typer.Option(None, "-c", "--configuration",
+                                                help="Show this preprocessed configuration instead of the raw "
+                                                     "images (network grid, normalised intensities)."),
+    planner: str = typer.Option("default", "--planner", help="Planner of the preprocessed configuration."),
+    num_processes: int = typer.Option(1, "-np", "--num-processes", help="Worker processes."),
+    num_slices: int = typer.Option(6, "--num-slices", help="Slices per picture."),
+    root: Optional[Path] = root_option(),
+) -> None:
+    from autolung.api import dataset_overlays
+
+    written = dataset_overlays(dataset, data_root(root), output, configuration, planner, num_processes, num_slices)
+    _console.print(f"{len(written)} QC pictures in {output}")
+
+
+app.command("plot-overlays", hidden=True)(plot_overlays_command)
 app.command("determine-postprocessing", hidden=True)(determine_postprocessing_command)
 app.command("apply-postprocessing", hidden=True)(apply_postprocessing_command)
