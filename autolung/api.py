@@ -88,6 +88,15 @@ def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Seq
     return preprocess(folder, root, configurations, num_processes, planner, progress)
 
 
+def transfer_plans(source_dataset: str, target_dataset: str | Path, root: DataRoot, source_planner: str = "default",
+                   target_planner: str | None = None, overwrite: bool = False) -> Path:
+    """``autolung transfer_plans``: the source dataset's plans for the target (pretraining)."""
+    from autolung.planning.transfer import transfer_plans as transfer
+
+    return transfer(root, Path(source_dataset).name, _folder(target_dataset, root), source_planner, target_planner,
+                    overwrite)
+
+
 def demo_data(root: DataRoot, num_cases: int = 20, seed: int = 0, with_lung_label: bool = False) -> Path:
     """``autolung demo_data``: write the synthetic lung CT set to raw/Demo_LungCT."""
     from autolung.demo_data import DEMO_DATASET_NAME, write_demo_dataset

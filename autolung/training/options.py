@@ -49,6 +49,9 @@ class TrainingOptions:
         checkpointing: write checkpoints; False writes none (quick experiments; the final
             validation still runs on the network in memory).
         validation_only: train nothing: run the final validation of an already trained fold again.
+        pretrained_weights: a checkpoint to start from (fine-tuning); every weight of the same name
+            and shape is loaded, segmentation heads are skipped when the labels differ. Ignored
+            when ``resume`` finds a checkpoint of this run.
         validation_checkpoint: which weights the final validation uses: "final" (the last epoch)
             or "best" (the best EMA pseudo-Dice, ``checkpoint_best.pt``).
     """
@@ -83,6 +86,7 @@ class TrainingOptions:
     checkpointing: bool = True
     validation_only: bool = False
     validation_checkpoint: str = "final"
+    pretrained_weights: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()

@@ -355,6 +355,16 @@ def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distribu
     used = hardware.configure_threads(device, threads)
     hardware.seed_everything(options.seed, options.deterministic)
     setup = build_setup(inputs, options, context, device, fold)
+    if options.pretrained_weights:
+        from autolung.training.pretrained import load_pretrained_weights
+
+        report = load_pretrained_weights(setup.module, options.pretrained_weights)
+        if context.is_main:
+            info_path = inputs.fold_folder / TRAINING_INFO
+            import json
+
+            info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+            write_json_atomic(info_path, {**info, **report})
     trainer = Trainer(setup)
     _resume(trainer, inputs, options)
     logger.info("training %s fold %s on %s: %d train / %d val cases, %d epochs x %d iterations, %s, "

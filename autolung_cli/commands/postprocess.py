@@ -73,6 +73,26 @@ def plot_overlays_command(
     _console.print(f"{len(written)} QC pictures in {output}")
 
 
+@app.command("transfer_plans",
+             help="Copy a dataset's plans to another dataset (its own labels kept), to pretrain on one and "
+                  "fine-tune on the other with train --pretrained-weights.")
+def transfer_plans_command(
+    source: str = typer.Option(..., "-s", "--source", help="Planned source dataset (name or folder)."),
+    target: str = typer.Option(..., "-t", "--target", help="Target dataset (name under raw/, or a path)."),
+    source_planner: str = typer.Option("default", "-sp", "--source-planner", help="Which plans of the source."),
+    target_planner: Optional[str] = typer.Option(None, "-tp", "--target-planner",
+                                                 help="Name of the target's plans (default: the source planner)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing target plans."),
+    root: Optional[Path] = root_option(),
+) -> None:
+    from autolung.api import transfer_plans
+
+    written = transfer_plans(source, target, data_root(root), source_planner, target_planner, overwrite)
+    _console.print(f"plans written to {written}; preprocess and train the target with --planner "
+                   f"{target_planner or source_planner}")
+
+
+app.command("transfer-plans", hidden=True)(transfer_plans_command)
 app.command("plot-overlays", hidden=True)(plot_overlays_command)
 app.command("determine-postprocessing", hidden=True)(determine_postprocessing_command)
 app.command("apply-postprocessing", hidden=True)(apply_postprocessing_command)

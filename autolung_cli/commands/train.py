@@ -46,6 +46,10 @@ def train(
     loss: str = typer.Option("bce_dice", "--loss", help="bce_dice (sigmoid regions) or ce_dice (softmax)."),
     no_validation: bool = typer.Option(False, "--no-final-validation",
                                        help="Skip predicting the validation cases at the end."),
+    pretrained_weights: Optional[Path] = typer.Option(
+        None, "--pretrained-weights",
+        help="Start from this checkpoint (fine-tuning): every matching weight is loaded; the segmentation heads "
+             "are skipped when the labels differ; a different architecture is refused."),
     val_only: bool = typer.Option(False, "--val-only",
                                   help="Train nothing: run the final validation of this trained fold again."),
     val_best: bool = typer.Option(False, "--val-best",
@@ -67,7 +71,8 @@ def train(
         resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
         num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True,
         checkpointing=not disable_checkpointing, validation_only=val_only,
-        validation_checkpoint="best" if val_best else "final")
+        validation_checkpoint="best" if val_best else "final",
+        pretrained_weights=str(pretrained_weights) if pretrained_weights else None)
     folder = train_fold(resolved_root, name, configuration, parse_fold(fold), options,
                         distributed=_distributed_from_environment())
     typer.echo(f"{'validated' if val_only else 'trained'} {configuration} fold {fold}: {folder}")
