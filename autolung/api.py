@@ -209,7 +209,7 @@ def overlay(image: str | Path, mask: str | Path, output: str | Path, reference: 
     return render_overlay(picture, read_label(mask)[0], expected, output, spacing=geometry.spacing, **options)
 
 
-def dataset_overlays(dataset: str | Path, root: DataRoot, output_folder: str | Path,
+def plot_overlays(dataset: str | Path, root: DataRoot, output_folder: str | Path,
                      configuration: str | None = None, planner: str = "default", num_processes: int = 1,
                      num_slices: int = 6, progress: Any = None) -> list[Path]:
     """``autolung plot_overlays``: one QC picture per training case, raw or (``configuration``) preprocessed."""

@@ -67,9 +67,9 @@ def plot_overlays_command(
     num_slices: int = typer.Option(6, "--num-slices", help="Slices per picture."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung.api import dataset_overlays
+    from autolung.api import plot_overlays
 
-    written = dataset_overlays(dataset, data_root(root), output, configuration, planner, num_processes, num_slices)
+    written = plot_overlays(dataset, data_root(root), output, configuration, planner, num_processes, num_slices)
     _console.print(f"{len(written)} QC pictures in {output}")
 
 
