@@ -300,7 +300,8 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
         progress: optional progress receiver.
 
     Returns:
-        Mask paths of all cases, finished before or now.
+        Mask paths of all cases of this part, finished before or now; a case another live process
+        is predicting (its case lock is held) is left to it and not listed.
     """
     options = options or PredictionOptions()
     options = replace(options, device=str(resolve_prediction_device(options.device)))
