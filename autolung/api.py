@@ -88,6 +88,15 @@ def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Seq
     return preprocess(folder, root, configurations, num_processes, planner, progress)
 
 
+def transfer_plans(source_dataset: str, target_dataset: str | Path, root: DataRoot, source_planner: str = "default",
+                   target_planner: str | None = None, overwrite: bool = False) -> Path:
+    """``autolung transfer_plans``: the source dataset's plans for the target (pretraining)."""
+    from autolung.planning.transfer import transfer_plans as transfer
+
+    return transfer(root, Path(source_dataset).name, _folder(target_dataset, root), source_planner, target_planner,
+                    overwrite)
+
+
 def demo_data(root: DataRoot, num_cases: int = 20, seed: int = 0, with_lung_label: bool = False) -> Path:
     """``autolung demo_data``: write the synthetic lung CT set to raw/Demo_LungCT."""
     from autolung.demo_data import DEMO_DATASET_NAME, write_demo_dataset
@@ -107,8 +116,8 @@ def train(dataset: str, root: DataRoot, configuration: str = "3d_fullres", fold:
 
 def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | None = None,
             dataset: str | None = None, configurations: Sequence[str] | None = None,
-            folds: Sequence[int] | None = None, model: str | Path | None = None, planner: str = "default",
-            **options: Any) -> list[Path]:
+            folds: Sequence[int | str] | None = None, model: str | Path | None = None, planner: str = "default",
+            checkpoint: str = "final", **options: Any) -> list[Path]:
     """``autolung predict``: segment images with trained folds or a model bundle.
 
     ``options`` are :class:`autolung.inference.predictor.PredictionOptions` fields
@@ -120,7 +129,7 @@ def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | 
     prediction = PredictionOptions(**options)
     with contextlib.ExitStack() as stack:
         selection = select_models(stack, root, Path(dataset).name if dataset else None, configurations, folds,
-                                  planner, Path(model) if model else None)
+                                  planner, Path(model) if model else None, checkpoint=checkpoint)
         if prediction.postprocessing is None:
             prediction.postprocessing = selection.postprocessing
         return predict_paths(input_path, output_folder, selection.models, prediction)
@@ -133,12 +142,28 @@ def ensemble(input_folders: Sequence[str | Path], output_folder: str | Path, **o
     return ensemble_folders(input_folders, output_folder, **options)
 
 
+def determine_postprocessing(prediction_folder: str | Path, reference_folder: str | Path, **options: Any) -> dict:
+    """``autolung determine_postprocessing``: choose component rules for a folder of predictions."""
+    from autolung.inference.postprocessing_folders import determine_postprocessing as determine
+
+    return determine(prediction_folder, reference_folder, **options)
+
+
+def apply_postprocessing(input_folder: str | Path, output_folder: str | Path, rules_file: str | Path,
+                         overwrite: bool = False, progress: Any = None) -> list[Path]:
+    """``autolung apply_postprocessing``: apply a postprocessing.json (or inference_choice.json) to a folder."""
+    from autolung.inference.postprocessing_folders import apply_postprocessing_folder, load_postprocessing
+
+    return apply_postprocessing_folder(input_folder, output_folder, load_postprocessing(rules_file), overwrite,
+                                       progress)
+
+
 def find_best_configuration(dataset: str, root: DataRoot, configurations: Sequence[str] | None = None,
-                            allow_ensembles: bool = True) -> dict:
+                            allow_ensembles: bool = True, allow_partial: bool = False) -> dict:
     """``autolung find_best_configuration``: choose configurations and postprocessing from CV."""
     from autolung.inference.best_configuration import find_best_configuration as choose
 
-    return choose(root, Path(dataset).name, configurations, allow_ensembles)
+    return choose(root, Path(dataset).name, configurations, allow_ensembles, allow_partial)
 
 
 def evaluate(reference_folder: str | Path, prediction_folder: str | Path, **options: Any) -> dict:
@@ -182,6 +207,20 @@ def overlay(image: str | Path, mask: str | Path, output: str | Path, reference: 
 
     options.setdefault("plans_digest", mask_plans_digest(mask))
     return render_overlay(picture, read_label(mask)[0], expected, output, spacing=geometry.spacing, **options)
+
+
+def plot_overlays(dataset: str | Path, root: DataRoot, output_folder: str | Path,
+                     configuration: str | None = None, planner: str = "default", num_processes: int = 1,
+                     num_slices: int = 6, progress: Any = None) -> list[Path]:
+    """``autolung plot_overlays``: one QC picture per training case, raw or (``configuration``) preprocessed."""
+    from autolung.visualization.dataset_overlays import dataset_overlays as draw
+
+    if configuration is None:
+        return draw(output_folder, dataset_folder=_folder(dataset, root), num_processes=num_processes,
+                    num_slices=num_slices, progress=progress)
+    folder = root.preprocessed_configuration(Path(dataset).name, configuration, planner)
+    return draw(output_folder, preprocessed_folder=folder, num_processes=num_processes, num_slices=num_slices,
+                progress=progress)
 
 
 def download(name: str, root: DataRoot, **options: Any) -> Path:

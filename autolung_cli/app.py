@@ -25,6 +25,7 @@ app = typer.Typer(
 COMMAND_MODULES = (
     "data", "planning", "preprocess", "train", "predict", "evaluate", "models", "demo", "benchmark", "data_tools",
     "report",
+    "postprocess",
 )
 
 _state = {"debug": False}
