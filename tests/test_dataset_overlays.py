@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cli_main import run_main
@@ -38,6 +39,7 @@ def test_plot_overlays_of_a_raw_dataset_draws_every_case_with_red_label_outlines
     assert red.sum() > 20  # the lung outlines are drawn
 
 
+@pytest.mark.slow
 def test_plot_overlays_of_a_preprocessed_configuration(tmp_path, capsys, monkeypatch):
     dataset = _small_copy(tmp_path, cases=2)
     root = tmp_path / "root"

@@ -364,6 +364,7 @@ def _record_locked(output_folder: Path, models: Sequence[TrainedModel], options:
     """Add a case to the provenance record; processes sharing the folder take turns."""
     try:
         with file_lock(output_folder / RECORD_LOCK, "record", wait_s=RECORD_LOCK_WAIT_S):
+            remove_partial_files_of([output_folder / PREDICTIONS_RECORD])  # a killed writer's, under the lock
             _record_prediction(output_folder, models, options, case_id)
     except LockedError as exc:
         raise AutolungError(f"cannot update {PREDICTIONS_RECORD}: {exc.problem}", path=output_folder) from None

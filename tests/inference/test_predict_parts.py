@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from cli_main import run_main
@@ -31,6 +32,7 @@ def _args(images, output, data_root, *extra):
             "--no-progress", "--device", "cpu", "--root", str(data_root.root), *extra]
 
 
+@pytest.mark.slow
 def test_two_processes_share_one_folder_and_give_the_single_run_result(tmp_path, data_root, capsys, monkeypatch):
     images = _setup(tmp_path, data_root)
     code, output = run_main(_args(images, tmp_path / "single", data_root), capsys, monkeypatch)
