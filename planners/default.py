@@ -1,7 +1,7 @@
 """The default planner: a plain U-Net sized for a GPU memory budget (nnU-Net's rules, re-derived).
 
-Configurations: ``2d``, ``3d_fullres``, and ``3d_lowres`` when the full-resolution patch covers
-less than a quarter of the median image. 2D datasets get only ``2d``.
+Configurations: ``2d``, ``3d_fullres``, and ``3d_lowres`` (with ``3d_cascade_fullres`` on top of
+it) when the full-resolution patch covers less than a quarter of the median image. 2D datasets get only ``2d``.
 
 Memory: the planner never runs a GPU. It multiplies the network's stored feature-map elements
 (:func:`autolung.network.estimate_feature_map_elements`) by the batch size and a calibrated cost
@@ -14,6 +14,7 @@ it under the ``autolung.planners`` entry-point group.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Sequence
@@ -254,7 +255,21 @@ class DefaultPlanner:
         lowres = self.plan_lowres(full, normalization)
         if lowres is not None:
             result["3d_lowres"] = lowres
+            result["3d_cascade_fullres"] = self.plan_cascade(full)
         return result
+
+    def plan_cascade(self, full: ConfigurationPlan) -> ConfigurationPlan:
+        """``3d_cascade_fullres``: 3d_fullres's grid, patch and network, fed the 3d_lowres
+        prediction (one-hot) as extra input channels; it reads 3d_fullres's preprocessed cases."""
+        cascade = copy.deepcopy(full)
+        cascade.name = "3d_cascade_fullres"
+        cascade.previous_stage = "3d_lowres"
+        cascade.data_configuration = "3d_fullres"
+        cascade.decisions = [d for d in cascade.decisions if d.what != "3d_lowres"]
+        cascade.decisions.insert(0, Decision("3d_cascade_fullres", "planned",
+                                             "3d_lowres is planned: its predictions, one-hot, are extra input "
+                                             "channels of a 3d_fullres network (nnU-Net's cascade)"))
+        return cascade
 
     def plan_lowres(self, full: ConfigurationPlan, normalization: list[NormalizationPlan]) -> ConfigurationPlan | None:
         """``3d_lowres`` when the 3d_fullres patch covers < 25% of the median image, else None.

@@ -39,6 +39,8 @@ class TrainedModel:
         networks: one network per fold, in eval mode, on the CPU.
         postprocessing: rules from ``postprocessing.json`` in the folder, when present.
         checkpoint_name: the checkpoint file every fold was loaded from.
+        previous_stage: for a cascade (``3d_cascade_fullres``), the model of its previous stage
+            (``3d_lowres``, same folds), run first on every case.
     """
 
     folder: Path
@@ -48,6 +50,7 @@ class TrainedModel:
     networks: list[nn.Module]
     postprocessing: dict | None = field(default=None)
     checkpoint_name: str = CHECKPOINT_NAME
+    previous_stage: TrainedModel | None = None
 
     @property
     def configuration(self) -> ConfigurationPlan:
@@ -227,5 +230,32 @@ def load_trained_model(folder: str | Path, folds: list[int | str] | None = None,
     postprocessing_path = folder / POSTPROCESSING_FILE
     postprocessing = json.loads(postprocessing_path.read_text()) if postprocessing_path.is_file() else None
     logger.info("loaded %s folds %s from %s", configurations, folds, folder)
-    return TrainedModel(folder=folder, plans=plans, configuration_name=configurations.pop(), folds=folds,
-                        networks=networks, postprocessing=postprocessing, checkpoint_name=checkpoint_name)
+    configuration = configurations.pop()
+    return TrainedModel(folder=folder, plans=plans, configuration_name=configuration, folds=folds,
+                        networks=networks, postprocessing=postprocessing, checkpoint_name=checkpoint_name,
+                        previous_stage=_previous_stage_model(folder, plans, configuration, folds, checkpoint_name))
+
+
+def _previous_stage_model(folder: Path, plans: Plans, configuration: str, folds: list[int | str],
+                          checkpoint_name: str) -> TrainedModel | None:
+    """A cascade's previous stage: the sibling folder ``<previous>__<planner>``, the same folds.
+
+    Raises:
+        InvalidInputError: the previous stage is not trained (naming its folder), or was
+            trained with other plans.
+    """
+    previous = plans.configuration(configuration).previous_stage
+    if not previous:
+        return None
+    suffix = folder.name[len(configuration):] if folder.name.startswith(configuration) else ""
+    previous_folder = folder.parent / f"{previous}{suffix}"
+    missing = [fold for fold in folds if not (previous_folder / f"fold_{fold}" / checkpoint_name).is_file()]
+    if missing:
+        raise InvalidInputError(f"{configuration} predicts on top of {previous}, whose fold(s) "
+                                f"{', '.join(map(str, missing))} have no {checkpoint_name}: train {previous} with "
+                                "the same folds first", path=previous_folder)
+    model = load_trained_model(previous_folder, folds, checkpoint_name)
+    if model.plans.digest() != plans.digest():
+        raise InvalidPlansError(f"{previous} was trained with other plans than {configuration}",
+                                path=previous_folder / "plans.json")
+    return model

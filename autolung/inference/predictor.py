@@ -134,10 +134,32 @@ def _network_probabilities(image: np.ndarray, geometry: ImageGeometry, model: Tr
                            options: PredictionOptions,
                            progress: PredictionProgress | None) -> tuple[np.ndarray, dict]:
     """Preprocess one case for ``model`` and run the sliding window: ``(R, Z', Y', X')`` and properties."""
+    data, properties = _network_input(image, geometry, model, options, progress)
+    return _sliding_window(model, data, options, progress), properties
+
+
+def _network_input(image: np.ndarray, geometry: ImageGeometry, model: TrainedModel, options: PredictionOptions,
+                   progress: PredictionProgress | None) -> tuple[np.ndarray, dict]:
+    """The preprocessed case; for a cascade, followed by its previous stage's prediction, one-hot."""
     from autolung.preprocessing.case import preprocess_case
 
     data, _, properties = preprocess_case(image, None, geometry, model.plans, model.configuration_name)
-    return _sliding_window(model, data, options, progress), properties
+    if model.previous_stage is not None:
+        from autolung.preprocessing.previous_stage import (
+            previous_stage_labels,
+            previous_stage_on_grid,
+            with_previous_stage,
+        )
+        from autolung.preprocessing.restore import restore_label_map
+
+        previous = model.previous_stage
+        probabilities, previous_properties = _network_probabilities(image, geometry, previous, options, progress)
+        labels = restore_label_map(probabilities, previous_properties, previous.configuration,
+                                   previous.plans.region_mapping)
+        del probabilities
+        on_grid = previous_stage_on_grid(labels, properties, model.configuration)
+        data = with_previous_stage(data, on_grid, previous_stage_labels(model.plans))
+    return data, properties
 
 
 def predict_case_probabilities(image: np.ndarray, geometry: ImageGeometry, models: Sequence[TrainedModel],
@@ -183,11 +205,10 @@ def predict_case_labels(case: InputCase, model: TrainedModel, options: Predictio
     Returns:
         The uint8 label map and the input's geometry.
     """
-    from autolung.preprocessing.case import preprocess_case
     from autolung.preprocessing.restore import restore_label_map
 
     image, geometry = read_input_case(case, len(model.plans.channel_names))
-    data, _, properties = preprocess_case(image, None, geometry, model.plans, model.configuration_name)
+    data, properties = _network_input(image, geometry, model, options, progress)
     del image
     probabilities = _sliding_window(model, data, options, progress)
     del data

@@ -80,11 +80,15 @@ class ArchitecturePlan:
 
 @dataclass
 class ConfigurationPlan:
-    """One configuration (2d, 3d_fullres, 3d_lowres).
+    """One configuration (2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres).
 
     ``spacing`` and ``patch_size`` are in array order (z, y, x). A 2d configuration has a
     2-element patch (y, x) and keeps the slice axis unresampled: its ``spacing[0]`` is the
     median slice spacing and only in-plane spacing is targeted.
+
+    ``previous_stage`` (a cascade): the configuration whose predictions, one-hot encoded, are
+    extra input channels. ``data_configuration``: the configuration whose preprocessed cases this
+    one reads (the cascade reads 3d_fullres's; None: its own).
     """
 
     name: str
@@ -101,8 +105,14 @@ class ConfigurationPlan:
     anisotropic_axis: int | None = None
     use_nonzero_mask_for_norm: bool = False
     previous_stage: str | None = None
+    data_configuration: str | None = None
     decisions: list[Decision] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def data_name(self) -> str:
+        """The configuration whose preprocessed folder holds this one's cases."""
+        return self.data_configuration or self.name
 
 
 @dataclass

@@ -68,19 +68,21 @@ def select_configurations(plans: Plans, requested: Iterable[str] | None) -> list
         requested: names asked for, or None for all planned.
 
     Returns:
-        Planned names in the requested order; standard names that are not planned are skipped
-        with a warning (the planner decided they are not needed).
+        Planned names in the requested order, a cascade replaced by the configuration whose cases
+        it reads (3d_fullres); standard names that are not planned are skipped with a warning
+        (the planner decided they are not needed).
 
     Raises:
         InvalidPlansError: for a name that is neither planned nor a standard configuration.
     """
-    if not requested:
-        return list(plans.configurations)
+    # A cascade reads the preprocessed cases of its data configuration (3d_fullres).
+    requested = list(requested) if requested else list(plans.configurations)
     chosen: list[str] = []
     for name in requested:
         if name in plans.configurations:
-            if name not in chosen:
-                chosen.append(name)
+            data_name = plans.configurations[name].data_name
+            if data_name not in chosen:
+                chosen.append(data_name)
         elif name in STANDARD_CONFIGURATIONS:
             logger.warning("configuration %s is not planned for %s; skipped", name, plans.dataset_name)
         else:

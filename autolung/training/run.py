@@ -51,6 +51,8 @@ class FoldInputs:
     val_cases: list[str]
     fold_folder: Path
     in_channels: int
+    previous_stage: Path | None = None
+    previous_labels: list[int] | None = None
 
 
 def fold_folder_name(fold: int | str) -> str:
@@ -71,7 +73,7 @@ def load_fold_inputs(data_root: DataRoot, dataset_name: str, configuration: str,
     """
     plans = Plans.load(data_root.plans_file(dataset_name, options.planner))
     config = plans.configuration(configuration)
-    case_folder = data_root.preprocessed_configuration(dataset_name, configuration, options.planner)
+    case_folder = data_root.preprocessed_configuration(dataset_name, config.data_name, options.planner)
     case_ids = list_cases(case_folder)
     splits = load_or_create_splits(data_root.splits_file(dataset_name), case_ids)
     train_cases, val_cases = fold_cases(splits, fold, case_ids)
@@ -84,7 +86,28 @@ def load_fold_inputs(data_root: DataRoot, dataset_name: str, configuration: str,
         raise AutolungError(f"preprocessed cases have {in_channels} channels, the plans {len(plans.channel_names)}",
                             path=case_folder)
     fold_folder = data_root.training_output(dataset_name, configuration, options.planner) / fold_folder_name(fold)
-    return FoldInputs(plans, config, case_folder, train_cases, val_cases, fold_folder, in_channels)
+    inputs = FoldInputs(plans, config, case_folder, train_cases, val_cases, fold_folder, in_channels)
+    if config.previous_stage:
+        from autolung.preprocessing.previous_stage import previous_stage_labels
+
+        inputs.previous_labels = previous_stage_labels(plans)
+        inputs.in_channels += len(inputs.previous_labels)
+    return inputs
+
+
+def prepare_cascade_inputs(data_root: DataRoot, dataset_name: str, inputs: FoldInputs, planner: str) -> None:
+    """For a cascade stage: the previous stage's predictions of the fold's cases, on its grid.
+
+    Raises:
+        AutolungError: predictions of the previous stage are missing (see ``training.cascade``).
+    """
+    if inputs.previous_labels is None:
+        return
+    from autolung.training.cascade import prepare_previous_stage
+
+    inputs.previous_stage = prepare_previous_stage(
+        data_root, dataset_name, inputs.plans, inputs.configuration, planner, inputs.case_folder,
+        [*inputs.train_cases, *inputs.val_cases], inputs.fold_folder)
 
 
 def write_run_metadata(data_root: DataRoot, dataset_name: str, inputs: FoldInputs, fold: int | str,
@@ -186,7 +209,7 @@ def _builders(inputs: FoldInputs, options: TrainingOptions, forced: list[bool],
               rank: int) -> tuple[BatchBuilder, BatchBuilder]:
     config = inputs.configuration
     augmentation = plan_augmentation(config.patch_size, config.spacing)
-    store = CaseStore(inputs.case_folder)
+    store = CaseStore(inputs.case_folder, previous_stage=inputs.previous_stage, previous_labels=inputs.previous_labels)
     regions = inputs.plans.region_mapping
     train = BatchBuilder(store, inputs.train_cases, augmentation.patch_size, augmentation.sample_size, forced,
                          regions, options.loss, default_pipeline(augmentation), options.seed, STREAM_TRAIN, rank)
@@ -281,6 +304,8 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
     context = distributed or ddp.DistributedContext()
     inputs = load_fold_inputs(data_root, dataset_name, configuration, fold, options)
     device = _rank_device(hardware.resolve_device(options.device), context)
+    # Under DDP every rank writes the same arrays, each atomically.
+    prepare_cascade_inputs(data_root, dataset_name, inputs, options.planner)
     if options.validation_only:
         return _validate_trained_fold(inputs, data_root, dataset_name, device, options)
     if not options.checkpointing:

@@ -58,7 +58,13 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
     digest = plans.digest()
     for index, case_id in enumerate(inputs.val_cases):
         data, _, properties = dataset.load(case_id, mmap=True)
-        probabilities = predict_sliding_window(predictor_net, np.array(data), config.patch_size,
+        data = np.array(data)
+        if getattr(inputs, "previous_stage", None) is not None:
+            from autolung.preprocessing.previous_stage import with_previous_stage
+
+            data = with_previous_stage(data, np.load(inputs.previous_stage / f"{case_id}.npy"),
+                                       inputs.previous_labels)
+        probabilities = predict_sliding_window(predictor_net, data, config.patch_size,
                                                mirror_axes=_mirror_axes(config.dim), device=device,
                                                precision=precision)
         restored = restore_to_original(probabilities, properties, config)

@@ -99,7 +99,7 @@ def plan(
     num_processes: int = typer.Option(2, "-np", "--num-processes", min=1,
                                       help="Worker processes if the fingerprint must be computed."),
 ) -> None:
-    """Plan configurations (2d, 3d_fullres, 3d_lowres) from the fingerprint; computes it when missing."""
+    """Plan configurations (2d, 3d_fullres, 3d_lowres + 3d_cascade_fullres) from the fingerprint."""
     from autolung.planning.explain import format_explanation
     from autolung.planning.run import plan_dataset
 

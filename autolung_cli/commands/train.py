@@ -27,7 +27,7 @@ def _distributed_from_environment() -> object | None:
 @app.command("train")
 def train(
     dataset: str = dataset_option(),
-    configuration: str = typer.Option(..., "-c", "--configuration", help="Configuration: 2d, 3d_fullres, 3d_lowres."),
+    configuration: str = typer.Option(..., "-c", "--configuration", help="Configuration: 2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres."),
     fold: str = typer.Option(..., "-f", "--fold", help="Fold 0-4, or 'all' to train on every case."),
     planner: str = typer.Option("default", "--planner", help="Which plans to use (plans_<planner>.json)."),
     epochs: int = typer.Option(1000, "--epochs", help="Number of epochs (an upper bound with --time-budget)."),

@@ -91,9 +91,17 @@ class BatchBuilder:
             sample = sample_patch(self.store.get(case_id), self.sample_size, forced, rng)
             samples.append(self._finish(sample, rng))
             chosen.append(case_id)
-        data = np.stack([s.data for s in samples])
-        seg = np.stack([s.seg for s in samples])
+        data = np.stack([self._with_previous_stage(s) for s in samples])
+        seg = np.stack([s.seg[:1] for s in samples])
         return Batch(index, data, make_targets(seg, self.regions, self.loss), chosen)
+
+    def _with_previous_stage(self, sample: Sample) -> np.ndarray:
+        """The sample's image channels, then (cascade) its previous-stage labels one-hot."""
+        if sample.seg.shape[0] == 1:
+            return sample.data
+        from autolung.preprocessing.previous_stage import with_previous_stage
+
+        return with_previous_stage(sample.data, sample.seg[1], self.store.previous_labels or [])
 
     def _finish(self, sample: Sample, rng: np.random.Generator) -> Sample:
         if self.augmentation is not None:
