@@ -272,10 +272,24 @@ def install_nnunet_model(source: str | Path, results_folder: str | Path, overwri
         destination = results_folder / imported.dataset_name
         destination.mkdir(parents=True, exist_ok=True)
         _move_into_place(staging, destination, imported.configurations, overwrite, Path(source))
+        if imported.postprocessing is not None or len(imported.configurations) > 1:
+            _write_imported_choice(destination, imported)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("installed nnU-Net model %s into %s", source, destination)
     return destination
+
+
+def _write_imported_choice(destination: Path, imported) -> None:
+    """``inference_choice.json`` for an imported nnU-Net ensemble, so ``predict -d`` uses it as nnU-Net would."""
+    from autolung.inference.best_configuration import _configuration_entry
+    from autolung.utils.atomic import write_json_atomic
+
+    entries = [_configuration_entry(destination, name) for name in imported.configurations]
+    write_json_atomic(destination / CHOICE_FILE, {
+        "dataset_name": imported.dataset_name, "configurations": entries,
+        "postprocessing": imported.postprocessing or {"rules": []},
+        "source": "nnU-Net inference_information.json" if imported.postprocessing else "imported configurations"})
 
 
 def _remove_dead_stagings(results_folder: Path) -> None:

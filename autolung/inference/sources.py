@@ -63,8 +63,8 @@ def _from_nnunet(stack: contextlib.ExitStack, source: Path, configurations: Sequ
     from autolung.nnunet.importer import opened_nnunet_models
 
     imported = stack.enter_context(opened_nnunet_models(source, configurations, folds))
-    return ModelSelection([load_trained_model(imported.folder / name, list(folds) if folds else None)
-                           for name in imported.configurations], None)
+    return ModelSelection([load_trained_model(imported.folder / name) for name in imported.configurations],
+                          imported.postprocessing)
 
 
 def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, dataset_name: str | None,

@@ -44,6 +44,7 @@ SOURCE_FORMAT = "nnunet-v2"
 CHECKPOINT_NAMES = ("checkpoint_final.pth", "checkpoint_best.pth")
 _FOLDER_PATTERN = re.compile(r"^(?P<trainer>[^_][^/]*?)__(?P<plans>[^/]+?)__(?P<configuration>[^/_][^/]*)$")
 # Files of an nnU-Net zip that autolung reads; everything else (pictures, logs, pickles) stays packed.
+# Paths recorded in inference_information.json (postprocessing) are looked up under the local folder.
 _WANTED = re.compile(r"(^|/)(plans\.json|dataset\.json|inference_information\.json|postprocessing\.json|"
                      r"checkpoint_(final|best)\.pth)$")
 MAX_UNCOMPRESSED_BYTES = 16 * 1024 ** 3
@@ -301,11 +302,107 @@ def _model_folders_in(folder: Path) -> list[NnunetModelFolder]:
 
 @dataclass
 class ImportedModels:
-    """What :func:`import_nnunet_models` wrote."""
+    """What :func:`import_nnunet_models` wrote.
+
+    Attributes:
+        dataset_name: from the plans.
+        folder: where the autolung configuration folders are.
+        configurations: their names (several: an ensemble, averaged).
+        postprocessing: autolung rules for the ensemble chosen by ``inference_information.json``
+            (None: each configuration's own ``postprocessing.json``, if any).
+        folds: the folds ``inference_information.json`` names (None: all).
+    """
 
     dataset_name: str
     folder: Path
     configurations: list[str]
+    postprocessing: dict | None = None
+    folds: list[int | str] | None = None
+
+
+INFERENCE_INFORMATION = "inference_information.json"
+# nnU-Net postprocessing functions autolung reproduces, as autolung rule methods.
+_POSTPROCESSING_FUNCTIONS = {"remove_all_but_largest_component_from_segmentation": "largest_component"}
+
+
+def translate_postprocessing(path: Path) -> dict:
+    """nnU-Net's ``postprocessing.json`` -> autolung rules (``{"rules": [...]}``).
+
+    nnU-Net keeps, per rule, the largest connected component (full connectivity) of a label, a
+    region or a union of labels, setting the rest to background: autolung's ``largest_component``.
+
+    Args:
+        path: the ``postprocessing.json`` next to nnU-Net's ``postprocessing.pkl`` (never read).
+
+    Returns:
+        The autolung postprocessing description.
+    """
+    payload = _read_json(path)
+    functions = payload.get("postprocessing_fns", [])
+    kwargs = payload.get("postprocessing_kwargs", [])
+    if len(functions) != len(kwargs):
+        raise InvalidInputError("postprocessing_fns and postprocessing_kwargs differ in length", path=path)
+    rules = []
+    for function, arguments in zip(functions, kwargs):
+        method = _POSTPROCESSING_FUNCTIONS.get(str(function))
+        if method is None:
+            raise InvalidPlansError(f"nnU-Net postprocessing function {function!r} is not supported; "
+                                    f"supported: {', '.join(_POSTPROCESSING_FUNCTIONS)}", path=path)
+        label = arguments.get("labels_or_regions")
+        if isinstance(label, list) and any(isinstance(v, list) for v in label):
+            raise InvalidPlansError(f"postprocessing over a union of regions {label} is not supported", path=path)
+        rules.append({"label": label if isinstance(label, int) else [int(v) for v in label],
+                      "method": method})
+    return {"rules": rules, "source": f"nnU-Net {path.parent.name}/{path.name}"}
+
+
+def _local_copy(recorded: str, dataset_folder: Path) -> Path | None:
+    """A path recorded on the training machine, found again under the local dataset folder."""
+    parts = PurePosixPath(recorded.replace("\\", "/")).parts
+    if dataset_folder.name in parts:
+        local = dataset_folder.joinpath(*parts[parts.index(dataset_folder.name) + 1:])
+        if local.resolve().is_relative_to(dataset_folder.resolve()):
+            return local
+    return None
+
+
+def _apply_inference_information(models: list[NnunetModelFolder], folder: Path
+                                 ) -> tuple[list[NnunetModelFolder], dict | None, list | None]:
+    """Models, postprocessing and folds chosen by nnU-Net's ``inference_information.json``, when present."""
+    info_path = next((p / INFERENCE_INFORMATION for p in {m.folder.parent for m in models}
+                      if (p / INFERENCE_INFORMATION).is_file()), None)
+    if info_path is None:
+        return models, None, None
+    info = _read_json(info_path)
+    best = info.get("best_model_or_ensemble") or {}
+    selected = [(s.get("trainer"), s.get("plans_identifier"), s.get("configuration"))
+                for s in best.get("selected_model_or_models", [])]
+    chosen = [m for m in models if (m.trainer, m.plans_name, m.configuration) in selected]
+    if len(chosen) != len(selected):
+        raise InvalidInputError(f"{INFERENCE_INFORMATION} selects {selected}, not all of which are in the folder",
+                                path=info_path)
+    postprocessing = None
+    recorded = best.get("postprocessing_file")
+    if recorded:
+        local = _local_copy(str(recorded), info_path.parent)
+        json_path = local.with_suffix(".json") if local is not None else None
+        if json_path is not None and json_path.is_file():
+            postprocessing = translate_postprocessing(json_path)
+        else:
+            logger.warning("%s names postprocessing %s, but its postprocessing.json is not in the folder: "
+                           "predicting WITHOUT nnU-Net's postprocessing", info_path, recorded)
+    folds = info.get("folds")
+    logger.info("%s: using %s", info_path, [m.folder.name for m in chosen])
+    return chosen, postprocessing, list(folds) if isinstance(folds, list) else None
+
+
+def _own_postprocessing(model: NnunetModelFolder) -> dict | None:
+    """A single configuration's cross-validation postprocessing (``crossval_results_folds_*/postprocessing.json``)."""
+    found = sorted(model.folder.glob("crossval_results_folds_*/postprocessing.json"))
+    if len(found) > 1:
+        logger.warning("%s: several postprocessing.json (%s); using %s", model.folder,
+                       [p.parent.name for p in found], found[-1].parent.name)
+    return translate_postprocessing(found[-1]) if found else None
 
 
 def import_nnunet_models(source: str | Path, destination: str | Path, configurations: Sequence[str] | None = None,
@@ -330,15 +427,26 @@ def import_nnunet_models(source: str | Path, destination: str | Path, configurat
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="autolung-nnunet-")))
             extract_nnunet_zip(source, folder)
         models = _model_folders_in(folder)
+        postprocessing, chosen_folds = None, None
         if configurations:
             models = [m for m in models if m.configuration in configurations or m.folder.name in configurations]
+        elif len(models) > 1:
+            models, postprocessing, chosen_folds = _apply_inference_information(models, folder)
         if not models:
             raise InvalidInputError("no nnU-Net model folder (<trainer>__<plans>__<configuration>/ with plans.json "
                                     "and dataset.json) found" + (f" for {list(configurations)}"
                                                                  if configurations else ""), path=source)
-        names = [convert_model_folder(m, destination, folds, checkpoint_name).name for m in models]
+        use_folds = folds if folds is not None else chosen_folds
+        names = []
+        for model in models:
+            target = convert_model_folder(model, destination, use_folds, checkpoint_name)
+            own = _own_postprocessing(model)
+            if own is not None:
+                write_json_atomic(target / "postprocessing.json", own)
+            names.append(target.name)
         dataset_name = _dataset_name(destination / names[0])
-    return ImportedModels(dataset_name=dataset_name, folder=destination, configurations=names)
+    return ImportedModels(dataset_name=dataset_name, folder=destination, configurations=names,
+                          postprocessing=postprocessing, folds=use_folds)
 
 
 def _dataset_name(configuration_folder: Path) -> str:

@@ -154,3 +154,40 @@ def test_real_2d_png_case_keeps_its_geometry(tmp_path: Path) -> None:
     mask = sitk.ReadImage(str(tmp_path / "out" / "lungs_000.png"))
     _same_geometry(mask, sitk.ReadImage(str(source)))
     assert set(np.unique(sitk.GetArrayFromImage(mask))) <= {0, 1}
+
+
+def test_inference_information_selects_the_ensemble_and_its_postprocessing(tmp_path: Path, data_root) -> None:
+    dataset_folder = tmp_path / "nnUNet_results" / "Dataset999_Test"
+    full = write_model_folder(dataset_folder, configuration="3d_fullres", folds=(0, 1))
+    write_model_folder(dataset_folder, configuration="2d", dim=2, mirror_axes=(0, 1), folds=(0, 1))
+    write_model_folder(dataset_folder, configuration="3d_lowres", folds=(0, 1))  # not selected
+    ensemble = dataset_folder / "ensembles" / "ensemble___A___B___0_1"
+    ensemble.mkdir(parents=True)
+    (ensemble / "postprocessing.json").write_text(json.dumps({
+        "postprocessing_fns": ["remove_all_but_largest_component_from_segmentation"],
+        "postprocessing_kwargs": [{"labels_or_regions": [1, 2]}]}))
+    (dataset_folder / "inference_information.json").write_text(json.dumps({
+        "folds": [0], "dataset_name_or_id": "999",
+        "best_model_or_ensemble": {
+            "postprocessing_file": f"/elsewhere/nnUNet_results/Dataset999_Test/{ensemble.relative_to(dataset_folder)}"
+                                   "/postprocessing.pkl",
+            "selected_model_or_models": [
+                {"configuration": "3d_fullres", "trainer": "nnUNetTrainer", "plans_identifier": "nnUNetPlans"},
+                {"configuration": "2d", "trainer": "nnUNetTrainer", "plans_identifier": "nnUNetPlans"}]}}))
+    image_path = _case(tmp_path / "images")
+    _predict("-i", str(image_path.parent), "-o", str(tmp_path / "out"), "--model", str(dataset_folder))
+    record = json.loads((tmp_path / "out" / "autolung_predictions.json").read_text())
+    assert sorted((m["configuration"], tuple(m["folds"])) for m in record["models"]) == [("2d", (0,)),
+                                                                                         ("3d_fullres", (0,))]
+    assert "largest_component" in json.dumps(record)
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "c0.nii.gz")))
+    from scipy import ndimage
+
+    assert ndimage.label(labels > 0, structure=np.ones((3, 3, 3)))[1] <= 1  # one foreground component left
+
+    result = runner.invoke(app, ["install_model", str(dataset_folder), "--root", str(data_root.root)])
+    assert result.exit_code == 0, result.output
+    choice = json.loads((data_root.results / "Dataset999_Test" / "inference_choice.json").read_text())
+    assert [e["configuration"] for e in choice["configurations"]] == ["2d", "3d_fullres"]
+    assert choice["postprocessing"]["rules"][0]["method"] == "largest_component"
+    assert full.is_dir()
