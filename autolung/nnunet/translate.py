@@ -10,8 +10,9 @@ What is translated (nnU-Net key -> autolung field):
   -> one :class:`NormalizationPlan` per channel (CT clip/mean/std, z-score, z-score inside the
   nonzero mask, x/255, none);
 - ``resampling_fn_*_kwargs`` orders -> resampling orders;
-- ``architecture`` (``PlainConvUNet`` or ``ResidualEncoderUNet`` and their ``arch_kwargs``) ->
-  :class:`ArchitecturePlan` (``unet`` or ``resenc_unet``);
+- ``architecture`` (``PlainConvUNet`` or ``ResidualEncoderUNet`` and their ``arch_kwargs``, or the
+  pre-2.4 keys ``UNet_class_name``, ``UNet_base_num_features``, ... that TotalSegmentator's
+  plans use) -> :class:`ArchitecturePlan` (``unet`` or ``resenc_unet``);
 - ``dataset.json`` ``labels`` (plain labels, or regions with ``regions_class_order``) and
   ``ignore`` -> the region mapping (softmax models get a background channel) and ``ignore_label``;
 - the checkpoint's ``inference_allowed_mirroring_axes`` -> ``inference.mirror_axes``.
@@ -174,8 +175,35 @@ def _refuse_unsupported_pipeline(config: dict[str, Any], plans: dict[str, Any], 
                                     f"{kwargs['force_separate_z']!r} is not supported (only null)")
 
 
+def _legacy_architecture(config: dict[str, Any], dim: int, name: str) -> dict[str, Any]:
+    """The ``architecture`` entry of plans written by nnU-Net v2 before 2.4 (TotalSegmentator's models).
+
+    Those plans name the class (``UNet_class_name``) and give base features, a feature cap, pooling
+    and kernel sizes and convs per stage; the network they describe has conv bias, instance norm
+    (eps 1e-5, affine) and LeakyReLU(0.01), the same as the newer plans spell out.
+    """
+    class_name = config.get("UNet_class_name")
+    if class_name not in NETWORKS:
+        raise InvalidPlansError(f"configuration {name!r}: old-format plans with UNet_class_name {class_name!r} "
+                                f"cannot be represented; supported: {', '.join(NETWORKS)}")
+    stages = len(config["n_conv_per_stage_encoder"])
+    features = [min(int(config["UNet_base_num_features"]) * 2 ** i, int(config["unet_max_num_features"]))
+                for i in range(stages)]
+    blocks_key = "n_conv_per_stage" if class_name == PLAIN_UNET else "n_blocks_per_stage"
+    return {"network_class_name": class_name, "arch_kwargs": {
+        "n_stages": stages, "features_per_stage": features, "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
+        "kernel_sizes": config["conv_kernel_sizes"], "strides": config["pool_op_kernel_sizes"],
+        blocks_key: config["n_conv_per_stage_encoder"], "n_conv_per_stage_decoder": config["n_conv_per_stage_decoder"],
+        "conv_bias": True, "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
+        "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
+        "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}}}
+
+
 def _architecture(config: dict[str, Any], dim: int, name: str) -> tuple[str, ArchitecturePlan]:
-    architecture = _dict(config, "architecture", f"configuration {name!r}")
+    if "architecture" not in config and "UNet_class_name" in config:
+        architecture = _legacy_architecture(config, dim, name)
+    else:
+        architecture = _dict(config, "architecture", f"configuration {name!r}")
     class_path = str(architecture.get("network_class_name", ""))
     class_name = class_path.rsplit(".", 1)[-1]
     if class_name not in NETWORKS:

@@ -119,3 +119,18 @@ def test_plans_json_round_trip_keeps_old_digests(tmp_path: Path) -> None:
 
     plain = Plans.from_json(json.loads(json.dumps(payload)))
     assert "inference" not in plain.to_json()["configurations"]["2d"] and "ignore_label" not in plain.to_json()
+
+
+def test_old_format_plans_as_totalsegmentator_ships_them() -> None:
+    """Plans from nnU-Net v2 before 2.4 have no 'architecture' entry; they describe the same U-Net."""
+    plans = plans_json("3d_fullres", 3, False, [8, 16, 16], [1.5, 1.5, 1.5])
+    config = plans["configurations"]["3d_fullres"]
+    new = translate_plans(json.loads(json.dumps(plans)), dataset_json(), "3d_fullres", None)
+    del config["architecture"]
+    config.update(UNet_class_name="PlainConvUNet", UNet_base_num_features=4, unet_max_num_features=16,
+                  n_conv_per_stage_encoder=[2, 2, 2], n_conv_per_stage_decoder=[1, 1],
+                  num_pool_per_axis=[2, 2, 2], pool_op_kernel_sizes=[[1, 1, 1], [2, 2, 2], [2, 2, 2]],
+                  conv_kernel_sizes=[[3, 3, 3]] * 3)
+    old = translate_plans(plans, dataset_json(), "3d_fullres", None)
+    assert old.plans.configuration("3d_fullres").architecture == new.plans.configuration("3d_fullres").architecture
+    assert old.plans.configuration("3d_fullres").inference.mirror_axes == []  # nnUNetTrainerNoMirroring
