@@ -144,7 +144,10 @@ def _train(work: Path, kind: Kind, env: dict[str, str]) -> None:
         else:
             _run([str(bin_ / "nnUNetv2_plan_and_preprocess"), "-d", str(kind.dataset_id), "-c", kind.configuration,
                   "-np", "1"], env)
-    if not (work / "preprocessed" / kind.dataset / f"{kind.plans}_{kind.configuration}").is_dir():
+    # ResEnc plans reuse the default plans' preprocessed data (same data_identifier): do not redo it.
+    identifier = json.loads(plans_file.read_text())["configurations"][kind.configuration].get(
+        "data_identifier", f"{kind.plans}_{kind.configuration}")
+    if not (work / "preprocessed" / kind.dataset / identifier).is_dir():
         _run([str(bin_ / "nnUNetv2_preprocess"), "-d", str(kind.dataset_id), "-plans_name", kind.plans,
               "-c", kind.configuration, "-np", "1"], env)
     _run([str(bin_ / "nnUNetv2_train"), str(kind.dataset_id), kind.configuration, "0", "-tr", TRAINER,
