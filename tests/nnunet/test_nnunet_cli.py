@@ -191,3 +191,24 @@ def test_inference_information_selects_the_ensemble_and_its_postprocessing(tmp_p
     assert [e["configuration"] for e in choice["configurations"]] == ["2d", "3d_fullres"]
     assert choice["postprocessing"]["rules"][0]["method"] == "largest_component"
     assert full.is_dir()
+
+
+def test_transposed_plans_predict_in_the_networks_axis_order(tmp_path: Path) -> None:
+    """transpose_forward (0, 2, 1): the network sees y and x swapped; the mask comes back in the input's order."""
+    plain = write_model_folder(tmp_path / "a")
+    swapped = write_model_folder(tmp_path / "b", transpose=(0, 2, 1))
+    image, _ = make_case((12, 32, 32), seed=3)
+    array = sitk.GetArrayFromImage(image)
+    array[:, :5, :] += 300  # make the case asymmetric in y and x
+    for name, values in (("orig", array), ("flip", np.ascontiguousarray(array.transpose(0, 2, 1)))):
+        (tmp_path / name).mkdir()
+        item = sitk.GetImageFromArray(values)
+        item.CopyInformation(image)
+        sitk.WriteImage(item, str(tmp_path / name / "c0_0000.nii.gz"))
+    _predict("-i", str(tmp_path / "orig"), "-o", str(tmp_path / "out_b"), "--model", str(swapped), "--disable-tta")
+    _predict("-i", str(tmp_path / "flip"), "-o", str(tmp_path / "out_a"), "--model", str(plain), "--disable-tta")
+    mask_b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out_b" / "c0.nii.gz")))
+    mask_a = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out_a" / "c0.nii.gz")))
+    assert mask_b.shape == (12, 32, 32)
+    assert np.array_equal(mask_b, mask_a.transpose(0, 2, 1))
+    assert len(np.unique(mask_b)) > 1
