@@ -251,7 +251,7 @@ def _check_entry(info: zipfile.ZipInfo, archive_path: Path) -> PurePosixPath:
     if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise UnsafeFileError(f"zip entry {name!r} has an absolute or non-POSIX path; refused", path=archive_path)
     path = PurePosixPath(name)
-    if any(part in ("..", "") for part in path.parts[:-1] if part) or ".." in path.parts:
+    if ".." in path.parts:
         raise UnsafeFileError(f"zip entry {name!r} escapes the archive folder; refused", path=archive_path)
     if (info.external_attr >> 16) & 0o170000 == 0o120000:
         raise UnsafeFileError(f"zip entry {name!r} is a symbolic link; refused", path=archive_path)

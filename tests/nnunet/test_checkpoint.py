@@ -64,3 +64,18 @@ def test_not_a_checkpoint_is_refused(tmp_path: Path) -> None:
     torch.save({"state_dict": {}}, path)
     with pytest.raises(UnsafeFileError, match="network_weights"):
         load_nnunet_checkpoint(path)
+
+
+def test_zip_entries_escaping_the_folder_are_refused_before_writing(tmp_path: Path) -> None:
+    import zipfile
+
+    from autolung.nnunet.importer import extract_nnunet_zip
+
+    archive = tmp_path / "export.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("Dataset1_X/nnUNetTrainer__nnUNetPlans__2d/plans.json", "{}")
+        zipped.writestr("../escaped/checkpoint_final.pth", b"x")
+    target = tmp_path / "target"
+    with pytest.raises(UnsafeFileError, match="escapes"):
+        extract_nnunet_zip(archive, target)
+    assert not (tmp_path / "escaped").exists() and not any(target.rglob("*.json"))
