@@ -13,7 +13,8 @@ reference environment): the comparison is about running the same weights, not ab
 
 Figures per kind, with the same TTA setting on both sides, autolung in float32:
 
-- mask agreement on foreground voxels (voxels that either tool calls foreground);
+- mask agreement on foreground voxels (voxels that either tool calls foreground; 1.0 with a count of
+  0 when neither predicts any foreground);
 - largest absolute probability difference (nnU-Net's saved ``.npz`` against autolung's float32
   probabilities from the library, both on the original grid);
 - mean foreground Dice of each against the reference labels;
@@ -250,7 +251,7 @@ def compare(work: Path, kind: Kind, cases: int, mirror: bool, threads: int) -> d
         dice_nn.append(_dice(mask_nn, truth, labels))
         dice_al.append(_dice(mask_al, truth, labels))
     return {"kind": kind.name, "tta": mirror, "cases": len(case_ids),
-            "foreground_agreement": agree / max(union, 1), "max_probability_difference": max_diff,
+            "foreground_voxels": union, "foreground_agreement": agree / union if union else 1.0, "max_probability_difference": max_diff,
             "max_probability_difference_interior": inner_diff, "share_over_1e-3": over / max(voxels, 1),
             "dice_nnunet": float(np.mean(dice_nn)), "dice_autolung": float(np.mean(dice_al)),
             "nnunet_s": nnunet_s, "autolung_s": autolung_s, "time_ratio": autolung_s / nnunet_s}
@@ -284,6 +285,7 @@ def main() -> None:
           f"{'Dice nnU':>9s} {'Dice al':>8s} {'nnU-Net s':>9s} {'autolung s':>10s} {'ratio':>6s}")
     for row in rows:
         print(f"{row['kind']:34s} {'on' if row['tta'] else 'off':4s} {row['foreground_agreement']:9.5f} "
+              f"({row['foreground_voxels']} fg voxels) "
               f"{row['max_probability_difference']:9.2e} {row['max_probability_difference_interior']:9.2e} "
               f"{row['share_over_1e-3']:8.2e} {row['dice_nnunet']:9.4f} {row['dice_autolung']:8.4f} "
               f"{row['nnunet_s']:9.1f} {row['autolung_s']:10.1f} {row['time_ratio']:6.2f}")
