@@ -22,7 +22,7 @@ from autolung.paths import DataRoot, resolve_dataset_folder
 __all__ = [
     "data_root", "verify", "fingerprint", "plan", "preprocess", "plan_and_preprocess", "demo_data", "train",
     "predict", "ensemble", "find_best_configuration", "evaluate", "export_model", "install_model", "demo",
-    "overlay", "download", "convert", "benchmark",
+    "overlay", "download", "convert", "benchmark", "report", "check_dicom_output", "dicom_outputs",
 ]
 
 
@@ -88,6 +88,15 @@ def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Seq
     return preprocess(folder, root, configurations, num_processes, planner, progress)
 
 
+def transfer_plans(source_dataset: str, target_dataset: str | Path, root: DataRoot, source_planner: str = "default",
+                   target_planner: str | None = None, overwrite: bool = False) -> Path:
+    """``autolung transfer_plans``: the source dataset's plans for the target (pretraining)."""
+    from autolung.planning.transfer import transfer_plans as transfer
+
+    return transfer(root, Path(source_dataset).name, _folder(target_dataset, root), source_planner, target_planner,
+                    overwrite)
+
+
 def demo_data(root: DataRoot, num_cases: int = 20, seed: int = 0, with_lung_label: bool = False) -> Path:
     """``autolung demo_data``: write the synthetic lung CT set to raw/Demo_LungCT."""
     from autolung.demo_data import DEMO_DATASET_NAME, write_demo_dataset
@@ -107,8 +116,8 @@ def train(dataset: str, root: DataRoot, configuration: str = "3d_fullres", fold:
 
 def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | None = None,
             dataset: str | None = None, configurations: Sequence[str] | None = None,
-            folds: Sequence[int] | None = None, model: str | Path | None = None, planner: str = "default",
-            **options: Any) -> list[Path]:
+            folds: Sequence[int | str] | None = None, model: str | Path | None = None, planner: str = "default",
+            checkpoint: str = "final", **options: Any) -> list[Path]:
     """``autolung predict``: segment images with trained folds or a model bundle.
 
     ``options`` are :class:`autolung.inference.predictor.PredictionOptions` fields
@@ -120,7 +129,7 @@ def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | 
     prediction = PredictionOptions(**options)
     with contextlib.ExitStack() as stack:
         selection = select_models(stack, root, Path(dataset).name if dataset else None, configurations, folds,
-                                  planner, Path(model) if model else None)
+                                  planner, Path(model) if model else None, checkpoint=checkpoint)
         if prediction.postprocessing is None:
             prediction.postprocessing = selection.postprocessing
         return predict_paths(input_path, output_folder, selection.models, prediction)
@@ -133,12 +142,28 @@ def ensemble(input_folders: Sequence[str | Path], output_folder: str | Path, **o
     return ensemble_folders(input_folders, output_folder, **options)
 
 
+def determine_postprocessing(prediction_folder: str | Path, reference_folder: str | Path, **options: Any) -> dict:
+    """``autolung determine_postprocessing``: choose component rules for a folder of predictions."""
+    from autolung.inference.postprocessing_folders import determine_postprocessing as determine
+
+    return determine(prediction_folder, reference_folder, **options)
+
+
+def apply_postprocessing(input_folder: str | Path, output_folder: str | Path, rules_file: str | Path,
+                         overwrite: bool = False, progress: Any = None) -> list[Path]:
+    """``autolung apply_postprocessing``: apply a postprocessing.json (or inference_choice.json) to a folder."""
+    from autolung.inference.postprocessing_folders import apply_postprocessing_folder, load_postprocessing
+
+    return apply_postprocessing_folder(input_folder, output_folder, load_postprocessing(rules_file), overwrite,
+                                       progress)
+
+
 def find_best_configuration(dataset: str, root: DataRoot, configurations: Sequence[str] | None = None,
-                            allow_ensembles: bool = True) -> dict:
+                            allow_ensembles: bool = True, allow_partial: bool = False) -> dict:
     """``autolung find_best_configuration``: choose configurations and postprocessing from CV."""
     from autolung.inference.best_configuration import find_best_configuration as choose
 
-    return choose(root, Path(dataset).name, configurations, allow_ensembles)
+    return choose(root, Path(dataset).name, configurations, allow_ensembles, allow_partial)
 
 
 def evaluate(reference_folder: str | Path, prediction_folder: str | Path, **options: Any) -> dict:
@@ -192,6 +217,20 @@ def overlay(image: str | Path, mask: str | Path, output: str | Path, reference: 
     return render_overlay(picture, read_label(mask)[0], expected, output, spacing=geometry.spacing, **options)
 
 
+def plot_overlays(dataset: str | Path, root: DataRoot, output_folder: str | Path,
+                     configuration: str | None = None, planner: str = "default", num_processes: int = 1,
+                     num_slices: int = 6, progress: Any = None) -> list[Path]:
+    """``autolung plot_overlays``: one QC picture per training case, raw or (``configuration``) preprocessed."""
+    from autolung.visualization.dataset_overlays import dataset_overlays as draw
+
+    if configuration is None:
+        return draw(output_folder, dataset_folder=_folder(dataset, root), num_processes=num_processes,
+                    num_slices=num_slices, progress=progress)
+    folder = root.preprocessed_configuration(Path(dataset).name, configuration, planner)
+    return draw(output_folder, preprocessed_folder=folder, num_processes=num_processes, num_slices=num_slices,
+                progress=progress)
+
+
 def download(name: str, root: DataRoot, **options: Any) -> Path:
     """``autolung download``: fetch a Medical Segmentation Decathlon task into raw/ (by name)."""
     from autolung.datasets_remote import install_dataset, resolve_remote_dataset
@@ -215,3 +254,41 @@ def benchmark(settings: Any, root: DataRoot, report_dir: str | Path, **options: 
     from autolung.benchmarking.runner import run_benchmark
 
     return run_benchmark(settings, root, report_dir, **options)
+
+
+def report(images: str | Path, masks: str | Path, output: str | Path, connectivity: int = 3,
+           min_volume_mm3: float = 0.0, labels: Sequence[int] | None = None,
+           lung_labels: Sequence[int] | None = None, label_names: dict[int, str] | None = None,
+           pictures: bool = True, plans_digest: str | None = None, sr: bool = False,
+           anonymize: bool = False, cases: Sequence[str] | None = None) -> dict:
+    """``autolung report``: per-lesion measurements, lesions.csv, report.json, pictures, summaries.
+
+    ``label_names`` default to a dataset.json beside the masks; ``lung_labels`` to the labels
+    named like lung; ``sr`` adds a DICOM SEG and TID 1500 SR per case (DICOM images only),
+    ``anonymize`` blanks their patient attributes. See :mod:`autolung.reporting.report`.
+    """
+    from autolung.reporting.measure import MeasurementOptions
+    from autolung.reporting.report import default_label_names, lung_labels_from_names, write_report
+
+    names = dict(label_names) if label_names is not None else default_label_names(masks)
+    lungs = tuple(lung_labels) if lung_labels is not None else lung_labels_from_names(names)
+    options = MeasurementOptions(connectivity=connectivity, min_volume_mm3=min_volume_mm3,
+                                 labels=tuple(labels) if labels else None, lung_labels=lungs, label_names=names)
+    return write_report(images, masks, output, options, pictures=pictures, plans_digest=plans_digest, sr=sr,
+                        anonymize=anonymize, cases=cases)
+
+
+def check_dicom_output(input_path: str | Path, output_format: str) -> None:
+    """Refuse, before predicting, DICOM output (``dicom-seg``, ``rtstruct``) for non-DICOM input."""
+    from autolung.reporting.dicom_outputs import check_dicom_input
+
+    check_dicom_input(input_path, output_format)
+
+
+def dicom_outputs(input_path: str | Path, mask_folder: str | Path, output_format: str,
+                  label_names: dict[int, str] | None = None, seg_type: str = "binary",
+                  anonymize: bool = False) -> list[Path]:
+    """``predict --format dicom-seg|rtstruct``: the predicted masks as DICOM in ``<mask_folder>/dicom``."""
+    from autolung.reporting.dicom_outputs import write_dicom_masks
+
+    return write_dicom_masks(input_path, mask_folder, output_format, label_names, seg_type, anonymize)

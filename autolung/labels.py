@@ -12,6 +12,10 @@ Back to a label map:
   takes that channel's ``paint_label``; later (inner) regions overwrite earlier (outer) ones;
 - a background channel of its own (first region ``(0,)``, softmax models such as nnU-Net's): the
   most probable channel wins, with no threshold (the channels sum to one).
+
+An *ignore label* (nnU-Net v2's ``"ignore"`` entry, the highest label value) marks voxels nobody
+annotated. It is no region, so it is never predicted; :meth:`RegionMapping.annotated` gives the
+mask of the voxels that count in the loss, the pseudo-Dice, evaluation and postprocessing choice.
 """
 from __future__ import annotations
 
@@ -29,10 +33,18 @@ class RegionMapping:
     Attributes:
         regions: one tuple of label values per output channel.
         paint_labels: the label each channel paints when converting back (nested case).
+        ignore_label: the label value of unannotated voxels, or None when every voxel is annotated.
     """
 
     regions: tuple[tuple[int, ...], ...]
     paint_labels: tuple[int, ...]
+    ignore_label: int | None = None
+
+    def annotated(self, seg: np.ndarray) -> np.ndarray | None:
+        """Boolean mask of annotated voxels (not the ignore label); None without an ignore label."""
+        if self.ignore_label is None:
+            return None
+        return seg != self.ignore_label
 
     @classmethod
     def one_per_label(cls, foreground_labels: list[int]) -> RegionMapping:
@@ -79,9 +91,42 @@ class RegionMapping:
         return seg
 
     def to_json(self) -> dict:
-        return {"regions": [list(r) for r in self.regions], "paint_labels": list(self.paint_labels)}
+        payload = {"regions": [list(r) for r in self.regions], "paint_labels": list(self.paint_labels)}
+        if self.ignore_label is not None:
+            # Only written when present, so plans of datasets without one keep their digest.
+            payload["ignore_label"] = int(self.ignore_label)
+        return payload
 
     @classmethod
     def from_json(cls, payload: dict) -> RegionMapping:
+        ignore = payload.get("ignore_label")
         return cls(tuple(tuple(int(v) for v in r) for r in payload["regions"]),
-                   tuple(int(v) for v in payload["paint_labels"]))
+                   tuple(int(v) for v in payload["paint_labels"]),
+                   None if ignore is None else int(ignore))
+
+
+def mask_ignored(reference: np.ndarray, prediction: np.ndarray,
+                 ignore_label: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference and prediction with every voxel the reference marks ``ignore_label`` set to background.
+
+    Overlap counts on the result are nnU-Net's masked counts: unannotated voxels are neither
+    true nor false positives.
+
+    Args:
+        reference: reference label map.
+        prediction: predicted label map, same shape.
+        ignore_label: the ignore label value, or None (then both are returned unchanged).
+
+    Returns:
+        ``(reference, prediction)``, copies where anything was masked.
+    """
+    if ignore_label is None:
+        return reference, prediction
+    unannotated = reference == ignore_label
+    if not unannotated.any():
+        return reference, prediction
+    reference = reference.copy()
+    prediction = prediction.copy()
+    reference[unannotated] = 0
+    prediction[unannotated] = 0
+    return reference, prediction

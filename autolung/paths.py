@@ -57,6 +57,35 @@ class DataRoot:
         name = configuration if planner == "default" else f"{configuration}__{planner}"
         return self.preprocessed_dataset(dataset_name) / name
 
+    def dataset_source_file(self, dataset_name: str) -> Path:
+        """``dataset_source.json``: where the raw dataset was read from (it may live outside raw/)."""
+        return self.preprocessed_dataset(dataset_name) / "dataset_source.json"
+
+    def raw_dataset_folder(self, dataset_name: str) -> Path:
+        """The raw dataset: ``raw/<name>`` when it exists, else the folder the dataset was
+        fingerprinted or preprocessed from (recorded in ``dataset_source.json``), else ``raw/<name>``."""
+        under_raw = self.raw / dataset_name
+        if under_raw.is_dir():
+            return under_raw
+        import json
+
+        record = self.dataset_source_file(dataset_name)
+        try:
+            recorded = Path(json.loads(record.read_text(encoding="utf-8"))["dataset_folder"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return under_raw
+        return recorded if recorded.is_dir() else under_raw
+
+    def record_dataset_source(self, dataset_folder: Path) -> None:
+        """Remember where the raw dataset ``dataset_folder`` lives when it is not ``raw/<name>``
+        (see :meth:`raw_dataset_folder`); a dataset under raw/ needs no record."""
+        from autolung.utils.atomic import write_json_atomic
+
+        folder = Path(dataset_folder).resolve()
+        if folder == (self.raw / folder.name).resolve():
+            return
+        write_json_atomic(self.dataset_source_file(folder.name), {"dataset_folder": str(folder)})
+
     def training_output(self, dataset_name: str, configuration: str, planner: str = "default") -> Path:
         """Folder holding ``fold_<k>`` subfolders of one configuration and planner."""
         return self.results / dataset_name / f"{configuration}__{planner}"

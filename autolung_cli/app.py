@@ -24,6 +24,8 @@ app = typer.Typer(
 
 COMMAND_MODULES = (
     "data", "planning", "preprocess", "train", "predict", "evaluate", "models", "demo", "benchmark", "data_tools",
+    "report",
+    "postprocess",
 )
 
 _state = {"debug": False}

@@ -374,9 +374,11 @@ def evaluate_step(job: DatasetJob, configuration: str) -> dict[str, Any]:
     from autolung.evaluation.evaluate import evaluate_folders
     from autolung.inference.best_configuration import evaluation_labels
 
-    labels = evaluation_labels(job.plans().region_mapping)
+    mapping = job.plans().region_mapping
     target = job.evaluation_file(configuration)
-    summary = evaluate_folders(job.data_root.raw / job.name / "labelsTr", job.cv_folder(configuration), labels=labels,
-                               tolerance_mm=job.settings.nsd_tolerance_mm, output_json=target)
+    # A benchmark may train only some folds: the summary lists the cases no fold validated.
+    summary = evaluate_folders(job.data_root.raw / job.name / "labelsTr", job.cv_folder(configuration),
+                               labels=evaluation_labels(mapping), tolerance_mm=job.settings.nsd_tolerance_mm,
+                               output_json=target, ignore_label=mapping.ignore_label, allow_missing=True)
     dice = summary.get("mean_foreground_dice")
     return {"summary": str(target), "mean_foreground_dice": dice if dice == dice else None}

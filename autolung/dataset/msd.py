@@ -3,6 +3,10 @@
 ``dataset.json`` lists ``training`` pairs (``{"image": "./imagesTr/x.nii.gz", "label": "./labelsTr/x.nii.gz"}``),
 ``modality`` (``{"0": "CT"}``) and ``labels`` keyed by value (``{"0": "background", "1": "tumour"}``).
 Multi-modal cases are one 4D file whose 4th dimension holds the channels.
+
+nnU-Net v1 raw folders (``TaskXXX_Name``) keep this dataset.json but store each channel as its own
+file, ``imagesTr/<case>_0000.nii.gz``, while ``training`` still names ``./imagesTr/<case>.nii.gz``.
+When the named file is absent and the channel files exist, those are the case's images.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ def load_msd(folder: Path, payload: dict[str, Any], json_path: Path) -> DatasetS
     channel_names = channel_list(require(payload, "modality", dict, json_path), "modality", json_path)
     labels = msd_labels(require(payload, "labels", dict, json_path), json_path)
     training = require(payload, "training", list, json_path)
-    cases, issues = _training_cases(folder, training, json_path)
+    cases, issues = _training_cases(folder, training, json_path, len(channel_names))
     ending = next((image_ending(c.images[0]) for c in cases if image_ending(c.images[0])), ".nii.gz")
     foreground = [value for value in labels.values() if value != 0]
     return DatasetSpec(name=folder.name, folder=folder, layout=LAYOUT_MSD, channel_names=channel_names,
@@ -67,14 +71,15 @@ def msd_labels(mapping: dict[str, Any], json_path: Path) -> dict[str, int]:
     return dict(sorted(labels.items(), key=lambda item: item[1]))
 
 
-def _training_cases(folder: Path, training: list[Any], json_path: Path) -> tuple[list[CaseFiles], list[Problem]]:
+def _training_cases(folder: Path, training: list[Any], json_path: Path,
+                    num_channels: int = 1) -> tuple[list[CaseFiles], list[Problem]]:
     """Cases from the ``training`` list; bad entries and duplicate ids become issues."""
     cases: list[CaseFiles] = []
     issues: list[Problem] = []
     first_index: dict[str, int] = {}
     for index, entry in enumerate(training):
         try:
-            case = _training_case(folder, entry, index, json_path)
+            case = _training_case(folder, entry, index, json_path, num_channels)
         except InvalidInputError as exc:
             issues.append(Problem(json_path, exc.problem))
             continue
@@ -87,10 +92,28 @@ def _training_cases(folder: Path, training: list[Any], json_path: Path) -> tuple
     return cases, issues
 
 
-def _training_case(folder: Path, entry: Any, index: int, json_path: Path) -> CaseFiles:
+def _training_case(folder: Path, entry: Any, index: int, json_path: Path, num_channels: int = 1) -> CaseFiles:
     """One ``{"image": ..., "label": ...}`` entry as CaseFiles."""
     if not isinstance(entry, dict) or "image" not in entry:
         raise InvalidInputError(f"training[{index}] must be an object with an 'image' path", path=json_path)
     image = entry_path(folder, entry["image"], f"training[{index}] image", json_path)
     label = entry_path(folder, entry["label"], f"training[{index}] label", json_path) if "label" in entry else None
-    return CaseFiles(case_id=strip_ending(image), images=[image], label=label)
+    return CaseFiles(case_id=strip_ending(image), images=v1_channel_files(image, num_channels), label=label)
+
+
+def v1_channel_files(image: Path, num_channels: int) -> list[Path]:
+    """``[image]``, or nnU-Net v1's ``<case>_0000<ending>``, ... when ``image`` is absent and they exist.
+
+    Args:
+        image: the image path dataset.json names.
+        num_channels: the channels ``modality`` declares.
+
+    Returns:
+        The files holding the case's channels (missing ones surface in verify and read_case).
+    """
+    ending = image_ending(image)
+    if image.exists() or ending is None:
+        return [image]
+    stem = image.name[: -len(ending)]
+    channels = [image.with_name(f"{stem}_{c:04d}{ending}") for c in range(num_channels)]
+    return channels if channels[0].exists() else [image]

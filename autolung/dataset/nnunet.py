@@ -5,6 +5,8 @@
 ``imagesTr/<case>_<channel:04d><ending>`` and labels ``labelsTr/<case><ending>``.
 A label value may be a list of values: then the labels are nested *regions* painted in
 ``regions_class_order``. An optional ``dataset`` object lists the files explicitly.
+A label named ``"ignore"`` marks unannotated voxels (nnU-Net's sparse annotation): it must be the
+highest label value, is no output channel and counts nowhere (loss, pseudo-Dice, evaluation).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from autolung.labels import RegionMapping
 from autolung.utils.atomic import is_partial_file
 
 IMAGES_FOLDER = "imagesTr"
+IGNORE_LABEL_NAME = "ignore"
 LABELS_FOLDER = "labelsTr"
 _CHANNEL_SUFFIX = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})")
 
@@ -78,14 +81,37 @@ def nnunet_labels(mapping: dict[str, Any], class_order: Any, json_path: Path) ->
     background = [name for name, value in mapping.items() if value == 0]
     if not background:
         raise InvalidInputError("'labels' must declare a background with value 0", path=json_path)
-    foreground = {name: value for name, value in mapping.items() if name not in background}
+    ignore = _ignore_label(mapping, json_path)
+    foreground = {name: value for name, value in mapping.items()
+                  if name not in background and name != IGNORE_LABEL_NAME}
     if any(isinstance(value, list) for value in foreground.values()):
-        return _region_labels(background[0], foreground, class_order, json_path)
-    values = list(foreground.values())
-    if len(set(values)) != len(values):
-        raise InvalidInputError(f"'labels' uses a value twice: {mapping}", path=json_path)
-    labels = {background[0]: 0, **foreground}
-    return labels, RegionMapping.one_per_label(values)
+        labels, regions = _region_labels(background[0], foreground, class_order, json_path)
+    else:
+        values = list(foreground.values())
+        if len(set(values)) != len(values) or (ignore is not None and ignore in values):
+            raise InvalidInputError(f"'labels' uses a value twice: {mapping}", path=json_path)
+        labels, regions = {background[0]: 0, **foreground}, RegionMapping.one_per_label(values)
+    if ignore is None:
+        return labels, regions
+    return {**labels, IGNORE_LABEL_NAME: ignore}, RegionMapping(regions.regions, regions.paint_labels, ignore)
+
+
+def _ignore_label(mapping: dict[str, Any], json_path: Path) -> int | None:
+    """The value of the ``"ignore"`` label, checked to be an integer above every other label value.
+
+    nnU-Net requires the same, so that label maps keep 0..N-1 for real classes.
+    """
+    if IGNORE_LABEL_NAME not in mapping:
+        return None
+    value = mapping[IGNORE_LABEL_NAME]
+    if not is_of_type(value, int) or value <= 0:
+        raise InvalidInputError(f"the 'ignore' label must be a positive integer, got {value!r}", path=json_path)
+    others = [v for name, item in mapping.items() if name != IGNORE_LABEL_NAME
+              for v in (item if isinstance(item, list) else [item])]
+    if value <= max(others):
+        raise InvalidInputError(f"the 'ignore' label ({value}) must be the highest label value; "
+                                f"{max(others)} is higher or equal", path=json_path)
+    return int(value)
 
 
 def _region_labels(background: str, foreground: dict[str, Any], class_order: Any,

@@ -1,12 +1,14 @@
 """Evaluate a folder of predicted label maps against a folder of reference label maps.
 
 Files are paired by case id (the file name without its image ending), so a ``.nrrd`` prediction
-can be compared with a ``.nii.gz`` reference. Spacing comes from the reference.
+can be compared with a ``.nii.gz`` reference. Spacing comes from the reference. A reference case
+without a prediction is an error unless ``allow_missing`` is set; the summary then lists the
+missing cases (``missing_predictions``).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from autolung.evaluation.lesions import lesion_metrics, summarise_lesions
 from autolung.evaluation.metrics import METRIC_NAMES, LabelSpec, evaluate_case, label_key, label_mask
 from autolung.evaluation.report import aggregate, write_cases_csv, write_summary_json
 from autolung.io.formats import image_ending, strip_ending
+from autolung.labels import mask_ignored
 from autolung.provenance import provenance, read_predictions_record
 
 logger = logging.getLogger(__name__)
@@ -30,23 +33,46 @@ def _label_files(folder: Path) -> dict[str, Path]:
             if p.is_file() and not p.name.startswith(".") and image_ending(p) is not None}
 
 
-def pair_files(reference_folder: Path, prediction_folder: Path) -> list[tuple[str, Path, Path]]:
-    """``(case_id, reference, prediction)`` for every prediction; each needs a reference.
+def pair_files(reference_folder: Path | Mapping[str, Path], prediction_folder: Path,
+               allow_missing: bool = False) -> tuple[list[tuple[str, Path, Path]], list[str]]:
+    """``(case_id, reference, prediction)`` for every prediction, and the reference cases without one.
+
+    Args:
+        reference_folder: folder of reference label maps, or ``{case_id: reference file}``.
+        prediction_folder: folder of predicted label maps.
+        allow_missing: accept reference cases that have no prediction (else an error).
+
+    Returns:
+        ``(pairs, missing)``: the pairs in case order and the unpredicted reference case ids.
 
     Raises:
-        InvalidInputError: no predictions, or a prediction without reference.
+        InvalidInputError: no predictions, a prediction without reference, or (without
+            ``allow_missing``) a reference without prediction; each names the cases.
     """
-    references = _label_files(reference_folder)
+    if isinstance(reference_folder, Mapping):
+        references, reference_path = dict(reference_folder), None
+    else:
+        references, reference_path = _label_files(Path(reference_folder)), Path(reference_folder)
     predictions = _label_files(prediction_folder)
     if not predictions:
         raise InvalidInputError("no predicted label files found", path=prediction_folder)
-    missing = sorted(set(predictions) - set(references))
+    unreferenced = sorted(set(predictions) - set(references))
+    if unreferenced:
+        raise InvalidInputError(f"no reference for predicted cases {_listed(unreferenced)}", path=reference_path)
+    missing = sorted(set(references) - set(predictions))
+    if missing and not allow_missing:
+        raise InvalidInputError(f"{len(missing)} reference case(s) have no prediction: {_listed(missing)}; "
+                                "predict them, or set allow_missing to evaluate only the predicted cases",
+                                path=prediction_folder)
     if missing:
-        raise InvalidInputError(f"no reference for predicted cases {missing[:5]}", path=reference_folder)
-    unpredicted = len(set(references) - set(predictions))
-    if unpredicted:
-        logger.info("%d reference cases have no prediction and are not evaluated", unpredicted)
-    return [(case_id, references[case_id], predictions[case_id]) for case_id in sorted(predictions)]
+        logger.warning("%d reference case(s) have no prediction and are not evaluated: %s", len(missing),
+                       _listed(missing))
+    return [(case_id, references[case_id], predictions[case_id]) for case_id in sorted(predictions)], missing
+
+
+def _listed(case_ids: Sequence[str], limit: int = 10) -> str:
+    shown = ", ".join(case_ids[:limit])
+    return shown + (f" and {len(case_ids) - limit} more" if len(case_ids) > limit else "")
 
 
 def _read_pair(reference: Path, prediction: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
@@ -97,23 +123,24 @@ def _prediction_provenance(prediction_folder: Path) -> dict:
             "predictions_autolung_version": record.get("autolung_version") if record else None}
 
 
-def _labels_from(references: Sequence[Path]) -> list[int]:
+def _labels_from(references: Sequence[Path], ignore_label: int | None) -> list[int]:
     from autolung.io.images import read_label
 
     found: set[int] = set()
     for path in references:
         found.update(int(v) for v in np.unique(read_label(path)[0]))
-    return sorted(found - {0})
+    return sorted(found - {0, ignore_label})
 
 
-def evaluate_folders(reference_folder: str | Path, prediction_folder: str | Path,
+def evaluate_folders(reference_folder: str | Path | Mapping[str, Path], prediction_folder: str | Path,
                      labels: Sequence[LabelSpec] | None = None, tolerance_mm: float = 2.0,
                      output_json: str | Path | None = None, lesion_labels: Sequence[LabelSpec] | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
+                     progress: Callable[[int, int], None] | None = None, ignore_label: int | None = None,
+                     allow_missing: bool = False) -> dict:
     """Evaluate every prediction against its reference; optionally write summary JSON and CSV.
 
     Args:
-        reference_folder: reference label maps.
+        reference_folder: reference label maps, or ``{case_id: reference file}``.
         prediction_folder: predicted label maps (same case ids).
         labels: labels or regions to evaluate; None takes every nonzero label in the references.
         tolerance_mm: NSD tolerance in mm.
@@ -121,22 +148,32 @@ def evaluate_folders(reference_folder: str | Path, prediction_folder: str | Path
             ``<stem>_cases.csv``. None writes nothing.
         lesion_labels: labels for lesion-wise metrics; None means every evaluated label.
         progress: optional ``progress(done, total)`` callback.
+        ignore_label: reference value of unannotated voxels; they count nowhere.
+        allow_missing: evaluate only the predicted cases when some reference cases have no
+            prediction (listed in the summary's ``missing_predictions``); else that is an error.
 
     Returns:
         The summary dict (NaN where undefined; null in the JSON).
+
+    Raises:
+        InvalidInputError: unpaired cases (see :func:`pair_files`), or mismatched grids.
     """
-    pairs = pair_files(Path(reference_folder), Path(prediction_folder))
-    labels = list(labels) if labels else _labels_from([ref for _, ref, _ in pairs])
+    references = reference_folder if isinstance(reference_folder, Mapping) else Path(reference_folder)
+    pairs, missing = pair_files(references, Path(prediction_folder), allow_missing)
+    labels = list(labels) if labels else _labels_from([ref for _, ref, _ in pairs], ignore_label)
     lesion_labels = labels if lesion_labels is None else list(lesion_labels)
     cases, lesions = [], {label_key(label): [] for label in lesion_labels}
     for index, (case_id, reference, prediction) in enumerate(pairs):
         ref, pred, spacing = _read_pair(reference, prediction)
+        ref, pred = mask_ignored(ref, pred, ignore_label)
         cases.append({"case_id": case_id, "metrics": evaluate_case(ref, pred, spacing, labels, tolerance_mm)})
         for label in lesion_labels:
             lesions[label_key(label)].append(lesion_metrics(label_mask(ref, label), label_mask(pred, label), spacing))
         if progress is not None:
             progress(index + 1, len(pairs))
     summary = summarise(cases, labels, tolerance_mm, lesions)
+    summary["ignore_label"] = ignore_label
+    summary["missing_predictions"] = missing
     summary.update(_prediction_provenance(Path(prediction_folder)))
     if output_json is not None:
         output_json = Path(output_json)

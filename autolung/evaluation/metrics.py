@@ -1,8 +1,9 @@
 """Overlap, surface and volume metrics per class, respecting voxel spacing.
 
 Empty-mask conventions (see docs/evaluation.md):
-- reference and prediction both empty: Dice, IoU, precision, recall and NSD are 1, HD95 is 0
-  (a correct "nothing here");
+- reference and prediction both empty: every metric but the volumes is NaN (undefined), as
+  nnU-Net reports it, so that means over cases compare with published nnU-Net figures; the
+  summaries leave NaNs out of means and count them (``n_undefined``);
 - exactly one empty: Dice, IoU and NSD are 0; precision is 0 when only the reference is empty
   and the prediction is not, recall is 0 when only the prediction is empty; the other one of
   the pair is NaN (0/0); HD95 is NaN (no finite distance exists). NaNs are left out of means,
@@ -17,6 +18,7 @@ from typing import Union
 import numpy as np
 
 from autolung.evaluation import surface
+from autolung.labels import mask_ignored
 
 LabelSpec = Union[int, Sequence[int]]
 METRIC_NAMES = ("dice", "iou", "precision", "recall", "hd95", "nsd", "volume_ref_ml", "volume_pred_ml",
@@ -47,7 +49,8 @@ def overlap_metrics(ref: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     n_pred = int(np.count_nonzero(pred))
     fp, fn = n_pred - tp, n_ref - tp
     if n_ref == 0 and n_pred == 0:
-        return {"dice": 1.0, "iou": 1.0, "precision": 1.0, "recall": 1.0, "tp": 0, "fp": 0, "fn": 0}
+        return {"dice": math.nan, "iou": math.nan, "precision": math.nan, "recall": math.nan,
+                "tp": 0, "fp": 0, "fn": 0}
     return {"dice": 2.0 * tp / (n_ref + n_pred), "iou": tp / (tp + fp + fn),
             "precision": _ratio(tp, n_pred), "recall": _ratio(tp, n_ref), "tp": tp, "fp": fp, "fn": fn}
 
@@ -57,7 +60,7 @@ def surface_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float],
     """HD95 (mm) and normalised surface Dice at ``tolerance_mm``, with the empty conventions."""
     ref_any, pred_any = bool(ref.any()), bool(pred.any())
     if not ref_any and not pred_any:
-        return {"hd95": 0.0, "nsd": 1.0}
+        return {"hd95": math.nan, "nsd": math.nan}
     if not ref_any or not pred_any:
         return {"hd95": math.nan, "nsd": 0.0}
     distances = surface.surface_distances(ref, pred, spacing)
@@ -91,6 +94,27 @@ def binary_metrics(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float],
     return {name: result[name] for name in METRIC_NAMES}
 
 
+def mean_dice(pairs: Sequence[tuple[np.ndarray, np.ndarray]], label: LabelSpec,
+              ignore_label: int | None = None) -> float:
+    """Mean Dice of one label over ``(reference, prediction)`` pairs; cases where both are empty
+    (Dice undefined) are left out; NaN when every case is.
+
+    Args:
+        pairs: label maps.
+        label: label value or region.
+        ignore_label: reference value of unannotated voxels (left out), or None.
+
+    Returns:
+        The mean.
+    """
+    values = []
+    for ref, pred in pairs:
+        ref, pred = mask_ignored(ref, pred, ignore_label)
+        values.append(overlap_metrics(label_mask(ref, label), label_mask(pred, label))["dice"])
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
 def label_key(label: LabelSpec) -> str:
     """Name of a label or region in reports: ``"2"`` or ``"1+2"``."""
     if isinstance(label, (int, np.integer)):
@@ -106,7 +130,7 @@ def label_mask(seg: np.ndarray, label: LabelSpec) -> np.ndarray:
 
 
 def evaluate_case(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float], labels: Sequence[LabelSpec],
-                  tolerance_mm: float = 2.0) -> dict[str, dict[str, float]]:
+                  tolerance_mm: float = 2.0, ignore_label: int | None = None) -> dict[str, dict[str, float]]:
     """Metrics per label (or region) for one case.
 
     Args:
@@ -115,9 +139,12 @@ def evaluate_case(ref: np.ndarray, pred: np.ndarray, spacing: Sequence[float], l
         spacing: voxel size in mm, array order.
         labels: label values (int) or regions (sequences of label values) to evaluate.
         tolerance_mm: NSD tolerance.
+        ignore_label: voxels the reference marks with this value are left out (both masks are
+            background there), as nnU-Net does for sparse annotations.
 
     Returns:
         ``{label_key: {metric: value}}``.
     """
+    ref, pred = mask_ignored(ref, pred, ignore_label)
     return {label_key(label): binary_metrics(label_mask(ref, label), label_mask(pred, label), spacing, tolerance_mm)
             for label in labels}

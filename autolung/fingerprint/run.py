@@ -41,7 +41,11 @@ def _label_values(spec: Any) -> list[int]:
     values = {0}
     for value in spec.labels.values():
         values.update(value if isinstance(value, (list, tuple)) else [value])
-    return sorted(int(v) for v in values)
+    return sorted(int(v) for v in values if v != _ignore_label(spec))
+
+
+def _ignore_label(spec: Any) -> int | None:
+    return getattr(spec.region_mapping, "ignore_label", None)
 
 
 def _fingerprint_one(spec: Any, case: Any, label_values: list[int], num_samples: int,
@@ -56,6 +60,9 @@ def _fingerprint_one(spec: Any, case: Any, label_values: list[int], num_samples:
                                 path=case.images[0] if case.images else None) from None
     if label is None:
         raise InvalidInputError("training case has no label", path=case.images[0])
+    if _ignore_label(spec) is not None:
+        # Unannotated voxels are no class: they count as background in the statistics.
+        label = np.where(label == _ignore_label(spec), 0, label)
     record, samples = case_statistics(case.case_id, image, label, geometry.spacing, label_values,
                                       geometry.is_2d, num_samples, seed)
     record["is_2d"] = bool(geometry.is_2d)
@@ -157,6 +164,7 @@ def fingerprint_dataset(dataset_folder: str | Path, data_root: DataRoot, num_pro
     fingerprint = summarise(spec, dataset_folder.name, records, samples)
     target = data_root.fingerprint_file(dataset_folder.name)
     write_json_atomic(target, fingerprint)
+    data_root.record_dataset_source(dataset_folder)
     log.info("wrote %s", target)
     return fingerprint
 

@@ -2,7 +2,9 @@
 
 For every trained configuration folder ``results/<ds>/<config>__<planner>`` the folds'
 ``fold_<k>/validation/<case>.npz`` probabilities are gathered (each case is validated in exactly
-one fold). Each configuration and each pair of configurations (probabilities averaged) is scored
+one fold; fold ``all`` is left out: its "validation" cases are its own training cases). As in
+nnU-Net, the cross-validation must be complete: every labelled case predicted by every
+configuration, by one fold only. ``allow_partial`` accepts a partial one (the choice records it). Each configuration and each pair of configurations (probabilities averaged) is scored
 by mean foreground Dice against the raw labels (``raw/<ds>/labelsTr``) on the cases every
 configuration predicted. The best candidate then gets postprocessing chosen per class
 (:func:`choose_postprocessing`), and ``results/<ds>/inference_choice.json`` records it all:
@@ -25,7 +27,7 @@ from autolung.evaluation.metrics import LabelSpec, label_mask, overlap_metrics
 from autolung.inference.cv_outputs import list_saved_cases, load_cv_probabilities
 from autolung.inference.model import available_folds
 from autolung.inference.postprocessing import choose_postprocessing
-from autolung.labels import RegionMapping
+from autolung.labels import RegionMapping, mask_ignored
 from autolung.paths import DataRoot
 from autolung.planning.plans import Plans
 from autolung.provenance import provenance
@@ -38,10 +40,26 @@ ENSEMBLE_SEPARATOR = "+"
 
 
 def cv_probability_files(configuration_folder: Path) -> dict[str, Path]:
-    """``{case_id: npz}`` over all folds' ``validation`` folders of one configuration."""
+    """``{case_id: npz}`` over the numbered folds' ``validation`` folders of one configuration.
+
+    Fold ``all`` is skipped: it trained on every case, so its validation predictions are of
+    cases it has seen.
+
+    Raises:
+        InvalidInputError: when two folds predicted the same case (overlapping splits, or
+            folds trained with different splits), naming the case and the folds.
+    """
     found: dict[str, Path] = {}
     for fold_folder in sorted(configuration_folder.glob("fold_*")):
-        found.update(list_saved_cases(fold_folder / "validation"))
+        if not fold_folder.name.removeprefix("fold_").isdigit():
+            continue
+        for case_id, path in list_saved_cases(fold_folder / "validation").items():
+            if case_id in found:
+                raise InvalidInputError(
+                    f"case {case_id!r} was validated by both {found[case_id].parent.parent.name} and "
+                    f"{fold_folder.name}: the folds do not come from one cross-validation split",
+                    path=configuration_folder)
+            found[case_id] = path
     return found
 
 
@@ -59,20 +77,43 @@ def trained_configurations(results_dataset: Path, names: Sequence[str] | None = 
     found = {f.name: cv_probability_files(f) for f in folders}
     found = {name: files for name, files in found.items() if files}
     if not found:
+        only_all = any((f / "fold_all").is_dir() for f in folders)
         raise InvalidInputError("no trained configuration with cross-validation probabilities "
-                                "(fold_<k>/validation/<case>.npz) found", path=results_dataset)
+                                "(fold_<k>/validation/<case>.npz) found"
+                                + ("; fold all has no cross-validation to choose from: predict with its "
+                                   "configuration and folds=['all'] directly" if only_all else ""),
+                                path=results_dataset)
     return found
 
 
-def reference_files(raw_dataset: Path) -> dict[str, Path]:
-    """``{case_id: label file}`` from ``labelsTr`` of the raw dataset."""
+def reference_files(raw_dataset: Path, required: bool = True) -> dict[str, Path]:
+    """``{case_id: label file}`` of the raw dataset, read through its own layout (Decathlon, nnU-Net
+    v1 or v2, explicit file lists), so case ids match the ones used in training.
+
+    Args:
+        raw_dataset: the raw dataset folder.
+        required: raise when it is missing or has no label file; else return ``{}`` then.
+
+    Raises:
+        InvalidInputError: (with ``required``) no dataset there, or no label file.
+    """
+    from autolung.dataset.layout import load_dataset
     from autolung.io.formats import image_ending, strip_ending
 
-    folder = raw_dataset / "labelsTr"
-    if not folder.is_dir():
-        raise InvalidInputError("labelsTr not found", path=folder)
-    return {strip_ending(p): p for p in folder.iterdir()
-            if p.is_file() and not p.name.startswith(".") and image_ending(p) is not None}
+    if not (raw_dataset / "dataset.json").is_file() and (raw_dataset / "labelsTr").is_dir():
+        # A bare labelsTr folder (no dataset.json): label files named by case id.
+        return {strip_ending(p): p for p in (raw_dataset / "labelsTr").iterdir()
+                if p.is_file() and not p.name.startswith(".") and image_ending(p) is not None}
+    try:
+        spec = load_dataset(raw_dataset, strict=False)
+    except InvalidInputError:
+        if required:
+            raise
+        return {}
+    found = {case.case_id: case.label for case in spec.cases if case.label is not None and case.label.is_file()}
+    if not found and required:
+        raise InvalidInputError("the dataset has no label files", path=raw_dataset)
+    return found
 
 
 def evaluation_labels(mapping: RegionMapping) -> list[LabelSpec]:
@@ -82,8 +123,20 @@ def evaluation_labels(mapping: RegionMapping) -> list[LabelSpec]:
     return [tuple(region) for region in mapping.regions]
 
 
-def _dice_per_label(ref: np.ndarray, pred: np.ndarray, labels: Sequence[LabelSpec]) -> list[float]:
+def _dice_per_label(ref: np.ndarray, pred: np.ndarray, labels: Sequence[LabelSpec],
+                    ignore_label: int | None) -> list[float]:
+    ref, pred = mask_ignored(ref, pred, ignore_label)
     return [overlap_metrics(label_mask(ref, label), label_mask(pred, label))["dice"] for label in labels]
+
+
+def _mean_over_labels(per_case: list[list[float]]) -> float:
+    """Mean over labels of the mean over cases, each leaving out undefined (both empty) cases."""
+    values = np.asarray(per_case, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        per_label = [float(np.mean(column[np.isfinite(column)])) if np.isfinite(column).any() else np.nan
+                     for column in values.T]
+    finite = [v for v in per_label if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _candidate_names(configurations: Sequence[str]) -> list[tuple[str, ...]]:
@@ -116,8 +169,8 @@ def _score_candidates(files: dict[str, dict[str, Path]], references: dict[str, P
         for candidate in candidates:
             pred, mapping = _candidate_labels(case_files, candidate)
             labels = evaluation_labels(mapping)
-            scores[candidate].append(_dice_per_label(ref, pred, labels))
-    return {c: float(np.mean(np.mean(v, axis=0))) for c, v in scores.items()}, labels
+            scores[candidate].append(_dice_per_label(ref, pred, labels, mapping.ignore_label))
+    return {c: _mean_over_labels(v) for c, v in scores.items()}, labels
 
 
 def _configuration_entry(results_dataset: Path, folder_name: str) -> dict:
@@ -128,8 +181,52 @@ def _configuration_entry(results_dataset: Path, folder_name: str) -> dict:
             "plans_digest": Plans.load(plans_file).digest() if plans_file.is_file() else None}
 
 
+def _unpredicted(files: dict[str, dict[str, Path]], references: dict[str, Path]) -> dict[str, list[str]]:
+    """Per configuration, the labelled cases its cross-validation did not predict."""
+    return {name: sorted(set(references) - set(found)) for name, found in files.items()
+            if set(references) - set(found)}
+
+
+def _missing_folds(data_root: DataRoot, dataset_name: str, results_dataset: Path,
+                   names: Sequence[str]) -> dict[str, list[int]]:
+    """Per configuration, the folds of ``splits.json`` without validation probabilities."""
+    import json
+
+    splits_file = data_root.splits_file(dataset_name)
+    try:
+        num_folds = len(json.loads(splits_file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return {}
+    missing = {}
+    for name in names:
+        absent = [k for k in range(num_folds) if not list_saved_cases(results_dataset / name / f"fold_{k}" / "validation")]
+        if absent:
+            missing[name] = absent
+    return missing
+
+
+def _check_complete(files: dict[str, dict[str, Path]], references: dict[str, Path], missing_folds: dict[str, list[int]],
+                    allow_partial: bool, results_dataset: Path) -> dict | None:
+    """Refuse an incomplete cross-validation unless ``allow_partial``; describe a partial one."""
+    unpredicted = _unpredicted(files, references)
+    if not unpredicted and not missing_folds:
+        return None
+    details = "; ".join(
+        f"{name}: " + ", ".join(filter(None, [
+            f"folds {missing_folds[name]} missing" if name in missing_folds else "",
+            f"{len(unpredicted.get(name, []))} labelled case(s) not predicted ({', '.join(unpredicted[name][:5])}"
+            f"{' ...' if len(unpredicted[name]) > 5 else ''})" if name in unpredicted else ""]))
+        for name in sorted(set(unpredicted) | set(missing_folds)))
+    if not allow_partial:
+        raise InvalidInputError(f"incomplete cross-validation: {details}; train and validate every fold, "
+                                "or set allow_partial to choose from the cases predicted", path=results_dataset)
+    logger.warning("choosing from a partial cross-validation: %s", details)
+    return {"missing_folds": missing_folds, "unpredicted_cases": unpredicted}
+
+
 def find_best_configuration(data_root: DataRoot, dataset_name: str,
-                            configurations: Sequence[str] | None = None, allow_ensembles: bool = True) -> dict:
+                            configurations: Sequence[str] | None = None, allow_ensembles: bool = True,
+                            allow_partial: bool = False) -> dict:
     """Pick the best configuration or pair and its postprocessing; write ``inference_choice.json``.
 
     Args:
@@ -137,13 +234,21 @@ def find_best_configuration(data_root: DataRoot, dataset_name: str,
         dataset_name: dataset folder name.
         configurations: names to consider; None: every configuration with CV probabilities.
         allow_ensembles: also score pairwise ensembles.
+        allow_partial: accept a cross-validation that misses folds or labelled cases; the choice
+            is made on the cases every configuration predicted and records ``"partial"``.
 
     Returns:
         The written choice.
+
+    Raises:
+        InvalidInputError: no cross-validation, a case validated by two folds, or (without
+            ``allow_partial``) an incomplete cross-validation, naming what is missing.
     """
     results_dataset = data_root.results_dataset(dataset_name)
     files = trained_configurations(results_dataset, configurations)
-    references = reference_files(data_root.raw / dataset_name)
+    references = reference_files(data_root.raw_dataset_folder(dataset_name))
+    partial = _check_complete(files, references, _missing_folds(data_root, dataset_name, results_dataset, list(files)),
+                              allow_partial, results_dataset)
     cases = sorted(set.intersection(*(set(f) for f in files.values())) & set(references))
     if not cases:
         raise InvalidInputError("no case has CV probabilities from every configuration and a reference",
@@ -159,7 +264,9 @@ def find_best_configuration(data_root: DataRoot, dataset_name: str,
               "mean_foreground_dice": scores[best],
               "mean_foreground_dice_postprocessed": float(np.mean(list(postprocessing["dice_after"].values()))),
               "candidates": {ENSEMBLE_SEPARATOR.join(c): s for c, s in scores.items()},
-              "num_cases": len(cases)}
+              "num_cases": len(cases), "cross_validation": "partial" if partial else "complete"}
+    if partial:
+        choice["partial"] = partial
     choice.update(provenance([entry["plans_digest"] for entry in choice["configurations"]
                               if entry["plans_digest"]] or None))
     write_json_atomic(results_dataset / CHOICE_FILE, choice)
@@ -170,11 +277,12 @@ def _choose_postprocessing(files: dict[str, dict[str, Path]], references: dict[s
                            best: tuple[str, ...], labels: list[LabelSpec]) -> dict:
     from autolung.io.images import read_label
 
-    pairs = []
+    pairs, ignore_label = [], None
     for case_id in cases:
-        pred, _ = _candidate_labels({name: files[name][case_id] for name in best}, best)
+        pred, mapping = _candidate_labels({name: files[name][case_id] for name in best}, best)
         pairs.append((read_label(references[case_id])[0], pred))
-    return choose_postprocessing(pairs, labels)
+        ignore_label = mapping.ignore_label
+    return choose_postprocessing(pairs, labels, ignore_label=ignore_label)
 
 
 def load_inference_choice(data_root: DataRoot, dataset_name: str) -> dict:

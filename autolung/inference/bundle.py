@@ -30,7 +30,14 @@ import torch
 
 from autolung import __version__
 from autolung.errors import InvalidInputError, UnsafeFileError
-from autolung.inference.model import CHECKPOINT_NAME, POSTPROCESSING_FILE, available_folds, load_checkpoint
+from autolung.inference.model import (
+    CHECKPOINT_NAME,
+    POSTPROCESSING_FILE,
+    available_folds,
+    load_checkpoint,
+    parse_fold,
+    sorted_folds,
+)
 from autolung.planning.plans import Plans
 from autolung.utils.atomic import atomic_path
 
@@ -61,7 +68,7 @@ def _stripped_checkpoint(path: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _configuration_files(folder: Path, folds: Sequence[int]) -> dict[str, bytes]:
+def _configuration_files(folder: Path, folds: Sequence[int | str]) -> dict[str, bytes]:
     """Bundle members (relative name -> bytes) of one configuration folder."""
     prefix = folder.name
     members: dict[str, bytes] = {}
@@ -80,7 +87,7 @@ def _configuration_files(folder: Path, folds: Sequence[int]) -> dict[str, bytes]
 
 
 def export_model(dataset_results: str | Path, configuration_folders: Sequence[str], output_zip: str | Path,
-                 folds: Sequence[int] | None = None) -> Path:
+                 folds: Sequence[int | str] | None = None) -> Path:
     """Write a bundle of the given trained configurations.
 
     Args:
@@ -97,11 +104,11 @@ def export_model(dataset_results: str | Path, configuration_folders: Sequence[st
     configurations = {}
     for name in configuration_folders:
         folder = dataset_results / name
-        chosen = list(folds) if folds is not None else available_folds(folder)
+        chosen = sorted_folds([parse_fold(f) for f in folds]) if folds is not None else available_folds(folder)
         if not chosen:
             raise InvalidInputError("no finished folds to export", path=folder)
         members.update(_configuration_files(folder, chosen))
-        configurations[name] = {"folds": sorted(chosen), "plans_digest": Plans.load(folder / "plans.json").digest()}
+        configurations[name] = {"folds": sorted_folds(chosen), "plans_digest": Plans.load(folder / "plans.json").digest()}
         if (folder / IMPORT_RECORD).is_file():  # provenance of a model imported from nnU-Net
             configurations[name]["imported_from"] = json.loads((folder / IMPORT_RECORD).read_text(encoding="utf-8"))
     if (dataset_results / CHOICE_FILE).is_file():

@@ -22,6 +22,7 @@ from autolung.planning.plans import ConfigurationPlan, Plans
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint_final.pt"
+FOLD_ALL = "all"
 CHECKPOINT_FORMAT = "autolung-checkpoint"
 POSTPROCESSING_FILE = "postprocessing.json"
 
@@ -34,17 +35,19 @@ class TrainedModel:
         folder: the configuration folder the model was loaded from.
         plans: the plans it was trained with.
         configuration_name: e.g. "3d_fullres".
-        folds: the loaded folds.
+        folds: the loaded folds (numbers, and/or "all").
         networks: one network per fold, in eval mode, on the CPU.
         postprocessing: rules from ``postprocessing.json`` in the folder, when present.
+        checkpoint_name: the checkpoint file every fold was loaded from.
     """
 
     folder: Path
     plans: Plans
     configuration_name: str
-    folds: list[int]
+    folds: list[int | str]
     networks: list[nn.Module]
     postprocessing: dict | None = field(default=None)
+    checkpoint_name: str = CHECKPOINT_NAME
 
     @property
     def configuration(self) -> ConfigurationPlan:
@@ -73,13 +76,48 @@ class SoftmaxAsSigmoidLogits(nn.Module):
         return torch.logit(foreground)
 
 
-def available_folds(folder: str | Path, checkpoint_name: str = CHECKPOINT_NAME) -> list[int]:
-    """Folds of a configuration folder that hold a finished checkpoint, sorted."""
+def parse_fold(value: int | str) -> int | str:
+    """A fold as given by a user: a whole number, or ``"all"``.
+
+    Raises:
+        InvalidInputError: anything else.
+    """
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    if text == FOLD_ALL:
+        return FOLD_ALL
+    raise InvalidInputError(f"fold {value!r} is neither a whole number nor 'all'")
+
+
+def sorted_folds(folds: list[int | str]) -> list[int | str]:
+    """Distinct folds, numbers in order first, then ``"all"``."""
+    return sorted(set(folds), key=lambda fold: (isinstance(fold, str), fold if isinstance(fold, int) else 0))
+
+
+def available_folds(folder: str | Path, checkpoint_name: str = CHECKPOINT_NAME,
+                    include_all: bool = True) -> list[int | str]:
+    """The default folds of a configuration folder: every numbered fold with ``checkpoint_name``.
+
+    Fold ``all`` (trained on every case) is the default only when no numbered fold is finished:
+    the cross-validation folds, averaged, are the model that cross-validation scored, so they
+    win when both exist (nnU-Net's default too); ``folds=["all"]`` picks fold ``all`` explicitly.
+
+    Args:
+        folder: a trained configuration folder.
+        checkpoint_name: the checkpoint file a fold must hold.
+        include_all: fall back on fold ``all`` when no numbered fold is finished.
+
+    Returns:
+        Sorted fold numbers, or ``["all"]``, or ``[]``.
+    """
     folds = []
     for child in Path(folder).glob("fold_*"):
         suffix = child.name[len("fold_"):]
         if suffix.isdigit() and (child / checkpoint_name).is_file():
             folds.append(int(suffix))
+    if not folds and include_all and (Path(folder) / f"fold_{FOLD_ALL}" / checkpoint_name).is_file():
+        return [FOLD_ALL]
     return sorted(folds)
 
 
@@ -125,7 +163,7 @@ def _check_digest(found: object, expected: str, path: Path) -> None:
             path=path)
 
 
-def _load_fold(folder: Path, fold: int, plans: Plans, checkpoint_name: str) -> tuple[str, nn.Module]:
+def _load_fold(folder: Path, fold: int | str, plans: Plans, checkpoint_name: str) -> tuple[str, nn.Module]:
     """Build and fill one fold's network after checking its digests; return (configuration, network)."""
     from autolung.network import build_network  # heavy import, only when a model is loaded
 
@@ -159,13 +197,14 @@ def _load_fold(folder: Path, fold: int, plans: Plans, checkpoint_name: str) -> t
     return configuration, network
 
 
-def load_trained_model(folder: str | Path, folds: list[int] | None = None,
+def load_trained_model(folder: str | Path, folds: list[int | str] | None = None,
                        checkpoint_name: str = CHECKPOINT_NAME) -> TrainedModel:
     """Load the chosen folds of a trained configuration folder.
 
     Args:
         folder: ``results/<ds>/<config>__<planner>`` (or the same layout from a bundle).
-        folds: folds to load; None loads every fold with a finished checkpoint.
+        folds: folds to load (numbers and/or ``"all"``); None loads the default folds
+            (:func:`available_folds`).
         checkpoint_name: which checkpoint file of each fold.
 
     Returns:
@@ -180,9 +219,10 @@ def load_trained_model(folder: str | Path, folds: list[int] | None = None,
     if not folder.is_dir():
         raise InvalidInputError("trained model folder not found", path=folder)
     plans = Plans.load(folder / "plans.json")
-    folds = available_folds(folder, checkpoint_name) if folds is None else sorted(set(folds))
+    folds = available_folds(folder, checkpoint_name) if folds is None else sorted_folds([parse_fold(f) for f in folds])
     if not folds:
-        raise InvalidInputError(f"no fold_<k>/{checkpoint_name} found; train the configuration first", path=folder)
+        raise InvalidInputError(f"no fold_<k>/{checkpoint_name} (nor fold_all/{checkpoint_name}) found; "
+                                "train the configuration first", path=folder)
     configurations, networks = set(), []
     for fold in folds:
         configuration, network = _load_fold(folder, fold, plans, checkpoint_name)
@@ -194,4 +234,4 @@ def load_trained_model(folder: str | Path, folds: list[int] | None = None,
     postprocessing = json.loads(postprocessing_path.read_text()) if postprocessing_path.is_file() else None
     logger.info("loaded %s folds %s from %s", configurations, folds, folder)
     return TrainedModel(folder=folder, plans=plans, configuration_name=configurations.pop(), folds=folds,
-                        networks=networks, postprocessing=postprocessing)
+                        networks=networks, postprocessing=postprocessing, checkpoint_name=checkpoint_name)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from autolung.evaluation.metrics import LabelSpec, label_mask, overlap_metrics
+from autolung.evaluation.metrics import LabelSpec, label_mask, mean_dice
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +80,6 @@ def apply_postprocessing(seg: np.ndarray, postprocessing: dict | None) -> np.nda
     return seg
 
 
-def _mean_dice(pairs: Sequence[tuple[np.ndarray, np.ndarray]], label: LabelSpec) -> float:
-    return float(np.mean([overlap_metrics(label_mask(ref, label), label_mask(pred, label))["dice"]
-                          for ref, pred in pairs]))
-
-
 def _candidate_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]], label: LabelSpec) -> list[dict]:
     rules = [{"label": label, "method": "largest_component"}]
     sizes = []
@@ -99,13 +94,18 @@ def _candidate_rules(pairs: Sequence[tuple[np.ndarray, np.ndarray]], label: Labe
 
 
 def choose_postprocessing(pairs: Sequence[tuple[np.ndarray, np.ndarray]], labels: Sequence[LabelSpec],
-                          min_gain: float = 1e-4) -> dict:
+                          min_gain: float = 1e-4, ignore_label: int | None = None) -> dict:
     """Pick per label the rule that most improves mean Dice over the given cases, if any does.
+
+    Rules act on the whole prediction (components reach into unannotated voxels too); only the
+    Dice that judges them leaves out the voxels the reference marks ``ignore_label``. Cases where
+    reference and prediction are both empty (Dice undefined) are left out of the mean.
 
     Args:
         pairs: ``(reference, prediction)`` label maps, e.g. every cross-validation case.
         labels: labels (or regions) to consider, in order; each choice is applied before the next.
         min_gain: minimal mean Dice improvement for a rule to be kept.
+        ignore_label: reference value of unannotated voxels, or None.
 
     Returns:
         ``{"rules": [...], "dice_before": {...}, "dice_after": {...}}``.
@@ -114,10 +114,10 @@ def choose_postprocessing(pairs: Sequence[tuple[np.ndarray, np.ndarray]], labels
     rules, before, after = [], {}, {}
     for label in labels:
         key = str(label)
-        baseline = _mean_dice(pairs, label)
+        baseline = mean_dice(pairs, label, ignore_label)
         before[key], best_score, best_rule = baseline, baseline, None
         for rule in _candidate_rules(pairs, label):
-            score = _mean_dice([(ref, apply_rule(pred, rule)) for ref, pred in pairs], label)
+            score = mean_dice([(ref, apply_rule(pred, rule)) for ref, pred in pairs], label, ignore_label)
             if score > best_score + min_gain:
                 best_score, best_rule = score, rule
         after[key] = best_score

@@ -13,13 +13,14 @@ import logging
 import resource
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
-from autolung.errors import InvalidInputError
+from autolung.errors import AutolungError, InvalidInputError, LockedError
 from autolung.inference.cv_outputs import save_cv_probabilities
 from autolung.inference.inputs import InputCase, discover_cases, mask_ending, read_input_case
 from autolung.inference.model import TrainedModel
@@ -29,8 +30,8 @@ from autolung.io.geometry import ImageGeometry
 from autolung.labels import RegionMapping
 from autolung.planning.plans import InferencePlan
 from autolung.provenance import PREDICTIONS_RECORD, image_metadata, predictions_record, read_predictions_record
-from autolung.utils.locking import folder_lock
-from autolung.utils.atomic import remove_partial_files, write_json_atomic
+from autolung.utils.locking import file_lock, lock_owner
+from autolung.utils.atomic import remove_partial_files_of, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -47,25 +48,31 @@ class PredictionOptions:
         mirror: test-time mirroring on all axes.
         window_batch_size: windows per network call; None: 2 in bfloat16, 1 in float32
             (``default_window_batch_size``).
-        device: torch device.
+        device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1" or "mps".
         precision: "auto" (bfloat16 autocast where native, see ``resolve_precision``), "float32", "bfloat16".
         save_probabilities: also write ``<case>.npz`` (see ``cv_outputs``).
         output_ending: mask ending (".nii.gz", ".nrrd", ".mha", ".png"); None: the input's format.
         overwrite: redo cases whose mask exists.
         postprocessing: rules to apply; None uses the first model's ``postprocessing``.
         overlays: also draw a QC picture per case into ``<output>/overlays/<case>.png``.
+        num_parts: split the cases into this many parts (several processes or machines sharing
+            one output folder each take one).
+        part_id: which part this call predicts, 0 to ``num_parts - 1`` (cases ``part_id::num_parts``
+            of the sorted case list).
     """
 
     step_size: float = 0.5
     mirror: bool = True
     window_batch_size: int | None = None
-    device: str = "cpu"
+    device: str = "auto"
     precision: str = "auto"
     save_probabilities: bool = False
     output_ending: str | None = None
     overwrite: bool = False
     postprocessing: dict | None = None
     overlays: bool = False
+    num_parts: int = 1
+    part_id: int = 0
 
 
 OVERLAY_FOLDER = "overlays"
@@ -81,6 +88,21 @@ class PredictionProgress(Protocol):
     def windows(self, done: int, total: int) -> None: ...
 
     def case_finished(self, case_id: str, skipped: bool) -> None: ...
+
+
+def resolve_prediction_device(name: str) -> torch.device:
+    """The device to predict on: "auto" prefers CUDA, then MPS, then the CPU (as training does).
+
+    Raises:
+        AutolungError: a requested device that is not available.
+    """
+    from autolung.training.hardware import resolve_device
+
+    base, _, index = name.partition(":")
+    device = resolve_device(base)
+    if index:
+        device = torch.device(base, int(index))
+    return device
 
 
 def peak_rss_mb() -> float:
@@ -110,7 +132,8 @@ def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOp
     return predict_sliding_window(
         model.networks, data, model.configuration.patch_size, step_size=options.step_size,
         mirror_axes=mirror_axes, window_batch_size=options.window_batch_size,
-        device=options.device, precision=options.precision,
+        device=resolve_prediction_device(options.device) if options.device == "auto" else options.device,
+        precision=options.precision,
         progress=progress.windows if progress is not None else None,
         average_logits=inference.average_logits, output_activation=inference.output_activation,
         weights=inference.window_weights)
@@ -309,24 +332,47 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
         progress: optional progress receiver.
 
     Returns:
-        Mask paths of all cases, finished before or now.
+        Mask paths of all cases of this part, finished before or now; a case another live process
+        is predicting (its case lock is held) is left to it and not listed.
     """
     options = options or PredictionOptions()
+    options = replace(options, device=str(resolve_prediction_device(options.device)))
+    logger.info("predicting on %s", options.device)
     input_path, output_folder = Path(input_path), Path(output_folder)
     check_output_folder(input_path, output_folder)
-    cases = discover_cases(input_path)
+    cases = case_part(discover_cases(input_path), options.num_parts, options.part_id)
     created = not output_folder.exists()
     output_folder.mkdir(parents=True, exist_ok=True)
     try:
-        # A second run into the same folder would delete this run's temporary files.
-        with folder_lock(output_folder, "predict"):
-            remove_partial_files(output_folder)
-            return _predict_cases(cases, output_folder, models, options, progress)
+        # No folder-wide lock: processes sharing the folder each lock the case they predict.
+        return _predict_cases(cases, output_folder, models, options, progress)
     except BaseException:
         if created:  # a run that failed before writing anything leaves no empty folder behind
             with contextlib.suppress(OSError):
                 output_folder.rmdir()
         raise
+
+
+def case_part(cases: list, num_parts: int, part_id: int) -> list:
+    """Cases ``part_id::num_parts`` of the cases sorted by id (nnU-Net's split).
+
+    Raises:
+        InvalidInputError: ``num_parts`` below 1, or ``part_id`` outside ``0..num_parts - 1``.
+    """
+    if num_parts < 1:
+        raise InvalidInputError(f"num_parts must be at least 1, got {num_parts}")
+    if not 0 <= part_id < num_parts:
+        raise InvalidInputError(f"part_id must be in 0..{num_parts - 1}, got {part_id}")
+    chosen = sorted(cases, key=lambda case: case.case_id)[part_id::num_parts]
+    if num_parts > 1:
+        logger.info("part %d of %d: %d of %d cases", part_id, num_parts, len(chosen), len(cases))
+    return chosen
+
+
+CASE_LOCK_PREFIX = ".autolung-case-"
+RECORD_LOCK = ".autolung-record.lock"
+# A record update takes milliseconds; waiting this long means something is wrong.
+RECORD_LOCK_WAIT_S = 60.0
 
 
 def _predict_cases(cases: list, output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,
@@ -335,26 +381,51 @@ def _predict_cases(cases: list, output_folder: Path, models: Sequence[TrainedMod
         progress.start(len(cases))
     written = []
     for case in cases:
-        mask_path, npz_path = _output_paths(case, output_folder, options)
-        skipped = not options.overwrite and _is_finished(mask_path, npz_path, options)
         if progress is not None:
             progress.case_started(case.case_id)
-        if skipped:
-            logger.info("%s: already predicted, skipped (use overwrite to redo)", case.case_id)
-        else:
-            mask_path = predict_case(case, output_folder, models, options, progress)
-        written.append(mask_path)
-        if not skipped:
-            _record_prediction(output_folder, models, options, case.case_id)
+        mask_path, skipped = _predict_locked_case(case, output_folder, models, options, progress)
+        if mask_path is not None:
+            written.append(mask_path)
         if progress is not None:
             progress.case_finished(case.case_id, skipped)
     return written
 
 
+def _record_locked(output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,
+                   case_id: str) -> None:
+    """Add a case to the provenance record; processes sharing the folder take turns."""
+    try:
+        with file_lock(output_folder / RECORD_LOCK, "record", wait_s=RECORD_LOCK_WAIT_S):
+            _record_prediction(output_folder, models, options, case_id)
+    except LockedError as exc:
+        raise AutolungError(f"cannot update {PREDICTIONS_RECORD}: {exc.problem}", path=output_folder) from None
+
+
+def _predict_locked_case(case: InputCase, output_folder: Path, models: Sequence[TrainedModel],
+                         options: PredictionOptions,
+                         progress: PredictionProgress | None) -> tuple[Path | None, bool]:
+    """Predict one case under its own lock: ``(mask or None when another process has it, skipped)``."""
+    lock = output_folder / f"{CASE_LOCK_PREFIX}{case.case_id}.lock"
+    try:
+        with file_lock(lock, "predict"):
+            mask_path, npz_path = _output_paths(case, output_folder, options)
+            # Only this case's leftovers: other processes may be writing their cases right now.
+            remove_partial_files_of([mask_path, npz_path])
+            if not options.overwrite and _is_finished(mask_path, npz_path, options):
+                logger.info("%s: already predicted, skipped (use overwrite to redo)", case.case_id)
+                return mask_path, True
+            mask_path = predict_case(case, output_folder, models, options, progress)
+            _record_locked(output_folder, models, options, case.case_id)
+            return mask_path, False
+    except LockedError:
+        logger.info("%s: being predicted by another process (pid %s), left to it", case.case_id, lock_owner(lock))
+        return None, True
+
+
 def describe_models(models: Sequence[TrainedModel]) -> list[dict]:
     """What ``autolung_predictions.json`` says of each model: configuration, folds, source, digest."""
     return [{"configuration": m.configuration_name, "folds": list(m.folds), "source": str(m.folder),
-             "plans_digest": m.plans.digest()} for m in models]
+             "plans_digest": m.plans.digest(), "checkpoint": m.checkpoint_name} for m in models]
 
 
 def _record_prediction(output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,

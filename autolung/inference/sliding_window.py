@@ -262,7 +262,8 @@ def predict_sliding_window(
         mirror_axes: array axes (0=z, 1=y, 2=x) mirrored at test time; None or () disables it.
         window_batch_size: windows passed through the network together; None picks
             :func:`default_window_batch_size` for the resolved precision.
-        device: torch device for the networks and windows; accumulation stays on the CPU.
+        device: torch device for the networks (moved there) and windows. On CUDA the accumulators
+            stay on the GPU too when they fit in its free memory, else on the CPU (logged).
         precision: "float32", "bfloat16" (autocast; accumulation is always float32) or "auto"
             (see :func:`resolve_precision`).
         progress: optional callable ``progress(done, total)`` called after each batch.
@@ -289,6 +290,7 @@ def predict_sliding_window(
     patch = (1, *patch_size) if is_2d else tuple(patch_size)
     device = torch.device(device)
     for network in networks:
+        network.to(device)
         network.eval()
     padded, crop = _pad_to_patch(tensor, patch)
     result = _run_windows(networks, padded, patch, step_size, mirror_combinations(mirror_axes, is_2d),
@@ -309,26 +311,62 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
     spatial = tuple(data.shape[1:])
     windows = _windows(spatial, patch, step_size)
     gaussian = torch.from_numpy(window_weights(patch, weights))
-    weight_sum = torch.zeros(spatial, dtype=torch.float32)
+    weight_sum: torch.Tensor | None = None
     accumulator: torch.Tensor | None = None
     done = 0
     for batch_windows in _batches(windows, max(1, window_batch_size)):
         batch = torch.stack([data[(slice(None), *w)] for w in batch_windows]).to(device)
         if is_2d:
             batch = batch[:, :, 0]  # (B, C, 1, Y, X) -> (B, C, Y, X)
-        probs = _predict_batch(networks, batch, flips, precision, average_logits).cpu()
+        probs = _predict_batch(networks, batch, flips, precision, average_logits)
         if is_2d:
             probs = probs[:, :, None]
         if accumulator is None:
-            accumulator = torch.zeros((probs.shape[1], *spatial), dtype=torch.float32)
+            accumulator, weight_sum = allocate_accumulators(probs.shape[1], spatial, device)
+            gaussian = gaussian.to(accumulator.device)
+        probs = probs.to(accumulator.device)
         for window, window_probs in zip(batch_windows, probs):
             accumulator[(slice(None), *window)] += window_probs * gaussian
             weight_sum[window] += gaussian
         done += len(batch_windows)
         if progress is not None:
             progress(done, len(windows))
-    assert accumulator is not None
+    assert accumulator is not None and weight_sum is not None
     # Each window's sum covers every network and mirroring; divide once, in place.
     weight_sum *= len(networks) * len(flips)
     accumulator /= weight_sum
-    return accumulator.numpy()
+    return accumulator.cpu().numpy()
+
+
+# Share of the GPU's free memory the accumulators may take; the rest is left to the network.
+GPU_ACCUMULATOR_SHARE = 0.5
+
+
+def allocate_accumulators(channels: int, spatial: tuple[int, ...],
+                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zeroed float32 probability sums ``(R, *spatial)`` and weight sums ``spatial``.
+
+    On CUDA they live on the GPU (no copy of every window's output back to the host) when
+    ``(R + 1)`` float32 volumes fit in :data:`GPU_ACCUMULATOR_SHARE` of its free memory; else,
+    or when the allocation fails, on the CPU, with a warning that says why.
+
+    Args:
+        channels: number of output channels R.
+        spatial: the padded case shape.
+        device: the device the networks run on.
+
+    Returns:
+        ``(accumulator, weight_sum)`` on the same device.
+    """
+    if device.type == "cuda":
+        needed = (channels + 1) * int(np.prod(spatial)) * 4
+        free, _ = torch.cuda.mem_get_info(device)
+        if needed <= GPU_ACCUMULATOR_SHARE * free:
+            try:
+                return (torch.zeros((channels, *spatial), dtype=torch.float32, device=device),
+                        torch.zeros(spatial, dtype=torch.float32, device=device))
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+        logger.warning("accumulating on the CPU: %d float32 volumes of %s (%.2f GB) do not fit in the GPU's "
+                       "free memory (%.2f GB)", channels + 1, spatial, needed / 1e9, free / 1e9)
+    return torch.zeros((channels, *spatial), dtype=torch.float32), torch.zeros(spatial, dtype=torch.float32)

@@ -17,9 +17,23 @@ from pathlib import Path
 from autolung.errors import InvalidInputError
 from autolung.inference.best_configuration import CHOICE_FILE, load_inference_choice
 from autolung.inference.bundle import MANIFEST, opened_bundle
-from autolung.inference.model import TrainedModel, load_trained_model
+from autolung.inference.model import CHECKPOINT_NAME, TrainedModel, load_trained_model
 from autolung.nnunet.importer import is_nnunet_model
 from autolung.paths import DataRoot
+
+
+CHECKPOINTS = {"final": "checkpoint_final.pt", "best": "checkpoint_best.pt", "latest": "checkpoint_latest.pt"}
+
+
+def checkpoint_file(checkpoint: str) -> str:
+    """The file name of checkpoint ``"final"``, ``"best"`` or ``"latest"``.
+
+    Raises:
+        InvalidInputError: any other name.
+    """
+    if checkpoint not in CHECKPOINTS:
+        raise InvalidInputError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
+    return CHECKPOINTS[checkpoint]
 
 
 @dataclass
@@ -30,15 +44,18 @@ class ModelSelection:
     postprocessing: dict | None
 
 
-def _from_choice(base: Path, choice: dict, folds: Sequence[int] | None) -> ModelSelection:
-    models = [load_trained_model(base / entry["folder"], list(folds) if folds else entry.get("folds") or None)
+def _from_choice(base: Path, choice: dict, folds: Sequence[int] | None,
+                 checkpoint_name: str = CHECKPOINT_NAME) -> ModelSelection:
+    models = [load_trained_model(base / entry["folder"], list(folds) if folds else entry.get("folds") or None,
+                                 checkpoint_name)
               for entry in choice["configurations"]]
     return ModelSelection(models, choice.get("postprocessing"))
 
 
-def _from_folder(folder: Path, configurations: Sequence[str] | None, folds: Sequence[int] | None) -> ModelSelection:
+def _from_folder(folder: Path, configurations: Sequence[str] | None, folds: Sequence[int] | None,
+                 checkpoint_name: str = CHECKPOINT_NAME) -> ModelSelection:
     if (folder / "plans.json").is_file():
-        return ModelSelection([load_trained_model(folder, list(folds) if folds else None)], None)
+        return ModelSelection([load_trained_model(folder, list(folds) if folds else None, checkpoint_name)], None)
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise InvalidInputError("neither a model bundle folder (manifest.json) nor a trained configuration "
@@ -49,12 +66,14 @@ def _from_folder(folder: Path, configurations: Sequence[str] | None, folds: Sequ
         names = [n for n in names if n in configurations or n.split("__")[0] in configurations]
         if not names:
             raise InvalidInputError(f"the bundle holds no configuration {list(configurations)}", path=folder)
-        return ModelSelection([load_trained_model(folder / n, list(folds) if folds else None) for n in names], None)
+        return ModelSelection([load_trained_model(folder / n, list(folds) if folds else None, checkpoint_name)
+                               for n in names], None)
     if (folder / CHOICE_FILE).is_file():
         choice = json.loads((folder / CHOICE_FILE).read_text(encoding="utf-8"))
         if all((folder / e["folder"]).is_dir() for e in choice["configurations"]):
-            return _from_choice(folder, choice, folds)
-    return ModelSelection([load_trained_model(folder / n, list(folds) if folds else None) for n in names], None)
+            return _from_choice(folder, choice, folds, checkpoint_name)
+    return ModelSelection([load_trained_model(folder / n, list(folds) if folds else None, checkpoint_name)
+                           for n in names], None)
 
 
 def _from_nnunet(stack: contextlib.ExitStack, source: Path, configurations: Sequence[str] | None,
@@ -69,7 +88,7 @@ def _from_nnunet(stack: contextlib.ExitStack, source: Path, configurations: Sequ
 
 def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, dataset_name: str | None,
                   configurations: Sequence[str] | None, folds: Sequence[int] | None, planner: str = "default",
-                  model_path: Path | None = None) -> ModelSelection:
+                  model_path: Path | None = None, checkpoint: str = "final") -> ModelSelection:
     """Load the models a predict call asks for.
 
     Args:
@@ -80,21 +99,25 @@ def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, datas
         folds: ``-f`` values (None: the stored or all finished folds).
         planner: planner of the configuration folders.
         model_path: ``--model`` (zip or folder).
+        checkpoint: which checkpoint of each fold: "final", "best" or "latest" (bundles hold
+            only the final one).
 
     Returns:
         The models and postprocessing.
     """
+    checkpoint_name = checkpoint_file(checkpoint)
     if model_path is not None:
         model_path = Path(model_path)
         if is_nnunet_model(model_path):
             return _from_nnunet(stack, model_path, configurations, folds)
         folder = stack.enter_context(opened_bundle(model_path)) if model_path.is_file() else model_path
-        return _from_folder(folder, configurations, folds)
+        return _from_folder(folder, configurations, folds, checkpoint_name)
     if not dataset_name or data_root is None:
         raise InvalidInputError("give -d DATASET (with -c CONFIG, or a stored choice) or --model PATH")
     if not configurations:
         choice = load_inference_choice(data_root, dataset_name)
-        return _from_choice(data_root.results_dataset(dataset_name), choice, folds)
-    models = [load_trained_model(data_root.training_output(dataset_name, c, planner), list(folds) if folds else None)
+        return _from_choice(data_root.results_dataset(dataset_name), choice, folds, checkpoint_name)
+    models = [load_trained_model(data_root.training_output(dataset_name, c, planner), list(folds) if folds else None,
+                                 checkpoint_name)
               for c in configurations]
     return ModelSelection(models, None)

@@ -14,7 +14,7 @@ What is translated (nnU-Net key -> autolung field):
   pre-2.4 keys ``UNet_class_name``, ``UNet_base_num_features``, ... that TotalSegmentator's
   plans use) -> :class:`ArchitecturePlan` (``unet`` or ``resenc_unet``);
 - ``dataset.json`` ``labels`` (plain labels, or regions with ``regions_class_order``) and
-  ``ignore`` -> the region mapping (softmax models get a background channel) and ``ignore_label``;
+  ``ignore`` -> the region mapping (softmax models get a background channel; its ``ignore_label``);
 - the checkpoint's ``inference_allowed_mirroring_axes`` -> ``inference.mirror_axes``.
 
 Anything else is refused with :class:`~autolung.errors.InvalidPlansError` naming what: other
@@ -122,7 +122,7 @@ def translate_plans(plans: dict[str, Any], dataset: dict[str, Any], configuratio
     if dim not in (2, 3):
         raise InvalidPlansError(f"configuration {configuration!r}: patch_size {patch} is neither 2D nor 3D")
     channel_names = _channel_names(dataset)
-    mapping, labels, ignore_label, out_channels = _labels(dataset)
+    mapping, labels, out_channels = _labels(dataset)
     network_class, architecture = _architecture(config, dim, configuration)
     transpose = [int(a) for a in plans.get("transpose_forward", [0, 1, 2])]
     if sorted(transpose) != [0, 1, 2]:
@@ -146,7 +146,7 @@ def translate_plans(plans: dict[str, Any], dataset: dict[str, Any], configuratio
     translated = Plans(dataset_name=str(plans.get("dataset_name") or dataset.get("name") or "nnUNet_model"),
                        planner=f"nnunet:{plans_name}", channel_names=channel_names, labels=labels,
                        region_mapping=mapping, configurations={configuration: plan},
-                       file_ending=str(dataset.get("file_ending", ".nii.gz")), ignore_label=ignore_label)
+                       file_ending=str(dataset.get("file_ending", ".nii.gz")))
     # A round trip through the JSON validator checks every field as a hand-written plans.json would be.
     translated = Plans.from_json(translated.to_json())
     return TranslatedModel(plans=translated, configuration=configuration, plans_name=plans_name,
@@ -284,8 +284,8 @@ def _has_regions(dataset: dict[str, Any]) -> bool:
     return any(isinstance(v, (list, tuple)) and len(v) > 1 for v in dataset.get("labels", {}).values())
 
 
-def _labels(dataset: dict[str, Any]) -> tuple[RegionMapping, dict[str, int], int | None, int]:
-    """Region mapping, label names, ignore label and output channels, in nnU-Net's channel order."""
+def _labels(dataset: dict[str, Any]) -> tuple[RegionMapping, dict[str, int], int]:
+    """Region mapping (with the ignore label), label names and output channels, in nnU-Net's channel order."""
     labels = _dict(dataset, "labels", "dataset.json")
     ignore = labels.get("ignore")
     if ignore is not None and not isinstance(ignore, int):
@@ -296,17 +296,17 @@ def _labels(dataset: dict[str, Any]) -> tuple[RegionMapping, dict[str, int], int
         if values != list(range(len(values))):
             raise InvalidPlansError(f"dataset.json labels {values} must be consecutive from 0")
         # Softmax over background and every label: channel i is label i.
-        mapping = RegionMapping(tuple((v,) for v in values), tuple(values))
+        mapping = RegionMapping(tuple((v,) for v in values), tuple(values), ignore)
         names = {k: int(v if isinstance(v, int) else v[0]) for k, v in named.items()}
-        return mapping, names, ignore, len(values)
+        return mapping, names, len(values)
     order = dataset.get("regions_class_order")
     regions = [(k, (v,) if isinstance(v, int) else tuple(int(x) for x in v)) for k, v in named.items()
                if k != "background" and (v if isinstance(v, int) else list(v)) not in (0, [0])]
     if not isinstance(order, list) or len(order) != len(regions):
         raise InvalidPlansError(f"dataset.json: regions need 'regions_class_order' with {len(regions)} entries")
-    mapping = RegionMapping(tuple(r for _, r in regions), tuple(int(v) for v in order))
+    mapping = RegionMapping(tuple(r for _, r in regions), tuple(int(v) for v in order), ignore)
     names = {"background": 0, **{name: int(paint) for (name, _), paint in zip(regions, order)}}
-    return mapping, names, ignore, len(regions)
+    return mapping, names, len(regions)
 
 
 def _mirror_axes(axes: list[int] | tuple[int, ...] | None, dim: int) -> list[int]:

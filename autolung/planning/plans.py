@@ -151,8 +151,6 @@ class Plans:
     autolung_version: str = __version__
     # Provenance: the fingerprint these plans were made from (not part of ``digest``).
     fingerprint_digest: str | None = None
-    # A label value that marks unannotated voxels (nnU-Net's "ignore" label); never predicted.
-    ignore_label: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         payload = {
@@ -168,8 +166,6 @@ class Plans:
             "region_mapping": self.region_mapping.to_json(),
             "configurations": {name: _configuration_to_json(cfg) for name, cfg in self.configurations.items()},
         }
-        if self.ignore_label is not None:  # only written when set: older plans keep their digest
-            payload["ignore_label"] = self.ignore_label
         return payload
 
     def digest(self) -> str:
@@ -213,9 +209,7 @@ class Plans:
             raise InvalidPlansError(f"'region_mapping' is invalid ({exc})") from None
         labels = _get(payload, "labels", dict)
         _require(all(isinstance(v, int) for v in labels.values()), "'labels' values must be integers")
-        ignore_label = payload.get("ignore_label")
-        _require(ignore_label is None or (isinstance(ignore_label, int) and not isinstance(ignore_label, bool)
-                                          and ignore_label > 0), "'ignore_label' must be a positive integer")
+
         return cls(
             dataset_name=_get(payload, "dataset_name", str),
             planner=_get(payload, "planner", str),
@@ -229,7 +223,6 @@ class Plans:
             autolung_version=str(payload.get("autolung_version", "unknown")),
             fingerprint_digest=payload.get("fingerprint_digest") if isinstance(payload.get("fingerprint_digest"), str)
             else None,
-            ignore_label=ignore_label,
         )
 
     def configuration(self, name: str) -> ConfigurationPlan:

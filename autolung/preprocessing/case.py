@@ -100,7 +100,8 @@ def preprocess_case(image: np.ndarray, label: np.ndarray | None, geometry: Image
     if label is not None:
         seg = resample_labels(crop_to_bbox(label, bbox), new_shape, axis,
                               configuration.resample_order_labels_out_of_plane)
-        locations = sample_class_locations(seg, [v for v in plans.labels.values() if v > 0])
+        ignore = plans.region_mapping.ignore_label
+        locations = sample_class_locations(seg, [v for v in plans.labels.values() if v > 0 and v != ignore])
         seg = seg[None]
     properties = {
         "case_id": case_id,

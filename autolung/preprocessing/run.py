@@ -118,6 +118,7 @@ def preprocess_dataset(dataset_folder: str | Path, data_root: DataRoot, configur
     plans = Plans.load(plans_file)
     chosen = select_configurations(plans, configurations)
     spec = load_dataset(dataset_folder)
+    data_root.record_dataset_source(dataset_folder)
     folders = {c: data_root.preprocessed_configuration(name, c, planner) for c in chosen}
     summary = PreprocessSummary({c: [] for c in chosen}, {c: [] for c in chosen})
     with contextlib.ExitStack() as locks:

@@ -19,21 +19,42 @@ from autolung.labels import RegionMapping
 DICE_SMOOTH = 1e-5
 
 
-def soft_dice(probabilities: torch.Tensor, targets: torch.Tensor, smooth: float = DICE_SMOOTH) -> torch.Tensor:
+def soft_dice(probabilities: torch.Tensor, targets: torch.Tensor, smooth: float = DICE_SMOOTH,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
     """Batch soft Dice per channel.
 
     Args:
         probabilities: (B, C, *spatial) in [0, 1].
         targets: (B, C, *spatial) binary, same shape.
         smooth: added to numerator and denominator, so empty channels score 1.
+        mask: optional (B, 1, *spatial) annotated-voxel mask; voxels outside it count nowhere.
 
     Returns:
         (C,) Dice per channel.
     """
+    if mask is not None:
+        probabilities = probabilities * mask
+        targets = targets * mask
     axes = [0, *range(2, probabilities.ndim)]
     intersection = (probabilities * targets).sum(axes)
     total = probabilities.sum(axes) + targets.sum(axes)
     return (2 * intersection + smooth) / (total + smooth).clamp_min(1e-8)
+
+
+def split_annotated(targets: torch.Tensor, has_ignore: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Targets without their last (annotated-voxel) channel, and that channel as a mask.
+
+    Args:
+        targets: (B, K, *spatial); with ``has_ignore`` the last channel is the annotated mask
+            (see :func:`autolung.training.data.targets.make_targets`).
+        has_ignore: whether the dataset has an ignore label.
+
+    Returns:
+        ``(targets, mask)``; mask is None without an ignore label.
+    """
+    if not has_ignore:
+        return targets, None
+    return targets[:, :-1], targets[:, -1:]
 
 
 class RegionBCEDiceLoss(nn.Module):
@@ -42,12 +63,15 @@ class RegionBCEDiceLoss(nn.Module):
     Args:
         bce_weight: weight of the BCE term.
         dice_weight: weight of the Dice term.
+        has_ignore: targets carry an annotated-voxel mask as their last channel; unannotated
+            voxels count in neither term (nnU-Net's ignore label).
     """
 
-    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0) -> None:
+    def __init__(self, bce_weight: float = 1.0, dice_weight: float = 1.0, has_ignore: bool = False) -> None:
         super().__init__()
         self.bce_weight = bce_weight
         self.dice_weight = dice_weight
+        self.has_ignore = has_ignore
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Loss of (B, R, *spatial) logits against (B, R, *spatial) binary targets.
@@ -56,9 +80,13 @@ class RegionBCEDiceLoss(nn.Module):
             Scalar loss (float32 whatever the logits' dtype).
         """
         logits = logits.float()
-        targets = targets.float()
-        bce = F.binary_cross_entropy_with_logits(logits, targets)
-        dice = soft_dice(torch.sigmoid(logits), targets).mean()
+        targets, mask = split_annotated(targets.float(), self.has_ignore)
+        if mask is None:
+            bce = F.binary_cross_entropy_with_logits(logits, targets)
+        else:
+            voxelwise = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+            bce = (voxelwise * mask).sum() / (mask.sum() * logits.shape[1]).clamp_min(1.0)
+        dice = soft_dice(torch.sigmoid(logits), targets, mask=mask).mean()
         return self.bce_weight * bce + self.dice_weight * (1 - dice)
 
 
@@ -68,12 +96,15 @@ class CEDiceLoss(nn.Module):
     Args:
         ce_weight: weight of the cross-entropy term.
         dice_weight: weight of the Dice term.
+        has_ignore: targets carry an annotated-voxel mask as their last channel; unannotated
+            voxels count in neither term.
     """
 
-    def __init__(self, ce_weight: float = 1.0, dice_weight: float = 1.0) -> None:
+    def __init__(self, ce_weight: float = 1.0, dice_weight: float = 1.0, has_ignore: bool = False) -> None:
         super().__init__()
         self.ce_weight = ce_weight
         self.dice_weight = dice_weight
+        self.has_ignore = has_ignore
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Loss of (B, K, *spatial) logits (K = background + labels) against (B, 1, *spatial) class indices.
@@ -82,10 +113,16 @@ class CEDiceLoss(nn.Module):
             Scalar loss.
         """
         logits = logits.float()
+        targets, mask = split_annotated(targets, self.has_ignore)
         classes = targets[:, 0].long()
-        ce = F.cross_entropy(logits, classes)
+        if mask is None:
+            ce = F.cross_entropy(logits, classes)
+        else:
+            voxelwise = F.cross_entropy(logits, classes, reduction="none")
+            ce = (voxelwise * mask[:, 0].float()).sum() / mask.float().sum().clamp_min(1.0)
         one_hot = F.one_hot(classes, logits.shape[1]).movedim(-1, 1).float()
-        dice = soft_dice(torch.softmax(logits, 1)[:, 1:], one_hot[:, 1:]).mean()
+        dice = soft_dice(torch.softmax(logits, 1)[:, 1:], one_hot[:, 1:],
+                         mask=None if mask is None else mask.float()).mean()
         return self.ce_weight * ce + self.dice_weight * (1 - dice)
 
 
@@ -138,19 +175,20 @@ class DeepSupervisionLoss(nn.Module):
         return total
 
 
-def build_loss(kind: str) -> nn.Module:
+def build_loss(kind: str, has_ignore: bool = False) -> nn.Module:
     """The deep-supervised training loss for ``kind`` ("bce_dice" or "ce_dice").
 
     Args:
         kind: loss name from :class:`~autolung.training.options.TrainingOptions`.
+        has_ignore: the dataset has an ignore label (targets carry an annotated-voxel channel).
 
     Returns:
         A :class:`DeepSupervisionLoss`.
     """
     if kind == "bce_dice":
-        return DeepSupervisionLoss(RegionBCEDiceLoss())
+        return DeepSupervisionLoss(RegionBCEDiceLoss(has_ignore=has_ignore))
     if kind == "ce_dice":
-        return DeepSupervisionLoss(CEDiceLoss())
+        return DeepSupervisionLoss(CEDiceLoss(has_ignore=has_ignore))
     raise AutolungError(f"unknown loss {kind!r}")
 
 

@@ -11,6 +11,7 @@ LOSSES = ("bce_dice", "ce_dice")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$", re.IGNORECASE)
+VALIDATION_CHECKPOINTS = ("final", "best")
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -45,6 +46,14 @@ class TrainingOptions:
         final_validation: predict the fold's validation cases with the sliding window at the end.
         progress_bar: show rich progress bars (the CLI turns this on).
         plot_every: epochs between ``progress.png`` redraws.
+        checkpointing: write checkpoints; False writes none (quick experiments; the final
+            validation still runs on the network in memory).
+        validation_only: train nothing: run the final validation of an already trained fold again.
+        pretrained_weights: a checkpoint to start from (fine-tuning); every weight of the same name
+            and shape is loaded, segmentation heads are skipped when the labels differ. Ignored
+            when ``resume`` finds a checkpoint of this run.
+        validation_checkpoint: which weights the final validation uses: "final" (the last epoch)
+            or "best" (the best EMA pseudo-Dice, ``checkpoint_best.pt``).
     """
 
     epochs: int = 1000
@@ -74,6 +83,10 @@ class TrainingOptions:
     final_validation: bool = True
     progress_bar: bool = False
     plot_every: int = 1
+    checkpointing: bool = True
+    validation_only: bool = False
+    validation_checkpoint: str = "final"
+    pretrained_weights: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -101,6 +114,13 @@ class TrainingOptions:
             raise AutolungError(f"--num-workers must be 0 or more, got {self.num_workers}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise AutolungError(f"--time-budget must be positive, got {self.time_budget_s} s")
+        if self.validation_checkpoint not in VALIDATION_CHECKPOINTS:
+            raise AutolungError(f"validation_checkpoint must be one of {', '.join(VALIDATION_CHECKPOINTS)}, "
+                                f"got {self.validation_checkpoint!r}")
+        if self.validation_checkpoint == "best" and not self.checkpointing:
+            raise AutolungError("validation_checkpoint='best' needs checkpoint_best.pt, but checkpointing is off")
+        if self.validation_only and not self.checkpointing:
+            raise AutolungError("validation_only reads the fold's checkpoint; it cannot run with checkpointing off")
         if not 0.0 <= self.oversample_foreground <= 1.0:
             raise AutolungError(f"foreground oversampling must be in [0, 1], got {self.oversample_foreground}")
 

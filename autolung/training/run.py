@@ -161,7 +161,8 @@ def build_setup(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distr
     workers = options.num_workers if options.num_workers is not None else hardware.default_num_workers(device)
     train_builder, val_builder = _builders(inputs, options, forced, context.rank)
     return TrainerSetup(
-        network=network, module=module, loss=build_loss(options.loss),
+        network=network, module=module,
+        loss=build_loss(options.loss, has_ignore=plans.region_mapping.ignore_label is not None),
         optimizer=make_optimizer(module.parameters(), options.initial_lr, options.momentum, options.weight_decay),
         schedule=Schedule(options.epochs, options.iters_per_epoch, options.time_budget_s, options.initial_lr,
                           options.poly_exponent),
@@ -172,7 +173,7 @@ def build_setup(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distr
         header={"plans_digest": plans.digest(), "configuration": config.name, "fold": fold,
                 "planner": options.planner, "in_channels": inputs.in_channels,
                 "out_channels": output_channels(options.loss, plans.region_mapping), "loss": options.loss},
-        context=context, options=options)
+        context=context, options=options, has_ignore=plans.region_mapping.ignore_label is not None)
 
 
 def _build_network(config: ConfigurationPlan, in_channels: int, out_channels: int) -> nn.Module:
@@ -280,6 +281,11 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
     context = distributed or ddp.DistributedContext()
     inputs = load_fold_inputs(data_root, dataset_name, configuration, fold, options)
     device = _rank_device(hardware.resolve_device(options.device), context)
+    if options.validation_only:
+        return _validate_trained_fold(inputs, data_root, dataset_name, device, options)
+    if not options.checkpointing:
+        logger.warning("checkpointing is off: this run writes no checkpoint, so it can be neither resumed nor "
+                       "used for prediction")
     lock = folder_lock(inputs.fold_folder, "training") if context.is_main else contextlib.nullcontext()
     with lock:
         if context.is_main:
@@ -292,9 +298,50 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
             if context.is_main and options.final_validation:
                 from autolung.training.validation import validate_fold
 
-                validate_fold(trainer.setup.module, inputs, data_root, dataset_name, device, options)
+                network = trainer.setup.module
+                if options.validation_checkpoint == "best":
+                    network = _network_from_checkpoint(inputs, options, device, ckpt.BEST)
+                validate_fold(network, inputs, data_root, dataset_name, device, options)
         finally:
             ddp.destroy_process_group()
+    return inputs.fold_folder
+
+
+def _network_from_checkpoint(inputs: FoldInputs, options: TrainingOptions, device: torch.device,
+                             name: str) -> nn.Module:
+    """The fold's network with the weights of checkpoint ``name``, on ``device``.
+
+    Raises:
+        AutolungError: no such checkpoint, or one made with other plans.
+    """
+    path = inputs.fold_folder / name
+    if not path.is_file():
+        raise AutolungError(f"no {name}: train this fold first (with checkpointing on)", path=path)
+    payload = ckpt.load_checkpoint(path, map_location="cpu")
+    if payload.get("plans_digest") != inputs.plans.digest():
+        raise AutolungError("checkpoint was trained with different plans (digest mismatch)", path=path)
+    network = _build_network(inputs.configuration, inputs.in_channels,
+                             output_channels(options.loss, inputs.plans.region_mapping))
+    network.load_state_dict(payload["network_weights"])
+    logger.info("validating with %s (epoch %s)", path, payload.get("epoch"))
+    return network.to(device)
+
+
+def _validate_trained_fold(inputs: FoldInputs, data_root: DataRoot, dataset_name: str, device: torch.device,
+                           options: TrainingOptions) -> Path:
+    """Run the final validation of a trained fold again, from its final or best checkpoint."""
+    import json
+
+    from autolung.training.validation import validate_fold
+
+    info_path = inputs.fold_folder / TRAINING_INFO
+    if info_path.is_file():
+        # The fold's own loss decides its output layer, whatever this call's default is.
+        options = replace(options, loss=json.loads(info_path.read_text(encoding="utf-8")).get("loss", options.loss))
+    name = ckpt.BEST if options.validation_checkpoint == "best" else ckpt.FINAL
+    with folder_lock(inputs.fold_folder, "validation"):
+        network = _network_from_checkpoint(inputs, options, device, name)
+        validate_fold(network, inputs, data_root, dataset_name, device, options)
     return inputs.fold_folder
 
 
@@ -308,6 +355,16 @@ def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distribu
     used = hardware.configure_threads(device, threads)
     hardware.seed_everything(options.seed, options.deterministic)
     setup = build_setup(inputs, options, context, device, fold)
+    if options.pretrained_weights:
+        from autolung.training.pretrained import load_pretrained_weights
+
+        report = load_pretrained_weights(setup.module, options.pretrained_weights)
+        if context.is_main:
+            info_path = inputs.fold_folder / TRAINING_INFO
+            import json
+
+            info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+            write_json_atomic(info_path, {**info, **report})
     trainer = Trainer(setup)
     _resume(trainer, inputs, options)
     logger.info("training %s fold %s on %s: %d train / %d val cases, %d epochs x %d iterations, %s, "

@@ -32,6 +32,7 @@ from autolung.training.distributed import (
     check_replicas_identical,
 )
 from autolung.training.logger import TrainingLogger
+from autolung.training.loss import split_annotated
 from autolung.training.options import TrainingOptions
 from autolung.training.schedule import Schedule, set_learning_rate
 
@@ -88,6 +89,7 @@ class TrainerSetup:
         header: checkpoint header fields (plans digest, configuration, fold, metadata).
         context: distributed context.
         options: the run's options.
+        has_ignore: targets carry an annotated-voxel channel (the dataset has an ignore label).
     """
 
     network: nn.Module
@@ -107,6 +109,7 @@ class TrainerSetup:
     context: DistributedContext
     options: TrainingOptions
     extra: dict[str, Any] = field(default_factory=dict)
+    has_ignore: bool = False
 
 
 @dataclass
@@ -127,23 +130,29 @@ class EpochStats:
             self.tp, self.fp, self.fn = self.tp + tp, self.fp + fp, self.fn + fn
 
 
-def pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, loss_kind: str) -> tuple[torch.Tensor, ...]:
+def pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, loss_kind: str,
+                       has_ignore: bool = False) -> tuple[torch.Tensor, ...]:
     """True/false positives and false negatives per foreground channel, summed over the batch.
 
     Args:
         logits: full-resolution output (B, K, *spatial).
         target: matching target (regions (B, R, ...) or class map (B, 1, ...)).
         loss_kind: "bce_dice" (threshold sigmoid at 0.5) or "ce_dice" (argmax).
+        has_ignore: the target's last channel is the annotated-voxel mask; other voxels count nowhere.
 
     Returns:
         ``(tp, fp, fn)``, float64 tensors of one value per channel.
     """
+    target, annotated = split_annotated(target, has_ignore)
     if loss_kind == "ce_dice":
         classes = logits.shape[1]
         prediction = nn.functional.one_hot(logits.argmax(1), classes).movedim(-1, 1)[:, 1:].bool()
         truth = nn.functional.one_hot(target[:, 0].long(), classes).movedim(-1, 1)[:, 1:].bool()
     else:
         prediction, truth = logits > 0, target.bool()
+    if annotated is not None:
+        prediction = prediction & annotated.bool()
+        truth = truth & annotated.bool()
     axes = [0, *range(2, logits.ndim)]
     tp = (prediction & truth).sum(axes).double().cpu()
     fp = (prediction & ~truth).sum(axes).double().cpu()
@@ -210,7 +219,7 @@ class Trainer:
         Returns:
             None.
         """
-        if self.setup.context.is_main:
+        if self.setup.context.is_main and self.setup.options.checkpointing:
             ckpt.save_checkpoint(self.setup.folder / name, self.state_dict())
 
     # --- steps ---------------------------------------------------------------------------------
@@ -264,7 +273,7 @@ class Trainer:
             output = s.network(data)
         output = output[0] if isinstance(output, (list, tuple)) else output
         stats.val_losses.append(float(s.loss(output.float(), target)))
-        stats.add_counts(*pseudo_dice_counts(output.float(), target, s.loss_kind))
+        stats.add_counts(*pseudo_dice_counts(output.float(), target, s.loss_kind, s.has_ignore))
 
     # --- epochs --------------------------------------------------------------------------------
 

@@ -69,11 +69,11 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
         logger.info("validation case %d/%d: %s", index + 1, len(inputs.val_cases), case_id)
     fold = inputs.fold_folder.name.removeprefix("fold_")
     model = {"configuration": config.name, "folds": [int(fold) if fold.isdigit() else fold], "source": str(inputs.fold_folder),
-             "plans_digest": digest}
+             "plans_digest": digest, "checkpoint": options.validation_checkpoint}
     write_json_atomic(folder / PREDICTIONS_RECORD, predictions_record(
         [model], {"step_size": 0.5, "mirror": True, "precision": precision, "postprocessing": None},
         list(inputs.val_cases)))
-    _evaluate(folder, data_root, dataset_name, plans)
+    _evaluate(folder, data_root, dataset_name, plans, list(inputs.val_cases))
     return folder
 
 
@@ -88,16 +88,20 @@ def _mirror_axes(dim: int) -> tuple[int, ...]:
     return (1, 2) if dim == 2 else (0, 1, 2)
 
 
-def _evaluate(folder: Path, data_root: DataRoot, dataset_name: str, plans: object) -> None:
+def _evaluate(folder: Path, data_root: DataRoot, dataset_name: str, plans: object, case_ids: list[str]) -> None:
     from autolung.evaluation.evaluate import evaluate_folders
-    from autolung.inference.best_configuration import evaluation_labels
+    from autolung.inference.best_configuration import evaluation_labels, reference_files
 
-    references = data_root.raw / dataset_name / "labelsTr"
-    if not references.is_dir():
-        logger.warning("no reference labels at %s; validation predictions written but not evaluated", references)
+    raw_folder = data_root.raw_dataset_folder(dataset_name)
+    references = reference_files(raw_folder, required=False)
+    absent = [case for case in case_ids if case not in references]
+    if absent:
+        logger.warning("no reference labels for validation case(s) %s in %s; validation predictions written "
+                       "but not evaluated", ", ".join(absent[:10]), raw_folder)
         return
-    summary = evaluate_folders(references, folder, labels=evaluation_labels(plans.region_mapping),
-                               output_json=folder / "summary.json")
+    summary = evaluate_folders({case: references[case] for case in case_ids}, folder,
+                               labels=evaluation_labels(plans.region_mapping), output_json=folder / "summary.json",
+                               ignore_label=plans.region_mapping.ignore_label)
     mean = summary.get("mean") if isinstance(summary, dict) else None
     logger.info("validation summary written to %s%s", folder / "summary.json",
                 f": {json.dumps(mean)[:300]}" if mean else "")

@@ -116,6 +116,28 @@ def is_partial_file(path: str | Path) -> bool:
     return Path(path).name.startswith(TEMP_MARKER)
 
 
+def remove_partial_files_of(targets: list[Path]) -> int:
+    """Delete leftovers of interrupted atomic writes of exactly these targets; return how many.
+
+    Only the temporary names :func:`atomic_path` gives each target are matched, so the partial
+    files of other targets in the same folder (another process's cases) are left alone.
+    """
+    import re
+
+    removed = 0
+    for target in targets:
+        pattern = re.compile(re.escape(f"{TEMP_MARKER}{target.stem}-") + r"[A-Za-z0-9_]{8}"
+                             + re.escape(_full_suffix(target)))
+        if not target.parent.is_dir():
+            continue
+        for leftover in target.parent.glob(f"{TEMP_MARKER}{target.stem}-*"):
+            if pattern.fullmatch(leftover.name):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+                    removed += 1
+    return removed
+
+
 def remove_partial_files(folder: str | Path) -> int:
     """Delete leftovers of interrupted atomic writes in ``folder``; return how many were removed."""
     folder = Path(folder)

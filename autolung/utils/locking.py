@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,12 +81,65 @@ def folder_lock(folder: str | Path, purpose: str = "autolung") -> Iterator[Path]
         LockedError: another live process on this host holds the lock.
     """
     folder = Path(folder)
-    lock = folder / LOCK_NAME
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise_if_write_failed(exc, folder)
         raise
+    with file_lock(folder / LOCK_NAME, purpose):
+        yield folder / LOCK_NAME
+
+
+@contextlib.contextmanager
+def file_lock(lock: str | Path, purpose: str = "autolung", wait_s: float = 0.0) -> Iterator[Path]:
+    """Hold the lock file ``lock`` (in an existing folder) for the duration of the block.
+
+    Args:
+        lock: the lock file's path.
+        purpose: what the owner does, shown to a refused second process.
+        wait_s: keep trying this long while a live process holds it (0: refuse at once).
+
+    Returns:
+        A context manager yielding the lock path.
+
+    Raises:
+        LockedError: another live process on this host still holds the lock.
+    """
+    lock = Path(lock)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            _acquire(lock, purpose)
+            break
+        except LockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        yield lock
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+
+
+FRESH_LOCK_S = 2.0
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def lock_owner(lock: str | Path) -> int | None:
+    """The PID recorded in a lock file, or None."""
+    pid = _read_owner(Path(lock)).get("pid")
+    return int(pid) if isinstance(pid, int) else None
+
+
+def _acquire(lock: Path, purpose: str) -> None:
+    folder = lock.parent
     if not _try_create(lock, purpose):
         owner = _read_owner(lock)
         pid = int(owner.get("pid", -1))
@@ -93,13 +147,11 @@ def folder_lock(folder: str | Path, purpose: str = "autolung") -> Iterator[Path]
         if pid > 0 and same_host and process_alive(pid) and pid != os.getpid():
             raise LockedError(f"another autolung run (pid {pid}, {owner.get('purpose', '?')}) is writing this "
                               f"folder; wait for it or stop it", path=folder)
+        if not owner and _age_s(lock) < FRESH_LOCK_S:
+            # Created this instant by another process and not yet written: not stale, only early.
+            raise LockedError("another autolung run is taking the lock", path=folder)
         logger.warning("%s: removing a stale lock left by pid %s, which is no longer running", folder, pid)
         with contextlib.suppress(FileNotFoundError):
             lock.unlink()
         if not _try_create(lock, purpose):
             raise LockedError("another autolung run took the lock at the same moment", path=folder)
-    try:
-        yield lock
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            lock.unlink()

@@ -67,7 +67,8 @@ def _outline(mask: np.ndarray) -> np.ndarray:
 
 def render_overlay(image: np.ndarray, prediction: np.ndarray, reference: np.ndarray | None,
                    output: str | Path, spacing: tuple[float, ...] = (1.0, 1.0, 1.0), num_slices: int = 6,
-                   window: str | None = None, title: str = "", plans_digest: str | None = None) -> Path:
+                   window: str | None = None, title: str = "", plans_digest: str | None = None,
+                   label_name: str = "prediction") -> Path:
     """Write a PNG montage of slices with the prediction (red) and reference (green) outlines.
 
     Args:
@@ -80,6 +81,7 @@ def render_overlay(image: np.ndarray, prediction: np.ndarray, reference: np.ndar
         window: "lung" or "soft_tissue" for CT; None picks lung for CT.
         title: figure title.
         plans_digest: digest of the plans behind the prediction, kept in the PNG's text fields.
+        label_name: what the red outlines show, in the legend ("labels" for dataset QC).
 
     Returns:
         The output path.
@@ -106,7 +108,7 @@ def render_overlay(image: np.ndarray, prediction: np.ndarray, reference: np.ndar
         axis.imshow(rgb, aspect=aspect, interpolation="nearest")
         axis.set_title(f"slice {index}", fontsize=9)
         axis.axis("off")
-    legend = "red: prediction" + (", green: reference" if reference is not None else "")
+    legend = f"red: {label_name}" + (", green: reference" if reference is not None else "")
     window_name = (window or "lung") + " window" if is_ct else "percentile window"
     figure.suptitle(f"{title}  ({legend}; {window_name})".strip(), fontsize=10)
     figure.tight_layout()

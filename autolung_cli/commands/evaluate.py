@@ -38,11 +38,22 @@ def evaluate_command(
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Summary JSON (default: <prediction>/summary.json); "
                                                "the per-case CSV goes beside it."),
+    ignore_label: Optional[int] = typer.Option(None, "--ignore-label",
+                                               help="Reference value of unannotated voxels (dataset.json 'ignore'); "
+                                                    "they count nowhere."),
+    allow_missing: bool = typer.Option(False, "--allow-missing",
+                                       help="Evaluate only the predicted cases when some reference cases have no "
+                                            "prediction (listed in the summary); without it that is an error."),
 ) -> None:
-    from autolung.evaluation.evaluate import evaluate_folders
+    from autolung.api import evaluate
     from autolung.evaluation.report import summary_table
 
     output = output or prediction / "summary.json"
-    summary = evaluate_folders(reference, prediction, _parse_labels(labels), tolerance_mm, output)
+    summary = evaluate(reference, prediction, labels=_parse_labels(labels), tolerance_mm=tolerance_mm,
+                       output_json=output, ignore_label=ignore_label, allow_missing=allow_missing)
     _console.print(summary_table(summary))
+    if summary["missing_predictions"]:
+        missing = summary["missing_predictions"]
+        _console.print(f"[yellow]warning: {len(missing)} reference case(s) without prediction were not evaluated: "
+                       f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}[/yellow]")
     _console.print(f"mean foreground Dice {summary['mean_foreground_dice']:.4f}; summary written to {output}")

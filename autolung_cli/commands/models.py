@@ -35,7 +35,9 @@ def export_model_command(
     dataset: str = typer.Option(..., "-d", "--dataset", help="Dataset name (its folder under results/)."),
     configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",
                                                        help="Configuration(s); default: the stored choice."),
-    folds: Optional[List[int]] = typer.Option(None, "-f", "--folds", help="Folds; default: every finished fold."),
+    folds: Optional[List[str]] = typer.Option(None, "-f", "--folds",
+                                              help="Folds (numbers, or 'all'); default: every finished numbered "
+                                                   "fold, else fold all."),
     planner: str = typer.Option("default", "--planner", help="Planner of the configurations."),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle to write (model.zip)."),
     root: Optional[Path] = root_option(),
@@ -46,7 +48,7 @@ def export_model_command(
     if not results_dataset.is_dir():
         raise InvalidInputError("no trained models for this dataset", path=results_dataset)
     names = _configuration_folders(results_dataset, configurations, planner)
-    export_model(results_dataset, names, output, folds)
+    export_model(results_dataset, names, output, [f for value in folds or [] for f in value.split(",") if f] or None)
     _console.print(f"exported {', '.join(names)} to {output}")
 
 

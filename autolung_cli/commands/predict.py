@@ -16,6 +16,8 @@ from autolung_cli.multivalue import multi_value_command
 
 _console = Console(stderr=True)
 FORMAT_ENDINGS = {"nii.gz": ".nii.gz", "nii": ".nii", "nrrd": ".nrrd", "mha": ".mha", "png": ".png"}
+# Written besides the NIfTI masks, into OUTPUT/dicom/ (see autolung.reporting.dicom_outputs).
+DICOM_FORMATS = ("dicom-seg", "rtstruct")
 
 
 class _RichProgress:
@@ -45,10 +47,10 @@ def split_values(values: Optional[List[str]]) -> list[str]:
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
 
 
-def _fold(value: str) -> int:
-    if not value.isdigit():
-        raise InvalidInputError(f"fold {value!r} is not a whole number")
-    return int(value)
+def _fold(value: str) -> int | str:
+    from autolung.inference.model import parse_fold
+
+    return parse_fold(value)
 
 
 def _results_name(dataset: str, root) -> str:
@@ -59,10 +61,11 @@ def _results_name(dataset: str, root) -> str:
 
 
 def _ending(output_format: Optional[str]) -> Optional[str]:
-    if output_format is None:
+    if output_format is None or output_format in DICOM_FORMATS:
         return None
     if output_format not in FORMAT_ENDINGS:
-        raise InvalidInputError(f"--format must be one of {', '.join(FORMAT_ENDINGS)}, got {output_format!r}")
+        raise InvalidInputError(f"--format must be one of {', '.join([*FORMAT_ENDINGS, *DICOM_FORMATS])}, "
+                                f"got {output_format!r}")
     return FORMAT_ENDINGS[output_format]
 
 
@@ -77,14 +80,19 @@ def predict_command(
                                                        help="Configuration(s) (-c 2d 3d_fullres, or a,b); "
                                                             "default: the stored best choice."),
     folds: Optional[List[str]] = typer.Option(None, "-f", "--folds",
-                                              help="Folds to average (-f 0 1 2, or 0,1,2); default: all."),
+                                              help="Folds to average (-f 0 1 2, or 0,1,2; 'all' is the fold trained "
+                                                   "on every case); default: every finished numbered fold, "
+                                                   "else fold all."),
     planner: str = typer.Option("default", "--planner", help="Planner of the trained configuration."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model bundle (.zip) or extracted model folder."),
     disable_tta: bool = typer.Option(False, "--disable-tta", help="No test-time mirroring (about 8x faster in 3D)."),
     step_size: float = typer.Option(0.5, "--step-size", help="Window stride as a fraction of the patch."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write <case>.npz."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    output_format: Optional[str] = typer.Option(None, "--format", help="nii.gz, nrrd, mha or png; default: input's."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."),
+    output_format: Optional[str] = typer.Option(None, "--format",
+                                                help="nii.gz, nrrd, mha or png; default: input's. dicom-seg or "
+                                                     "rtstruct (DICOM series input): also OUTPUT/dicom/<case>_seg.dcm "
+                                                     "or _rtstruct.dcm beside the NIfTI masks."),
     precision: str = typer.Option("auto", "--precision",
                                   help="auto (bfloat16 autocast where the hardware runs it natively), "
                                        "float32, bfloat16."),
@@ -95,8 +103,20 @@ def predict_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
     overlays: bool = typer.Option(False, "--overlays", help="Also write a QC picture per case to OUTPUT/overlays/."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    report: bool = typer.Option(False, "--report", help="Also measure every lesion into OUTPUT/report/ "
+                                                        "(as `autolung report`)."),
+    sr: bool = typer.Option(False, "--sr", help="With --report: also a DICOM SEG + TID 1500 SR per case "
+                                                "(DICOM series input)."),
+    seg_type: str = typer.Option("binary", "--seg-type", help="DICOM SEG type: binary or fractional."),
+    anonymize: bool = typer.Option(False, "--anonymize", help="Blank patient and visit attributes in DICOM output."),
+    num_parts: int = typer.Option(1, "--num-parts", help="Split the cases into N parts (processes or machines "
+                                                          "sharing one output folder each take one)."),
+    part_id: int = typer.Option(0, "--part-id", help="Which part this process predicts: 0 to N-1."),
+    checkpoint: str = typer.Option("final", "--checkpoint",
+                                   help="Which checkpoint of each fold: final, best (best EMA pseudo-Dice) or latest."),
     root: Optional[Path] = root_option(),
 ) -> None:
+    from autolung import api
     from autolung.inference.predictor import PredictionOptions, peak_rss_mb, predict_paths
     from autolung.inference.sources import select_models
 
@@ -104,15 +124,23 @@ def predict_command(
         import torch  # imported here: every other command starts faster without it
 
         torch.set_num_threads(threads)
+    if sr and not report:
+        raise InvalidInputError("--sr needs --report")
+    if output_format in DICOM_FORMATS:
+        api.check_dicom_output(input_path, output_format)
+    if sr:
+        api.check_dicom_output(input_path, "dicom-seg")
     configurations = split_values(configurations)
     fold_numbers = [_fold(v) for v in split_values(folds)] or None
     options = PredictionOptions(step_size=step_size, mirror=not disable_tta, window_batch_size=batch_windows,
                                 device=device, precision=precision, save_probabilities=save_probabilities,
-                                output_ending=_ending(output_format), overwrite=overwrite, overlays=overlays)
+                                output_ending=_ending(output_format), overwrite=overwrite, overlays=overlays,
+                                num_parts=num_parts, part_id=part_id)
     resolved_root = data_root(root) if dataset or model is None else None
     name = _results_name(dataset, resolved_root) if dataset and resolved_root else None
     with contextlib.ExitStack() as stack:
-        selection = select_models(stack, resolved_root, name, configurations or None, fold_numbers, planner, model)
+        selection = select_models(stack, resolved_root, name, configurations or None, fold_numbers, planner, model,
+                                  checkpoint=checkpoint)
         options.postprocessing = selection.postprocessing
         if no_progress:
             written = predict_paths(input_path, output, selection.models, options)
@@ -120,7 +148,20 @@ def predict_command(
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=_console) as bars:
                 written = predict_paths(input_path, output, selection.models, options, _RichProgress(bars))
+        label_names = {value: name for name, value in selection.models[0].plans.labels.items() if value != 0}
     _console.print(f"{len(written)} masks in {output} (peak RSS {peak_rss_mb():.0f} MB)")
+    if output_format in DICOM_FORMATS:
+        dicom_files = api.dicom_outputs(input_path, output, output_format, label_names, seg_type, anonymize)
+        _console.print(f"{len(dicom_files)} {output_format} file(s) in {output / 'dicom'}")
+    if report:
+        from autolung_cli.commands.report import lesion_table
+
+        from autolung.io.formats import strip_ending
+
+        payload = api.report(input_path, output, output / "report", label_names=label_names, sr=sr,
+                             anonymize=anonymize, cases=[strip_ending(path) for path in written])
+        _console.print(lesion_table(payload))
+        _console.print(f"lesion report in {output / 'report'}")
 
 
 @app.command("ensemble", help="Average saved probabilities (--save-probabilities) of several runs into masks.")
@@ -133,13 +174,18 @@ def ensemble_command(
     output_format: Optional[str] = typer.Option(None, "--format", help="nii.gz, nrrd, mha or png."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write averaged <case>.npz."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
+    postprocessing: Optional[Path] = typer.Option(None, "--pp", "--postprocessing",
+                                                  help="Apply this postprocessing.json (or inference_choice.json)."),
 ) -> None:
-    from autolung.inference.ensembling import ensemble_folders
+    from autolung.api import ensemble
+    from autolung.inference.postprocessing_folders import load_postprocessing
 
     folders = [*inputs, *(more_inputs or [])]
     if len(folders) < 2:
         raise InvalidInputError("ensemble needs at least two input folders")
-    written = ensemble_folders(folders, output, _ending(output_format), None, save_probabilities, overwrite)
+    rules = load_postprocessing(postprocessing) if postprocessing else None
+    written = ensemble(folders, output, output_ending=_ending(output_format), postprocessing=rules,
+                       save_probabilities=save_probabilities, overwrite=overwrite)
     _console.print(f"{len(written)} masks in {output}")
 
 
@@ -150,13 +196,18 @@ def find_best_configuration_command(
     configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",
                                                        help="Limit to these (repeat -c, or a,b)."),
     no_ensembles: bool = typer.Option(False, "--no-ensembles", help="Do not consider pairwise ensembles."),
+    allow_partial: bool = typer.Option(False, "--allow-partial",
+                                       help="Accept a cross-validation missing folds or cases (reported as partial)."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung.inference.best_configuration import find_best_configuration
+    from autolung.api import find_best_configuration
 
     resolved = data_root(root)
-    choice = find_best_configuration(resolved, dataset_name(dataset, resolved), split_values(configurations) or None,
-                                     not no_ensembles)
+    choice = find_best_configuration(dataset_name(dataset, resolved), resolved, split_values(configurations) or None,
+                                     not no_ensembles, allow_partial)
+    if choice.get("partial"):
+        _console.print(f"[yellow]warning: chosen from a PARTIAL cross-validation ({choice['num_cases']} cases): "
+                       f"{choice['partial']}[/yellow]")
     for name, score in sorted(choice["candidates"].items(), key=lambda item: -item[1]):
         _console.print(f"{name:50s} mean foreground Dice {score:.4f}")
     chosen = "+".join(entry["folder"] for entry in choice["configurations"])

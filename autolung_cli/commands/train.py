@@ -46,6 +46,16 @@ def train(
     loss: str = typer.Option("bce_dice", "--loss", help="bce_dice (sigmoid regions) or ce_dice (softmax)."),
     no_validation: bool = typer.Option(False, "--no-final-validation",
                                        help="Skip predicting the validation cases at the end."),
+    pretrained_weights: Optional[Path] = typer.Option(
+        None, "--pretrained-weights",
+        help="Start from this checkpoint (fine-tuning): every matching weight is loaded; the segmentation heads "
+             "are skipped when the labels differ; a different architecture is refused."),
+    val_only: bool = typer.Option(False, "--val-only",
+                                  help="Train nothing: run the final validation of this trained fold again."),
+    val_best: bool = typer.Option(False, "--val-best",
+                                  help="Final validation with checkpoint_best.pt instead of the final weights."),
+    disable_checkpointing: bool = typer.Option(False, "--disable-checkpointing",
+                                               help="Write no checkpoint (experiments; cannot resume or predict)."),
     root: Optional[Path] = root_option(),
 ) -> None:
     """Train one fold: autolung train -d Dataset -c 3d_fullres -f 0."""
@@ -59,10 +69,13 @@ def train(
         epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
         time_budget_s=parse_duration(time_budget) if time_budget else None, device=device, num_workers=num_workers,
         resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
-        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True)
+        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True,
+        checkpointing=not disable_checkpointing, validation_only=val_only,
+        validation_checkpoint="best" if val_best else "final",
+        pretrained_weights=str(pretrained_weights) if pretrained_weights else None)
     folder = train_fold(resolved_root, name, configuration, parse_fold(fold), options,
                         distributed=_distributed_from_environment())
-    typer.echo(f"trained {configuration} fold {fold}: {folder}")
+    typer.echo(f"{'validated' if val_only else 'trained'} {configuration} fold {fold}: {folder}")
 
 
 def _dataset_name(dataset: str, root: object) -> str:

@@ -66,10 +66,83 @@ def test_evaluate_folders_writes_json_and_csv(tmp_path):
     _write(pred_dir / "b.nii.gz", np.zeros_like(ref))  # label 2 missed entirely: HD95 undefined
     summary = evaluate_folders(ref_dir, pred_dir, None, 2.0, tmp_path / "out" / "summary.json")
     assert summary["labels"] == ["1", "2"]
-    assert summary["per_class"]["2"]["hd95"]["n_undefined"] == 1
+    # case a: label 2 empty in both (undefined, as nnU-Net); case b: missed (HD95 undefined)
+    assert summary["per_class"]["2"]["hd95"]["n_undefined"] == 2
+    assert summary["per_class"]["2"]["dice"] == {"mean": 0.0, "std": 0.0, "median": 0.0, "n": 1, "n_undefined": 1}
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written["cases"][1]["metrics"]["2"]["hd95"] is None   # NaN is null in JSON
-    assert written["per_class"]["2"]["hd95"]["mean"] == 0.0      # case a: both empty -> 0
+    assert written["cases"][0]["metrics"]["2"]["dice"] is None   # both empty: NaN, left out of the mean
     assert written["lesions"]["1"]["lesions_tp"] == 2
     rows = list(csv.DictReader((tmp_path / "out" / "summary_cases.csv").open()))
     assert {(r["case_id"], r["label"]) for r in rows} == {("a", "1"), ("a", "2"), ("b", "1"), ("b", "2")}
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from autolung_cli.app import _register_commands, app
+
+    _register_commands()
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_cli_evaluate_refuses_reference_cases_without_prediction_unless_allowed(tmp_path, capsys, monkeypatch):
+    from cli_main import run_main
+
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir()
+    pred_dir.mkdir()
+    ref, pred = _lesions_case()
+    for case in ("a", "b", "c"):
+        _write(ref_dir / f"{case}.nii.gz", ref)
+    _write(pred_dir / "a.nii.gz", pred)
+    code, output = run_main(["evaluate", "-r", ref_dir, "-p", pred_dir], capsys, monkeypatch)
+    assert code == 1
+    assert f"error: {pred_dir}: 2 reference case(s) have no prediction: b, c" in output
+    assert not (pred_dir / "summary.json").exists()
+
+    result = _cli("evaluate", "-r", ref_dir, "-p", pred_dir, "--allow-missing")
+    assert result.exit_code == 0, result.output
+    assert "2 reference case(s) without prediction were not evaluated: b, c" in result.output
+    summary = json.loads((pred_dir / "summary.json").read_text())
+    assert summary["num_cases"] == 1 and summary["missing_predictions"] == ["b", "c"]
+
+
+def test_cli_evaluate_class_empty_in_both_is_nan_left_out_of_the_mean_and_counted(tmp_path):
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir()
+    pred_dir.mkdir()
+    ref, pred = _lesions_case()
+    # a: label 1 only (label 2 empty in both); b: label 2 found exactly
+    _write(ref_dir / "a.nii.gz", ref)
+    _write(pred_dir / "a.nii.gz", pred)
+    _write(ref_dir / "b.nii.gz", ref * 2)
+    _write(pred_dir / "b.nii.gz", ref * 2)
+    result = _cli("evaluate", "-r", ref_dir, "-p", pred_dir, "-l", "1", "-l", "2")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((pred_dir / "summary.json").read_text())
+    dice_2 = summary["per_class"]["2"]["dice"]
+    assert dice_2["mean"] == 1.0 and dice_2["n"] == 1 and dice_2["n_undefined"] == 1
+    assert summary["cases"][0]["metrics"]["2"]["dice"] is None
+    dice_1 = summary["per_class"]["1"]["dice"]  # b: label 1 empty in both
+    assert dice_1["n"] == 1 and dice_1["n_undefined"] == 1
+    assert summary["mean_foreground_dice"] == pytest.approx((dice_1["mean"] + 1.0) / 2)
+
+
+def test_cli_evaluate_ignore_label_leaves_unannotated_voxels_out(tmp_path):
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir()
+    pred_dir.mkdir()
+    ref = np.zeros((4, 10, 10), dtype=np.uint8)
+    ref[:, 2:5, 2:5] = 1
+    ref[:, :, 7:] = 3            # unannotated columns
+    pred = (ref == 1).astype(np.uint8)
+    pred[:, :, 8:] = 1           # whatever is predicted there counts nowhere
+    _write(ref_dir / "a.nii.gz", ref)
+    _write(pred_dir / "a.nii.gz", pred)
+    result = _cli("evaluate", "-r", ref_dir, "-p", pred_dir, "--ignore-label", "3")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((pred_dir / "summary.json").read_text())
+    assert summary["labels"] == ["1"] and summary["ignore_label"] == 3
+    metrics = summary["cases"][0]["metrics"]["1"]
+    assert (metrics["dice"], metrics["tp"], metrics["fp"], metrics["fn"]) == (1.0, 36, 0, 0)

@@ -99,7 +99,8 @@ def test_empty_mask_conventions():
     empty = np.zeros((5, 5, 5), dtype=bool)
     full = cube((5, 5, 5), (1, 1, 1), 2)
     both = binary_metrics(empty, empty, ANISO)
-    assert (both["dice"], both["iou"], both["hd95"], both["nsd"]) == (1.0, 1.0, 0.0, 1.0)
+    # nnU-Net's convention: undefined (NaN), left out of means and counted, so means compare
+    assert all(np.isnan(both[name]) for name in ("dice", "iou", "precision", "recall", "hd95", "nsd"))
     missed = binary_metrics(full, empty, ANISO)
     assert missed["dice"] == 0.0 and missed["recall"] == 0.0 and math.isnan(missed["precision"])
     assert math.isnan(missed["hd95"]) and missed["nsd"] == 0.0

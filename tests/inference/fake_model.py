@@ -43,7 +43,7 @@ def write_fake_model(folder: Path, plans: Plans, folds=(0,), seed: int = 0, bias
     name = next(iter(plans.configurations))
     digest = digest or plans.digest()
     for fold in folds:
-        torch.manual_seed(seed + fold)
+        torch.manual_seed(seed + (fold if isinstance(fold, int) else 99))
         net = build_network(plans.configurations[name].architecture, len(plans.channel_names),
                             plans.region_mapping.num_channels + int(softmax), deep_supervision=False)
         if bias is not None:

@@ -110,3 +110,66 @@ def test_find_best_configuration_picks_better_and_postprocessing(data_root):
     assert choice["mean_foreground_dice_postprocessed"] == pytest.approx(1.0)
     saved = json.loads((results / "inference_choice.json").read_text())
     assert saved["configurations"][0]["configuration"] == "3d_fullres"
+
+
+def _cross_validation(data_root, folds=((0, ["c0", "c1"]), (1, ["c2", "c3"]))):
+    labels_folder = data_root.raw / "Tiny" / "labelsTr"
+    labels_folder.mkdir(parents=True, exist_ok=True)
+    cases = {}
+    for seed in range(4):
+        ref = _reference(seed)
+        image = sitk.GetImageFromArray(ref)
+        image.SetSpacing((1.0, 1.0, 2.0))
+        sitk.WriteImage(image, str(labels_folder / f"c{seed}.nii.gz"))
+        cases[f"c{seed}"] = _probabilities(ref, 0.9)
+    results = data_root.results_dataset("Tiny") / "3d_fullres__default"
+    for fold, ids in folds:
+        _cv_folder(results / f"fold_{fold}" / "validation", {i: cases[i] for i in ids})
+    return results
+
+
+def test_cli_find_best_configuration_leaves_fold_all_out(data_root, capsys, monkeypatch):
+    from cli_main import run_main
+
+    results = _cross_validation(data_root)
+    empty = np.zeros((2, *SHAPE), dtype=np.float32)
+    # fold all "validated" its own training cases (here: all wrong); they must not count
+    _cv_folder(results / "fold_all" / "validation", {f"c{i}": empty for i in range(4)})
+    code, output = run_main(["find_best_configuration", "-d", "Tiny", "--root", data_root.root], capsys, monkeypatch)
+    assert code == 0, output
+    choice = json.loads((data_root.results_dataset("Tiny") / "inference_choice.json").read_text())
+    assert choice["mean_foreground_dice"] == pytest.approx(1.0) and choice["num_cases"] == 4
+    assert choice["cross_validation"] == "complete"
+
+
+def test_cli_find_best_configuration_refuses_incomplete_cv_unless_partial_allowed(data_root, capsys, monkeypatch):
+    from cli_main import run_main
+
+    _cross_validation(data_root, folds=((0, ["c0", "c1"]),))
+    data_root.splits_file("Tiny").parent.mkdir(parents=True, exist_ok=True)
+    data_root.splits_file("Tiny").write_text(json.dumps([{"train": ["c2", "c3"], "val": ["c0", "c1"]},
+                                                         {"train": ["c0", "c1"], "val": ["c2", "c3"]}]))
+    args = ["find_best_configuration", "-d", "Tiny", "--root", data_root.root]
+    code, output = run_main(args, capsys, monkeypatch)
+    assert code == 1
+    assert "incomplete cross-validation: 3d_fullres__default: folds [1] missing" in output
+    assert "2 labelled case(s) not predicted (c2, c3)" in output
+    assert not (data_root.results_dataset("Tiny") / "inference_choice.json").exists()
+
+    code, output = run_main([*args, "--allow-partial"], capsys, monkeypatch)
+    assert code == 0, output
+    assert "PARTIAL cross-validation (2 cases)" in output
+    choice = json.loads((data_root.results_dataset("Tiny") / "inference_choice.json").read_text())
+    assert choice["cross_validation"] == "partial" and choice["num_cases"] == 2
+    assert choice["partial"] == {"missing_folds": {"3d_fullres__default": [1]},
+                                 "unpredicted_cases": {"3d_fullres__default": ["c2", "c3"]}}
+
+
+def test_cli_find_best_configuration_refuses_a_case_predicted_by_two_folds(data_root, capsys, monkeypatch):
+    from cli_main import run_main
+
+    _cross_validation(data_root, folds=((0, ["c0", "c1"]), (1, ["c1", "c2", "c3"])))
+    code, output = run_main(["find_best_configuration", "-d", "Tiny", "--root", data_root.root, "--allow-partial"],
+                            capsys, monkeypatch)
+    assert code == 1
+    assert "case 'c1' was validated by both fold_0 and fold_1" in output

@@ -66,36 +66,33 @@ def test_ensemble_accepts_several_folders_after_one_flag(tmp_path):
     assert sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "o" / "c0.nii.gz"))).min() == 1   # mean 0.65
 
 
-def test_second_predict_into_a_locked_folder_is_refused(tmp_path):
+def test_a_case_locked_by_a_live_process_is_left_to_it(tmp_path, data_root):
+    """Locks are per case: another live process's case is skipped, the others are predicted."""
     import json
     import os
     import socket
     import subprocess
     import sys
 
-    import pytest
+    from autolung.inference.model import load_trained_model
+    from autolung.inference.predictor import CASE_LOCK_PREFIX, PredictionOptions, predict_paths
 
-    from autolung.errors import LockedError
-    from autolung.inference.predictor import predict_paths
-    from autolung.utils.locking import LOCK_NAME
-
+    folder = write_fake_model(data_root.results_dataset("Tiny_CT") / "3d_fullres__default", tiny_plans(), bias=0.4)
     output = tmp_path / "masks"
     output.mkdir()
     (tmp_path / "in").mkdir()
-    import SimpleITK as sitk
-    from conftest import make_case
-
-    sitk.WriteImage(make_case((4, 8, 8), seed=0)[0], str(tmp_path / "in" / "case.nii.gz"))
+    for case in ("a", "b"):
+        sitk.WriteImage(make_case((4, 8, 8), seed=0)[0], str(tmp_path / "in" / f"{case}.nii.gz"))
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    lock = output / f"{CASE_LOCK_PREFIX}a.lock"
     try:
-        (output / LOCK_NAME).write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                                     "purpose": "predict"}))
-        with pytest.raises(LockedError, match="another autolung run"):
-            predict_paths(tmp_path / "in", output, [])
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "purpose": "predict"}))
+        written = predict_paths(tmp_path / "in", output, [load_trained_model(folder)], PredictionOptions(mirror=False))
     finally:
         holder.kill()
         holder.wait()
-    assert os.listdir(output) == [LOCK_NAME]
+    assert [p.name for p in written] == ["b.nii.gz"]
+    assert sorted(os.listdir(output)) == sorted([lock.name, "b.nii.gz", "autolung_predictions.json"])
 
 
 def test_folds_after_one_flag_equal_the_comma_form(tmp_path, data_root):

@@ -43,7 +43,7 @@ def test_2d_mirror_axes_ignore_label_and_no_mirroring() -> None:
     assert configuration.spacing == [2.5, 0.7, 0.7]  # median slice spacing first
     assert configuration.inference.mirror_axes == [1, 2]  # nnU-Net's 2D axes (y, x) are array axes 1, 2
     assert configuration.normalization[0].scheme == "zscore"
-    assert translated.plans.ignore_label == 2 and translated.out_channels == 2
+    assert translated.plans.region_mapping.ignore_label == 2 and translated.out_channels == 2
     unmirrored = translate_plans(plans, dataset_json(labels, channel="MRI"), "2d", mirror_axes=None)
     assert unmirrored.plans.configuration("2d").inference.mirror_axes == []
 
@@ -114,11 +114,10 @@ def test_plans_json_round_trip_keeps_old_digests(tmp_path: Path) -> None:
     translated = translate_plans(plans_json("2d", 2, False, [16, 16], [0.7, 0.7]), dataset_json(), "2d", (0, 1))
     payload = translated.plans.to_json()
     payload["configurations"]["2d"].pop("inference")
-    payload.pop("ignore_label", None)
     from autolung.planning.plans import Plans
 
     plain = Plans.from_json(json.loads(json.dumps(payload)))
-    assert "inference" not in plain.to_json()["configurations"]["2d"] and "ignore_label" not in plain.to_json()
+    assert "inference" not in plain.to_json()["configurations"]["2d"]
 
 
 def test_old_format_plans_as_totalsegmentator_ships_them() -> None:

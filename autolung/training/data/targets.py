@@ -34,13 +34,21 @@ def make_targets(seg: np.ndarray, regions: RegionMapping, loss: str) -> np.ndarr
         loss: "bce_dice" gives (B, R, *spatial) binary regions; "ce_dice" (B, 1, *spatial) class indices.
 
     Returns:
-        uint8 targets.
+        uint8 targets. With an ignore label one more channel comes last: 1 where the voxel is
+        annotated, 0 where it is not (the losses and the pseudo-Dice leave those voxels out).
     """
     labels = np.maximum(seg[:, 0], 0)
+    annotated = regions.annotated(labels)
+    if annotated is not None:
+        labels = np.where(annotated, labels, 0)
     if loss == "ce_dice":
         lookup = label_to_class_lookup(regions)
-        return lookup[np.minimum(labels, len(lookup) - 1)][:, None]
-    return np.stack([regions.labels_to_targets(sample) for sample in labels])
+        targets = lookup[np.minimum(labels, len(lookup) - 1)][:, None]
+    else:
+        targets = np.stack([regions.labels_to_targets(sample) for sample in labels])
+    if annotated is None:
+        return targets
+    return np.concatenate([targets, annotated[:, None].astype(np.uint8)], axis=1)
 
 
 def downsample_targets(target: torch.Tensor, shapes: Sequence[Sequence[int]]) -> list[torch.Tensor]:

@@ -1,0 +1,78 @@
+"""predict --device auto (the default) and GPU accumulation with its CPU fallback."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from autolung.inference.sliding_window import allocate_accumulators, predict_sliding_window
+
+from cli_main import run_main
+from conftest import make_case
+
+from .fake_model import tiny_plans, write_fake_model
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+
+
+def test_auto_device_is_the_default_and_resolves_like_training(tmp_path, data_root, capsys, monkeypatch, caplog):
+    from autolung.inference.predictor import resolve_prediction_device
+    from autolung.training.hardware import resolve_device
+
+    assert resolve_prediction_device("auto") == resolve_device("auto")
+    write_fake_model(data_root.results_dataset("Tiny_CT") / "3d_fullres__default", tiny_plans(), bias=0.4)
+    images = tmp_path / "images"
+    images.mkdir()
+    image, _ = make_case((8, 20, 20), seed=0)
+    sitk.WriteImage(image, str(images / "c0_0000.nii.gz"))
+    base = ["predict", "-i", images, "-d", "Tiny_CT", "-c", "3d_fullres", "--disable-tta", "--no-progress",
+            "--root", data_root.root]
+    with caplog.at_level(logging.INFO, logger="autolung.inference.predictor"):
+        code, output = run_main([*base, "-o", tmp_path / "auto"], capsys, monkeypatch)
+    assert code == 0, output
+    assert f"predicting on {resolve_device('auto')}" in caplog.text
+    code, output = run_main([*base, "-o", tmp_path / "cpu", "--device", "cpu"], capsys, monkeypatch)
+    assert code == 0, output
+    if resolve_device("auto").type == "cpu":  # same device, same masks
+        a = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "auto" / "c0.nii.gz")))
+        b = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "cpu" / "c0.nii.gz")))
+        assert np.array_equal(a, b)
+    if not torch.cuda.is_available():
+        code, output = run_main([*base, "-o", tmp_path / "cuda", "--device", "cuda"], capsys, monkeypatch)
+        assert code == 1 and "no CUDA GPU" in output
+
+
+def test_cpu_accumulators_stay_on_the_cpu():
+    accumulator, weights = allocate_accumulators(2, (4, 8, 8), torch.device("cpu"))
+    assert accumulator.device.type == "cpu" and accumulator.shape == (2, 4, 8, 8) and weights.shape == (4, 8, 8)
+
+
+def _network():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding=1))
+
+
+@CUDA
+def test_cuda_accumulates_on_the_gpu_and_matches_the_cpu():
+    data = np.random.default_rng(0).normal(size=(1, 20, 40, 40)).astype(np.float32)
+    on_cpu = predict_sliding_window(_network(), data, (8, 16, 16), device="cpu", precision="float32")
+    accumulator, _ = allocate_accumulators(2, (20, 40, 40), torch.device("cuda"))
+    assert accumulator.device.type == "cuda"
+    on_gpu = predict_sliding_window(_network(), data, (8, 16, 16), device="cuda", precision="float32")
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-4)
+
+
+@CUDA
+def test_cuda_falls_back_to_cpu_accumulators_when_the_volume_does_not_fit(monkeypatch, caplog):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 10 ** 10))
+    with caplog.at_level(logging.WARNING, logger="autolung.inference.sliding_window"):
+        accumulator, weights = allocate_accumulators(2, (20, 40, 40), torch.device("cuda"))
+    assert accumulator.device.type == "cpu" and weights.device.type == "cpu"
+    assert "accumulating on the CPU" in caplog.text
+    data = np.random.default_rng(0).normal(size=(1, 20, 40, 40)).astype(np.float32)
+    on_gpu = predict_sliding_window(_network(), data, (8, 16, 16), device="cuda", precision="float32")
+    on_cpu = predict_sliding_window(_network(), data, (8, 16, 16), device="cpu", precision="float32")
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-4)
