@@ -7,7 +7,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 import SimpleITK as sitk
 from typer.testing import CliRunner
 
