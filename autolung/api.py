@@ -181,10 +181,18 @@ def export_model(dataset: str, root: DataRoot, configuration_folders: Sequence[s
     return export(root.results_dataset(Path(dataset).name), configuration_folders, output_zip, folds)
 
 
-def install_model(bundle: str | Path, root: DataRoot, overwrite: bool = False) -> Path:
-    """``autolung install_model``: verify a bundle and install it under results/."""
-    from autolung.inference.bundle import install_model as install
+def install_model(bundle: str | Path, root: DataRoot, overwrite: bool = False,
+                  configurations: Sequence[str] | None = None, folds: Sequence[int] | None = None) -> Path:
+    """``autolung install_model``: verify a bundle (or translate an nnU-Net v2 model) and install it under results/.
 
+    ``configurations`` and ``folds`` select what to take from an nnU-Net model (a bundle is installed whole).
+    """
+    from autolung.inference.bundle import install_model as install
+    from autolung.inference.bundle import install_nnunet_model
+    from autolung.nnunet.importer import is_nnunet_model
+
+    if is_nnunet_model(bundle):
+        return install_nnunet_model(bundle, root.results, overwrite, configurations, folds)
     return install(bundle, root.results, overwrite=overwrite)
 
 

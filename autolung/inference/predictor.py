@@ -28,6 +28,7 @@ from autolung.inference.postprocessing import apply_postprocessing
 from autolung.inference.sliding_window import ALL_AXES, predict_sliding_window
 from autolung.io.geometry import ImageGeometry
 from autolung.labels import RegionMapping
+from autolung.planning.plans import InferencePlan
 from autolung.provenance import PREDICTIONS_RECORD, image_metadata, predictions_record, read_predictions_record
 from autolung.utils.locking import file_lock, lock_owner
 from autolung.utils.atomic import remove_partial_files_of, write_json_atomic
@@ -123,11 +124,33 @@ def _check_models(models: Sequence[TrainedModel]) -> RegionMapping:
 def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOptions,
                     progress: PredictionProgress | None) -> np.ndarray:
     """Fold-averaged probabilities of a preprocessed case on the network grid."""
+    inference = model.configuration.inference or InferencePlan()
+    mirror_axes = None
+    if options.mirror:
+        # A model trained without mirroring (nnU-Net checkpoints say so) is never mirrored.
+        mirror_axes = ALL_AXES if inference.mirror_axes is None else tuple(inference.mirror_axes)
     return predict_sliding_window(
         model.networks, data, model.configuration.patch_size, step_size=options.step_size,
-        mirror_axes=ALL_AXES if options.mirror else None, window_batch_size=options.window_batch_size,
+        mirror_axes=mirror_axes, window_batch_size=options.window_batch_size,
         device=resolve_prediction_device(options.device) if options.device == "auto" else options.device,
-        precision=options.precision, progress=progress.windows if progress is not None else None)
+        precision=options.precision,
+        progress=progress.windows if progress is not None else None,
+        average_logits=inference.average_logits, output_activation=inference.output_activation,
+        weights=inference.window_weights)
+
+
+def _model_frame(image: np.ndarray, geometry: ImageGeometry,
+                 model: TrainedModel) -> tuple[np.ndarray, ImageGeometry, list[int] | None]:
+    """The image in the axis order the model works in, and the order that undoes it (None: unchanged)."""
+    from dataclasses import replace
+
+    transpose = (model.configuration.inference or InferencePlan()).transpose
+    if transpose is None or list(transpose) == [0, 1, 2]:
+        return image, geometry, None
+    moved = np.ascontiguousarray(image.transpose(0, *(a + 1 for a in transpose)))
+    spacing = tuple(geometry.spacing[a] for a in transpose)
+    shape = tuple(geometry.shape[a] for a in transpose)
+    return moved, replace(geometry, spacing=spacing, shape=shape), [int(a) for a in np.argsort(transpose)]
 
 
 def _network_probabilities(image: np.ndarray, geometry: ImageGeometry, model: TrainedModel,
@@ -158,9 +181,13 @@ def predict_case_probabilities(image: np.ndarray, geometry: ImageGeometry, model
 
     total: np.ndarray | None = None
     for model in models:
-        probabilities, properties = _network_probabilities(image, geometry, model, options, progress)
+        model_image, model_geometry, back = _model_frame(image, geometry, model)
+        probabilities, properties = _network_probabilities(model_image, model_geometry, model, options, progress)
+        del model_image
         restored = restore_to_original(probabilities, properties, model.configuration)
         del probabilities
+        if back is not None:
+            restored = np.ascontiguousarray(restored.transpose(0, *(a + 1 for a in back)))
         if total is None:
             total = restored
         else:
@@ -187,11 +214,16 @@ def predict_case_labels(case: InputCase, model: TrainedModel, options: Predictio
     from autolung.preprocessing.restore import restore_label_map
 
     image, geometry = read_input_case(case, len(model.plans.channel_names))
-    data, _, properties = preprocess_case(image, None, geometry, model.plans, model.configuration_name)
+    model_image, model_geometry, back = _model_frame(image, geometry, model)
     del image
+    data, _, properties = preprocess_case(model_image, None, model_geometry, model.plans, model.configuration_name)
+    del model_image
     probabilities = _sliding_window(model, data, options, progress)
     del data
-    return restore_label_map(probabilities, properties, model.configuration, model.plans.region_mapping), geometry
+    labels = restore_label_map(probabilities, properties, model.configuration, model.plans.region_mapping)
+    if back is not None:
+        labels = np.ascontiguousarray(labels.transpose(back))
+    return labels, geometry
 
 
 def probabilities_to_labels(probabilities: np.ndarray, mapping: RegionMapping) -> np.ndarray:

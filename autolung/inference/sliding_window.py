@@ -93,6 +93,44 @@ def _gaussian_cached(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
     return weights.astype(np.float32)
 
 
+@lru_cache(maxsize=8)
+def _nnunet_gaussian_cached(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
+    grids = []
+    for length in patch:
+        sigma = length * sigma_scale
+        # nnU-Net filters a unit impulse at length // 2 with scipy's Gaussian, which truncates the
+        # kernel at int(4 sigma + 0.5) voxels: the same separable product, zero beyond that radius.
+        offsets = np.arange(length) - length // 2
+        values = np.exp(-0.5 * (offsets / sigma) ** 2)
+        values[np.abs(offsets) > int(4.0 * sigma + 0.5)] = 0.0
+        grids.append(values)
+    weights = grids[0][:, None, None] * grids[1][None, :, None] * grids[2][None, None, :]
+    weights = weights / weights.max()
+    weights[weights <= 0] = weights[weights > 0].min()
+    return weights.astype(np.float32)
+
+
+def window_weights(patch: Sequence[int], kind: str = "autolung") -> np.ndarray:
+    """Weight map of one window: autolung's Gaussian or nnU-Net's (for imported nnU-Net models).
+
+    nnU-Net centres its Gaussian on voxel ``length // 2`` (half a voxel off centre for even
+    lengths) and truncates it at four sigma; reproducing that keeps imported models' overlapping
+    windows blended exactly as nnU-Net blends them.
+
+    Args:
+        patch: window shape (z, y, x).
+        kind: "autolung" or "nnunet".
+
+    Returns:
+        float32 array of shape ``patch``, maximum 1, no zeros.
+    """
+    if kind == "autolung":
+        return gaussian_importance(patch)
+    if kind == "nnunet":
+        return _nnunet_gaussian_cached(tuple(int(p) for p in patch), 1.0 / 8)
+    raise ValueError(f"window weights must be 'autolung' or 'nnunet', got {kind!r}")
+
+
 def gaussian_importance(patch: Sequence[int], sigma_scale: float = 1.0 / 8) -> np.ndarray:
     """Gaussian weight map of shape ``patch`` (3 axes), maximum 1 at the centre, no zeros.
 
@@ -176,8 +214,8 @@ def _forward(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 def _predict_batch(networks: Sequence[nn.Module], batch: torch.Tensor, flips: list[tuple[int, ...]],
-                   precision: str) -> torch.Tensor:
-    """Sum over networks and mirrorings of the sigmoid outputs of one window batch (float32)."""
+                   precision: str, average_logits: bool = False) -> torch.Tensor:
+    """Sum over networks and mirrorings of the sigmoid outputs (or raw logits) of one window batch (float32)."""
     total: torch.Tensor | None = None
     autocast = torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16,
                               enabled=precision == "bfloat16")
@@ -185,7 +223,9 @@ def _predict_batch(networks: Sequence[nn.Module], batch: torch.Tensor, flips: li
         for network in networks:
             for dims in flips:
                 inputs = torch.flip(batch, dims) if dims else batch
-                probs = torch.sigmoid(_forward(network, inputs).float())
+                probs = _forward(network, inputs).float()
+                if not average_logits:
+                    probs = torch.sigmoid(probs)
                 if dims:
                     probs = torch.flip(probs, dims)
                 total = probs if total is None else total + probs
@@ -204,8 +244,14 @@ def predict_sliding_window(
     device: str | torch.device = "cpu",
     precision: str = "float32",
     progress: object | None = None,
+    average_logits: bool = False,
+    output_activation: str = "sigmoid",
+    weights: str = "autolung",
 ) -> np.ndarray:
     """Sigmoid probabilities of a whole case, averaged over networks (folds) and mirrorings.
+
+    Imported nnU-Net models instead average raw logits and apply their activation (sigmoid, or
+    softmax over the channel axis) once at the end, as nnU-Net does (``average_logits``).
 
     Args:
         networks: one network or several (e.g. folds); each maps ``(B, C, *patch)`` to
@@ -221,10 +267,16 @@ def predict_sliding_window(
         precision: "float32", "bfloat16" (autocast; accumulation is always float32) or "auto"
             (see :func:`resolve_precision`).
         progress: optional callable ``progress(done, total)`` called after each batch.
+        average_logits: average raw outputs, then apply ``output_activation``.
+        output_activation: "sigmoid" or "softmax" (only with ``average_logits``).
+        weights: window weights, "autolung" or "nnunet" (:func:`window_weights`).
 
     Returns:
         float32 array ``(R, Z, Y, X)`` of probabilities in [0, 1].
     """
+    if output_activation not in ("sigmoid", "softmax") or (output_activation == "softmax" and not average_logits):
+        raise ValueError(f"output_activation {output_activation!r} needs average_logits for softmax; "
+                         "known: sigmoid, softmax")
     precision = resolve_precision(precision, device)
     if window_batch_size is None:
         window_batch_size = default_window_batch_size(precision)
@@ -241,17 +293,24 @@ def predict_sliding_window(
         network.to(device)
         network.eval()
     padded, crop = _pad_to_patch(tensor, patch)
-    return _run_windows(networks, padded, patch, step_size, mirror_combinations(mirror_axes, is_2d),
-                        window_batch_size, device, precision, is_2d, progress)[(slice(None), *crop)]
+    result = _run_windows(networks, padded, patch, step_size, mirror_combinations(mirror_axes, is_2d),
+                          window_batch_size, device, precision, is_2d, progress, average_logits,
+                          weights)[(slice(None), *crop)]
+    if not average_logits:
+        return result
+    logits = torch.from_numpy(np.ascontiguousarray(result))
+    activated = torch.softmax(logits, dim=0) if output_activation == "softmax" else torch.sigmoid(logits)
+    return activated.numpy()
 
 
 def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int, ...], step_size: float,
                  flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device, precision: str,
-                 is_2d: bool, progress: object | None) -> np.ndarray:
-    """Tile ``data`` (already at least ``patch``), accumulate weighted probabilities, normalise."""
+                 is_2d: bool, progress: object | None, average_logits: bool = False,
+                 weights: str = "autolung") -> np.ndarray:
+    """Tile ``data`` (already at least ``patch``), accumulate weighted outputs, normalise."""
     spatial = tuple(data.shape[1:])
     windows = _windows(spatial, patch, step_size)
-    gaussian = torch.from_numpy(gaussian_importance(patch))
+    gaussian = torch.from_numpy(window_weights(patch, weights))
     weight_sum: torch.Tensor | None = None
     accumulator: torch.Tensor | None = None
     done = 0
@@ -259,7 +318,7 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
         batch = torch.stack([data[(slice(None), *w)] for w in batch_windows]).to(device)
         if is_2d:
             batch = batch[:, :, 0]  # (B, C, 1, Y, X) -> (B, C, Y, X)
-        probs = _predict_batch(networks, batch, flips, precision)
+        probs = _predict_batch(networks, batch, flips, precision, average_logits)
         if is_2d:
             probs = probs[:, :, None]
         if accumulator is None:
