@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_dataset
+from conftest import shared_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SPLITS = REPO / "benchmarks" / "splits"

@@ -16,10 +16,15 @@ from typing import Any
 from autolung.errors import InvalidInputError
 
 GROUP = "autolung.planners"
+# Planners shipped in this source tree, found even when the installed metadata predates them
+# (an editable install made before the planner was added); an installed entry point wins.
+SHIPPED = {"auto": "planners.auto:AutoPlanner"}
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    points = {name: EntryPoint(name, value, GROUP) for name, value in SHIPPED.items()}
+    points.update({ep.name: ep for ep in entry_points(group=GROUP)})
+    return points
 
 
 def available_planners() -> list[str]:

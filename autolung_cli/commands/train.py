@@ -34,7 +34,8 @@ def train(
     iters_per_epoch: int = typer.Option(250, "--iters-per-epoch", help="Training iterations per epoch."),
     val_iters: int = typer.Option(50, "--val-iters", help="Validation iterations per epoch."),
     time_budget: Optional[str] = typer.Option(
-        None, "--time-budget", help="Fit the whole schedule into this wall-clock time, e.g. 90s, 30m, 1.5h."),
+        None, "--time-budget", help="Fit the whole schedule into this wall-clock time, e.g. 90s, 30m, 1.5h "
+                                    "(default: the budget the plan was sized for, if any)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, mps or auto."),
     num_workers: Optional[int] = typer.Option(
         None, "--num-workers", help="Augmentation worker processes (0 = in-process; default from the core count)."),
@@ -47,6 +48,8 @@ def train(
     no_validation: bool = typer.Option(False, "--no-final-validation",
                                        help="Skip predicting the validation cases at the end."),
     root: Optional[Path] = root_option(),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="torch threads (default: all cores not used by workers)."),
 ) -> None:
     """Train one fold: autolung train -d Dataset -c 3d_fullres -f 0."""
     from autolung.training.options import TrainingOptions, parse_duration
@@ -59,7 +62,7 @@ def train(
         epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
         time_budget_s=parse_duration(time_budget) if time_budget else None, device=device, num_workers=num_workers,
         resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
-        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True)
+        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True, num_threads=threads)
     folder = train_fold(resolved_root, name, configuration, parse_fold(fold), options,
                         distributed=_distributed_from_environment())
     typer.echo(f"trained {configuration} fold {fold}: {folder}")
