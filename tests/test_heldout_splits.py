@@ -76,3 +76,33 @@ def test_split_by_patient_is_deterministic_and_disjoint() -> None:
     test_patients = {c[:9] for c in first["test"]}
     assert len(test_patients) == 4  # 20 % of 20 patients
     assert not test_patients & {c[:9] for c in first["train"]}
+
+
+def _time_to_accuracy():
+    spec = importlib.util.spec_from_file_location("time_to_accuracy", REPO / "benchmarks" / "time_to_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_validation_fold_inside_the_train_part_is_patient_disjoint() -> None:
+    tta = _time_to_accuracy()
+    train = _record("LIDCNodules3D")["folds"][0]["train"]
+    inner = tta.validation_split(train, r"^(lidc_\d+)_\d+$")
+    assert sorted(inner["train"] + inner["val"]) == sorted(train)
+    assert not {c.rsplit("_", 1)[0] for c in inner["val"]} & {c.rsplit("_", 1)[0] for c in inner["train"]}
+    assert tta.validation_split(["a", "b"], r"^(.+)$") == {"train": ["a", "b"], "val": ["a"]}
+
+
+def test_results_table_and_plot(tmp_path: Path) -> None:
+    tta = _time_to_accuracy()
+    record = {"set": "S", "fold": 0, "budget_s": 300.0, "tool": "autolung:auto", "variant": "defaults",
+              "iterations": 250, "train_loop_s": 301.0, "dice": {"tumour": 0.61, "mean": 0.61},
+              "plan": {"patch": [48, 48], "batch": 5, "features": [16, 128]}, "machine": {"load_before": 5.0},
+              "load_after": 6.0}
+    nnunet = dict(record, tool="nnunet", dice={"tumour": None, "mean": None})
+    rows = tta.report_rows([record, nnunet])
+    assert "| S | 0 | 5 min | autolung:auto | defaults | 0.610 | tumour 0.610 | 250 |" in rows[2]
+    assert "| nnunet | defaults | - | tumour - |" in rows[3]
+    tta.draw_plot([record, dict(record, budget_s=600.0, dice={"tumour": 0.7, "mean": 0.7})], tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
