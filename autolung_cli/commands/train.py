@@ -50,6 +50,7 @@ def train(
     root: Optional[Path] = root_option(),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="torch threads (default: all cores not used by workers)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override the plan's batch size."),
 ) -> None:
     """Train one fold: autolung train -d Dataset -c 3d_fullres -f 0."""
     from autolung.training.options import TrainingOptions, parse_duration
@@ -62,7 +63,8 @@ def train(
         epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
         time_budget_s=parse_duration(time_budget) if time_budget else None, device=device, num_workers=num_workers,
         resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
-        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True, num_threads=threads)
+        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True, num_threads=threads,
+        batch_size=batch_size)
     folder = train_fold(resolved_root, name, configuration, parse_fold(fold), options,
                         distributed=_distributed_from_environment())
     typer.echo(f"trained {configuration} fold {fold}: {folder}")
