@@ -104,5 +104,7 @@ def test_results_table_and_plot(tmp_path: Path) -> None:
     rows = tta.report_rows([record, nnunet])
     assert "| S | 0 | 5 min | autolung:auto | defaults | 0.610 | tumour 0.610 | 250 |" in rows[2]
     assert "| nnunet | defaults | - | tumour - |" in rows[3]
+    fixed = dict(record, budget_s=None, fixed_iterations=300, variant="ce")
+    assert "| S | 0 | 300 iterations | autolung:auto | ce |" in tta.report_rows([fixed])[2]
     tta.draw_plot([record, dict(record, budget_s=600.0, dice={"tumour": 0.7, "mean": 0.7})], tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
