@@ -55,3 +55,8 @@ def load_planner(name: str) -> type[Any]:
     if not callable(getattr(planner, "plan", None)):
         raise InvalidInputError(f"planner {name!r} ({points[name].value}) has no plan() method")
     return planner
+
+
+def sizes_to_device_and_budget(name: str) -> bool:
+    """Whether the planner ``name`` sizes its plan to the training device and time budget ("auto")."""
+    return bool(getattr(load_planner(name), "accepts_device_and_budget", False))

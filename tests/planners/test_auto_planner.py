@@ -152,3 +152,37 @@ def test_budget_for_a_planner_without_budget_warns(tiny_msd: Path, data_root: Da
     plans = plan_dataset(tiny_msd, data_root, planner="cpu", time_budget_s=60, num_processes=1)
     assert plans.planner == "cpu"
     assert "does not size its plan to a time budget" in caplog.text
+
+
+def test_demo_and_benchmark_plan_auto_for_their_device_and_budget(tmp_path: Path, monkeypatch) -> None:
+    import autolung.planning.run as planning_run
+    import autolung.preprocessing.run as preprocessing_run
+    from autolung.benchmarking import steps
+    from autolung.benchmarking.settings import BenchmarkSettings
+    from autolung.demo import DemoOptions, plan_and_preprocess
+    from autolung.planning.registry import sizes_to_device_and_budget
+
+    calls = []
+
+    class FakePlans:
+        configurations = {"3d_fullres": None}
+
+        def digest(self) -> str:
+            return "d"
+
+    monkeypatch.setattr(planning_run, "plan_dataset", lambda *a, **k: calls.append(k) or FakePlans())
+    monkeypatch.setattr(preprocessing_run, "preprocess_dataset", lambda *a, **k: None)
+    root = DataRoot(tmp_path)
+    plan_and_preprocess(tmp_path, root, DemoOptions(planner="auto", device="cpu", time_budget_s=120))
+    plan_and_preprocess(tmp_path, root, DemoOptions(planner="cpu", device="cpu", time_budget_s=120))
+    assert calls[0]["time_budget_s"] == 120 and calls[0]["device"] == "cpu"
+    assert "time_budget_s" not in calls[1]
+    assert sizes_to_device_and_budget("auto") and not sizes_to_device_and_budget("default")
+
+    class Job:
+        folder = tmp_path
+        data_root = root
+        settings = BenchmarkSettings(["D"], training=TrainingOptions(planner="auto", time_budget_s=90, device="cpu"))
+
+    assert steps.plan_step(Job())["configurations"] == ["3d_fullres"]
+    assert calls[2]["time_budget_s"] == 90 and calls[2]["device"] == "cpu"
