@@ -50,12 +50,16 @@ def fingerprint(dataset: str | Path, root: DataRoot, num_processes: int = 2, pro
 
 
 def plan(dataset: str | Path, root: DataRoot, planner: str = "default", gpu_memory_gb: float | None = None,
-         overrides: Any = None, num_processes: int = 2):
-    """``autolung plan``: plan configurations and save plans.json; returns the Plans."""
+         overrides: Any = None, num_processes: int = 2, device: str = "auto", time_budget_s: float | None = None):
+    """``autolung plan``: plan configurations and save plans.json; returns the Plans.
+
+    ``device`` and ``time_budget_s`` size the plan for planners that use them (``planner="auto"``).
+    """
     from autolung.planning.run import plan_dataset
 
     return plan_dataset(_folder(dataset, root), root, planner=planner, gpu_memory_gb=gpu_memory_gb,
-                        overrides=overrides, num_processes=num_processes)
+                        overrides=overrides, num_processes=num_processes, device=device,
+                        time_budget_s=time_budget_s)
 
 
 def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
@@ -69,7 +73,8 @@ def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str
 
 def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
                         num_processes: int = 2, planner: str = "default", gpu_memory_gb: float | None = None,
-                        overrides: Any = None, run_verify: bool = False, progress: bool = False):
+                        overrides: Any = None, run_verify: bool = False, progress: bool = False,
+                        device: str = "auto", time_budget_s: float | None = None):
     """``autolung plan_and_preprocess``: (verify,) fingerprint, plan and preprocess in one go.
 
     Raises:
@@ -84,7 +89,7 @@ def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Seq
             listing = "; ".join(f"{p.path}: {p.message}" for p in problems)
             raise InvalidInputError(f"{len(problems)} problem(s) found: {listing}", path=folder)
     plan(folder, root, planner=planner, gpu_memory_gb=gpu_memory_gb, overrides=overrides,
-         num_processes=num_processes)
+         num_processes=num_processes, device=device, time_budget_s=time_budget_s)
     return preprocess(folder, root, configurations, num_processes, planner, progress)
 
 

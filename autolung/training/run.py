@@ -280,6 +280,7 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
         return inputs.fold_folder
     context = distributed or ddp.DistributedContext()
     inputs = load_fold_inputs(data_root, dataset_name, configuration, fold, options)
+    options = with_planned_budget(options, inputs.configuration)
     device = _rank_device(hardware.resolve_device(options.device), context)
     if options.validation_only:
         return _validate_trained_fold(inputs, data_root, dataset_name, device, options)
@@ -343,6 +344,21 @@ def _validate_trained_fold(inputs: FoldInputs, data_root: DataRoot, dataset_name
         network = _network_from_checkpoint(inputs, options, device, name)
         validate_fold(network, inputs, data_root, dataset_name, device, options)
     return inputs.fold_folder
+
+
+def with_planned_budget(options: TrainingOptions, configuration: ConfigurationPlan) -> TrainingOptions:
+    """``options`` with the budget the plan was sized for (planner "auto") when none was given.
+
+    Returns:
+        The options (a copy when changed).
+    """
+    from autolung.planning.run import planned_time_budget
+
+    planned = planned_time_budget(configuration)
+    if options.time_budget_s is not None or planned is None:
+        return options
+    logger.info("no time budget given: training for the %.0f s the plan was sized for", planned)
+    return replace(options, time_budget_s=planned)
 
 
 def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.DistributedContext,
