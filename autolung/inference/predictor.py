@@ -22,6 +22,7 @@ import numpy as np
 from autolung.errors import InvalidInputError
 from autolung.inference.cv_outputs import save_cv_probabilities
 from autolung.inference.inputs import InputCase, discover_cases, mask_ending, read_input_case
+from autolung.inference.levers import ResolvedLevers, body_threshold, resolve_levers
 from autolung.inference.model import TrainedModel
 from autolung.inference.postprocessing import apply_postprocessing
 from autolung.inference.sliding_window import ALL_AXES, predict_sliding_window
@@ -41,9 +42,17 @@ LABEL_SLAB = 16
 class PredictionOptions:
     """How to predict.
 
+    ``mode`` sets the speed levers (:mod:`autolung.inference.levers`): "full" (every mirroring,
+    step 0.5, whole volume), "fast" (body crop, window skipping, no mirroring) or "auto" (the
+    device's measured default). Each lever left None follows the mode; a value overrides it.
+
     Attributes:
-        step_size: sliding-window stride as a fraction of the patch.
-        mirror: test-time mirroring on all axes.
+        mode: "auto", "full" or "fast".
+        step_size: sliding-window stride as a fraction of the patch; None: the mode's.
+        mirror: True mirrors all axes, False none; None: the mode's (``mirror_axes`` wins when set).
+        mirror_axes: the axes (0=z, 1=y, 2=x) to mirror; None: from ``mirror`` or the mode.
+        crop_to_body: tile only the body's bounding box (CT); None: the mode's.
+        skip_empty_windows: skip windows without a body voxel (CT); None: the mode's.
         window_batch_size: windows per network call; None: 2 in bfloat16, 1 in float32
             (``default_window_batch_size``).
         device: torch device.
@@ -55,8 +64,8 @@ class PredictionOptions:
         overlays: also draw a QC picture per case into ``<output>/overlays/<case>.png``.
     """
 
-    step_size: float = 0.5
-    mirror: bool = True
+    step_size: float | None = None
+    mirror: bool | None = None
     window_batch_size: int | None = None
     device: str = "cpu"
     precision: str = "auto"
@@ -65,6 +74,20 @@ class PredictionOptions:
     overwrite: bool = False
     postprocessing: dict | None = None
     overlays: bool = False
+    mode: str = "auto"
+    mirror_axes: tuple[int, ...] | None = None
+    crop_to_body: bool | None = None
+    skip_empty_windows: bool | None = None
+
+    def levers(self) -> ResolvedLevers:
+        """The levers these options give on ``device``, with the reasons."""
+        import torch
+
+        axes = self.mirror_axes
+        if axes is None and self.mirror is not None:
+            axes = ALL_AXES if self.mirror else ()
+        return resolve_levers(self.mode, torch.device(self.device).type, self.step_size, axes,
+                              self.crop_to_body, self.skip_empty_windows)
 
 
 OVERLAY_FOLDER = "overlays"
@@ -101,11 +124,14 @@ def _check_models(models: Sequence[TrainedModel]) -> RegionMapping:
 def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOptions,
                     progress: PredictionProgress | None) -> np.ndarray:
     """Fold-averaged probabilities of a preprocessed case on the network grid."""
+    levers = options.levers().levers
     return predict_sliding_window(
-        model.networks, data, model.configuration.patch_size, step_size=options.step_size,
-        mirror_axes=ALL_AXES if options.mirror else None, window_batch_size=options.window_batch_size,
+        model.networks, data, model.configuration.patch_size, step_size=levers.step_size,
+        mirror_axes=levers.mirror_axes, window_batch_size=options.window_batch_size,
         device=options.device, precision=options.precision,
-        progress=progress.windows if progress is not None else None)
+        progress=progress.windows if progress is not None else None,
+        body_threshold=body_threshold(model.configuration.normalization), crop_to_body=levers.crop_to_body,
+        skip_empty_windows=levers.skip_empty_windows)
 
 
 def _network_probabilities(image: np.ndarray, geometry: ImageGeometry, model: TrainedModel,
@@ -283,6 +309,7 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
     options = options or PredictionOptions()
     input_path, output_folder = Path(input_path), Path(output_folder)
     check_output_folder(input_path, output_folder)
+    logger.info(options.levers().explain())
     cases = discover_cases(input_path)
     created = not output_folder.exists()
     output_folder.mkdir(parents=True, exist_ok=True)
@@ -329,7 +356,8 @@ def describe_models(models: Sequence[TrainedModel]) -> list[dict]:
 def _record_prediction(output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,
                        case_id: str) -> None:
     """Add a finished case to the folder's provenance record (rewritten atomically per case)."""
-    settings = {"step_size": options.step_size, "mirror": options.mirror, "precision": options.precision,
+    levers = options.levers()
+    settings = {**levers.record(), "mirror": bool(levers.levers.mirror_axes), "precision": options.precision,
                 "postprocessing": options.postprocessing if options.postprocessing is not None
                 else models[0].postprocessing}
     previous = read_predictions_record(output_folder)

@@ -204,8 +204,15 @@ def predict_sliding_window(
     device: str | torch.device = "cpu",
     precision: str = "float32",
     progress: object | None = None,
+    body_threshold: float | None = None,
+    crop_to_body: bool = False,
+    skip_empty_windows: bool = False,
 ) -> np.ndarray:
     """Sigmoid probabilities of a whole case, averaged over networks (folds) and mirrorings.
+
+    With ``crop_to_body`` or ``skip_empty_windows`` (see :mod:`autolung.inference.levers`) the
+    network runs only where the body is; elsewhere the probabilities are 0 (background). The
+    returned array always has the shape of ``data``.
 
     Args:
         networks: one network or several (e.g. folds); each maps ``(B, C, *patch)`` to
@@ -220,6 +227,10 @@ def predict_sliding_window(
         precision: "float32", "bfloat16" (autocast; accumulation is always float32) or "auto"
             (see :func:`resolve_precision`).
         progress: optional callable ``progress(done, total)`` called after each batch.
+        body_threshold: channel-0 intensity above which a voxel is tissue
+            (:func:`autolung.inference.levers.body_threshold`); needed by the two body levers.
+        crop_to_body: tile only the body's bounding box; outside it the probabilities are 0.
+        skip_empty_windows: do not run windows that hold no body voxel.
 
     Returns:
         float32 array ``(R, Z, Y, X)`` of probabilities in [0, 1].
@@ -238,17 +249,75 @@ def predict_sliding_window(
     device = torch.device(device)
     for network in networks:
         network.eval()
+    flips = mirror_combinations(mirror_axes, is_2d)
+    body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows)
+    box = _body_box(body, patch) if crop_to_body and body is not None else None
+    if box is None:
+        return _tile(networks, tensor, body if skip_empty_windows else None, patch, step_size, flips,
+                     window_batch_size, device, precision, is_2d, progress)
+    inside = _tile(networks, tensor[(slice(None), *box)], body[box] if skip_empty_windows else None, patch,
+                   step_size, flips, window_batch_size, device, precision, is_2d, progress)
+    result = np.zeros((inside.shape[0], *tensor.shape[1:]), dtype=np.float32)
+    result[(slice(None), *box)] = inside
+    return result
+
+
+def _body_mask(tensor: torch.Tensor, threshold: float | None, wanted: bool) -> np.ndarray | None:
+    """The body mask of channel 0 when a body lever is on; None (whole volume) when none can be found."""
+    if not wanted:
+        return None
+    if threshold is None:
+        logger.warning("crop_to_body/skip_empty_windows need CT intensities (ct normalization); "
+                       "the whole volume is tiled")
+        return None
+    from autolung.inference.levers import body_mask
+
+    mask = body_mask(tensor[0].numpy(), threshold)
+    if not mask.any():
+        logger.warning("no voxel above the body threshold: is this a CT in Hounsfield units? "
+                       "The whole volume is tiled")
+        return None
+    return mask
+
+
+def _body_box(body: np.ndarray, patch: tuple[int, ...]) -> tuple[slice, ...] | None:
+    from autolung.inference.levers import body_box
+
+    box = body_box(body, patch)
+    if box is not None:
+        kept = np.prod([s.stop - s.start for s in box]) / body.size
+        logger.info("body crop %s: %.0f%% of the volume tiled", [(s.start, s.stop) for s in box], 100 * kept)
+    return box
+
+
+def _tile(networks: list[nn.Module], tensor: torch.Tensor, body: np.ndarray | None, patch: tuple[int, ...],
+          step_size: float, flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device,
+          precision: str, is_2d: bool, progress: object | None) -> np.ndarray:
+    """Pad ``tensor`` to at least ``patch``, run the windows (those touching ``body`` when given), unpad."""
     padded, crop = _pad_to_patch(tensor, patch)
-    return _run_windows(networks, padded, patch, step_size, mirror_combinations(mirror_axes, is_2d),
-                        window_batch_size, device, precision, is_2d, progress)[(slice(None), *crop)]
+    if body is not None and padded.shape[1:] != body.shape:
+        # Padding is outside the body.
+        padded_body = np.zeros(padded.shape[1:], dtype=bool)
+        padded_body[crop] = body
+        body = padded_body
+    return _run_windows(networks, padded, patch, step_size, flips, window_batch_size, device, precision,
+                        is_2d, progress, body)[(slice(None), *crop)]
 
 
 def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int, ...], step_size: float,
                  flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device, precision: str,
-                 is_2d: bool, progress: object | None) -> np.ndarray:
-    """Tile ``data`` (already at least ``patch``), accumulate weighted probabilities, normalise."""
+                 is_2d: bool, progress: object | None, body: np.ndarray | None = None) -> np.ndarray:
+    """Tile ``data`` (already at least ``patch``), accumulate weighted probabilities, normalise.
+
+    With ``body``, windows without a body voxel are skipped; voxels no window covers stay 0.
+    """
     spatial = tuple(data.shape[1:])
     windows = _windows(spatial, patch, step_size)
+    if body is not None:
+        total = len(windows)
+        windows = [w for w in windows if body[w].any()]
+        # Never empty: the body is not empty and the windows cover the volume.
+        logger.info("%d of %d windows skipped (no body voxel)", total - len(windows), total)
     gaussian = torch.from_numpy(gaussian_importance(patch))
     weight_sum = torch.zeros(spatial, dtype=torch.float32)
     accumulator: torch.Tensor | None = None
@@ -271,5 +340,8 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
     assert accumulator is not None
     # Each window's sum covers every network and mirroring; divide once, in place.
     weight_sum *= len(networks) * len(flips)
+    if body is not None:
+        weight_sum[weight_sum == 0] = 1.0  # voxels of skipped windows only: probability 0
     accumulator /= weight_sum
     return accumulator.numpy()
+
