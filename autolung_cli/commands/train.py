@@ -46,6 +46,9 @@ def train(
     loss: str = typer.Option("bce_dice", "--loss", help="bce_dice (sigmoid regions) or ce_dice (softmax)."),
     no_validation: bool = typer.Option(False, "--no-final-validation",
                                        help="Skip predicting the validation cases at the end."),
+    validation_mode: str = typer.Option("fast", "--validation-mode",
+                                        help="Prediction mode of the final validation: fast, full or auto "
+                                             "(see predict --mode). It runs after --time-budget."),
     root: Optional[Path] = root_option(),
 ) -> None:
     """Train one fold: autolung train -d Dataset -c 3d_fullres -f 0."""
@@ -59,7 +62,8 @@ def train(
         epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
         time_budget_s=parse_duration(time_budget) if time_budget else None, device=device, num_workers=num_workers,
         resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
-        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True)
+        num_gpus=num_gpus, final_validation=not no_validation, validation_mode=validation_mode,
+        progress_bar=True)
     folder = train_fold(resolved_root, name, configuration, parse_fold(fold), options,
                         distributed=_distributed_from_environment())
     typer.echo(f"trained {configuration} fold {fold}: {folder}")
