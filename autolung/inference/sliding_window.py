@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from autolung.utils.precision import cpu_has_native_bf16, warn_if_emulated_bf16
+from autolung.utils.precision import (bf16_matches_float32, convolution_shapes, cpu_has_native_bf16,
+                                     warn_if_emulated_bf16)
 
 logger = logging.getLogger(__name__)
 
@@ -29,16 +30,21 @@ ALL_AXES = (0, 1, 2)
 PRECISIONS = ("float32", "bfloat16")
 
 
-def resolve_precision(precision: str, device: str | torch.device) -> str:
+def resolve_precision(precision: str, device: str | torch.device,
+                      network: nn.Module | None = None) -> str:
     """Turn "auto" into a concrete precision for ``device``.
 
     "auto" picks bfloat16 autocast where the hardware runs it natively (CUDA; CPUs with
     AVX-512-BF16 or AMX, checked through oneDNN), since it roughly halves CPU time per window
-    (docs/inference.md), and float32 elsewhere. Accumulation is float32 in every case.
+    (docs/inference.md), and float32 elsewhere. With ``network`` given, bfloat16 is first
+    checked against float32 on its convolution shapes (once per process,
+    :func:`autolung.utils.precision.bf16_matches_float32`) and float32 is used when they
+    disagree. Accumulation is float32 in every case.
 
     Args:
         precision: "auto", "float32" or "bfloat16".
         device: the torch device that runs the networks.
+        network: the network whose convolutions the bfloat16 check reproduces.
 
     Returns:
         "float32" or "bfloat16".
@@ -50,11 +56,12 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
             warn_if_emulated_bf16(torch.device(device).type)
         return precision
     kind = torch.device(device).type
-    if kind == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    if kind == "cpu":
-        return "bfloat16" if cpu_has_native_bf16() else "float32"
-    return "float32"
+    native = (kind == "cuda" and torch.cuda.is_bf16_supported()) or (kind == "cpu" and cpu_has_native_bf16())
+    if not native:
+        return "float32"
+    if network is not None and not bf16_matches_float32(tuple(convolution_shapes(network)), kind):
+        return "float32"
+    return "bfloat16"
 
 
 def compute_steps(size: int, patch: int, step_size: float) -> list[int]:
@@ -235,12 +242,12 @@ def predict_sliding_window(
     Returns:
         float32 array ``(R, Z, Y, X)`` of probabilities in [0, 1].
     """
-    precision = resolve_precision(precision, device)
-    if window_batch_size is None:
-        window_batch_size = default_window_batch_size(precision)
     networks = [networks] if isinstance(networks, nn.Module) else list(networks)
     if not networks:
         raise ValueError("no networks given")
+    precision = resolve_precision(precision, device, networks[0])
+    if window_batch_size is None:
+        window_batch_size = default_window_batch_size(precision)
     tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).float()
     if tensor.ndim != 4:
         raise ValueError(f"data must be (C, Z, Y, X), got shape {tuple(tensor.shape)}")
