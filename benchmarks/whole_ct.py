@@ -9,9 +9,9 @@ sensitive than wall time to other jobs on a shared machine); each mask is scored
 reference, and against the ``full`` mode's mask (the reference setting: every mirroring, step 0.5,
 whole volume), side by side in one table.
 
-The ``full`` mode of a whole scan takes many minutes on a 2-core CPU. ``--full-slab N`` runs the
-full-mode reference (and, for the ratio, the fast mode) on N central slices instead, so the
-accuracy comparison stays side by side even when the whole-scan full run does not fit.
+The ``full`` mode of a whole scan takes many minutes on a 2-core CPU. ``--region Z Y X`` runs the
+full-mode reference (and, side by side, other settings) on a region around the tumour instead, so
+the accuracy comparison stays side by side even when the whole-scan full run does not fit.
 
 nnU-Net is not run here (its whole-scan CPU run needs tens of minutes); see docs/benchmarks.md for
 the per-window comparison it is estimated from.
@@ -109,24 +109,28 @@ def expose_as_fold_0(fold_all: Path) -> None:
         link.symlink_to(fold_all.name)
 
 
-def held_out_input(work: Path, held_out: str, slab: int | None) -> tuple[Path, Path]:
-    """A folder holding the held-out scan (whole, or ``slab`` central slices) and its label file."""
-    name = f"slab{slab}" if slab else "whole"
+def held_out_input(work: Path, held_out: str, region: list[int] | None) -> tuple[Path, Path]:
+    """A folder holding the held-out scan and its label file: whole, or a ``region`` (z, y, x)
+    centred on the tumour (its label's centre of mass; 0 in y or x keeps the whole axis)."""
+    name = "region" + "x".join(map(str, region)) if region else "whole"
     images, labels = work / f"input_{name}", work / f"labels_{name}"
     if images.is_dir():
         return images, labels
     images.mkdir()
     labels.mkdir()
+    label = DATA / "labelsTr" / f"{held_out}.nii.gz"
+    if region:
+        centre = np.argwhere(sitk.GetArrayFromImage(sitk.ReadImage(str(label))) == CLASSES["tumour"]).mean(axis=0)
     for source, target in ((DATA / "imagesTr" / f"{held_out}.nii.gz", images / f"{held_out}_0000.nii.gz"),
-                           (DATA / "labelsTr" / f"{held_out}.nii.gz", labels / f"{held_out}.nii.gz")):
-        if not slab:
+                           (label, labels / f"{held_out}.nii.gz")):
+        if not region:
             target.symlink_to(source.resolve())
             continue
         item = sitk.ReadImage(str(source))
-        size = list(item.GetSize())
-        begin = max(0, (size[2] - slab) // 2)
-        sitk.WriteImage(sitk.RegionOfInterest(item, [size[0], size[1], min(slab, size[2])], [0, 0, begin]),
-                        str(target))
+        size = list(reversed(item.GetSize()))  # z, y, x
+        want = [s if not r else min(r, s) for r, s in zip(region, size)]
+        begin = [min(max(0, int(c) - w // 2), s - w) for c, w, s in zip(centre, want, size)]
+        sitk.WriteImage(sitk.RegionOfInterest(item, list(reversed(want)), list(reversed(begin))), str(target))
     return images, labels
 
 
@@ -185,9 +189,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--settings", default="fast,no_mirror,fast_mirror_x,full",
                         help=f"comma list of {', '.join(SETTINGS)}")
-    parser.add_argument("--full-slab", type=int, default=None,
-                        help="also run the settings on this many central slices (full mode fits there)")
-    parser.add_argument("--slab-settings", default="full,fast,fast_mirror_x,no_mirror")
+    parser.add_argument("--region", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
+                        help="also run --region-settings on this region around the tumour (0: whole axis), "
+                             "where the full mode fits")
+    parser.add_argument("--region-settings", default="full,fast,fast_mirror_x,no_mirror")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not DATA.is_dir():
@@ -197,10 +202,10 @@ def main() -> None:
     result: dict = {"machine": machine(), "held_out": args.held_out, "threads": args.threads,
                     "training": train(args.work, args.held_out, args.budget, env), "rows": []}
     plan = [(None, name) for name in args.settings.split(",") if name]
-    if args.full_slab:
-        plan += [(args.full_slab, name) for name in args.slab_settings.split(",") if name]
-    for slab, setting in plan:
-        images, labels = held_out_input(args.work, args.held_out, slab)
+    if args.region:
+        plan += [(args.region, name) for name in args.region_settings.split(",") if name]
+    for region, setting in plan:
+        images, labels = held_out_input(args.work, args.held_out, region)
         row = predict(args.work, setting, images, labels, args.threads, env)
         result["rows"].append(row)
         add_agreement(result["rows"])
