@@ -126,7 +126,8 @@ def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | 
     """``autolung predict``: segment images with trained folds or a model bundle.
 
     ``options`` are :class:`autolung.inference.predictor.PredictionOptions` fields
-    (``mirror``, ``step_size``, ``device``, ``save_probabilities``, ...).
+    (``mode``, ``mirror``, ``mirror_axes``, ``step_size``, ``crop_to_body``, ``skip_empty_windows``,
+    ``device``, ``save_probabilities``, ...).
     """
     from autolung.inference.predictor import PredictionOptions, predict_paths
     from autolung.inference.sources import select_models

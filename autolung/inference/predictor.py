@@ -23,6 +23,7 @@ import torch
 from autolung.errors import AutolungError, InvalidInputError, LockedError
 from autolung.inference.cv_outputs import save_cv_probabilities
 from autolung.inference.inputs import InputCase, discover_cases, mask_ending, read_input_case
+from autolung.inference.levers import ResolvedLevers, body_threshold, resolve_levers
 from autolung.inference.model import TrainedModel
 from autolung.inference.postprocessing import apply_postprocessing
 from autolung.inference.sliding_window import ALL_AXES, predict_sliding_window
@@ -43,9 +44,17 @@ LABEL_SLAB = 16
 class PredictionOptions:
     """How to predict.
 
+    ``mode`` sets the speed levers (:mod:`autolung.inference.levers`): "full" (every mirroring,
+    step 0.5, whole volume), "fast" (body crop, window skipping, no mirroring) or "auto" (the
+    device's measured default). Each lever left None follows the mode; a value overrides it.
+
     Attributes:
-        step_size: sliding-window stride as a fraction of the patch.
-        mirror: test-time mirroring on all axes.
+        mode: "auto", "full" or "fast".
+        step_size: sliding-window stride as a fraction of the patch; None: the mode's.
+        mirror: True mirrors all axes, False none; None: the mode's (``mirror_axes`` wins when set).
+        mirror_axes: the axes (0=z, 1=y, 2=x) to mirror; None: from ``mirror`` or the mode.
+        crop_to_body: tile only the body's bounding box (CT); None: the mode's.
+        skip_empty_windows: skip windows without a body voxel (CT); None: the mode's.
         window_batch_size: windows per network call; None: 2 in bfloat16, 1 in float32
             (``default_window_batch_size``).
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1" or "mps".
@@ -61,8 +70,8 @@ class PredictionOptions:
             of the sorted case list).
     """
 
-    step_size: float = 0.5
-    mirror: bool = True
+    step_size: float | None = None
+    mirror: bool | None = None
     window_batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"
@@ -73,6 +82,18 @@ class PredictionOptions:
     overlays: bool = False
     num_parts: int = 1
     part_id: int = 0
+    mode: str = "auto"
+    mirror_axes: tuple[int, ...] | None = None
+    crop_to_body: bool | None = None
+    skip_empty_windows: bool | None = None
+
+    def levers(self) -> ResolvedLevers:
+        """The levers these options give on ``device`` ("auto" resolved first), with the reasons."""
+        axes = self.mirror_axes
+        if axes is None and self.mirror is not None:
+            axes = ALL_AXES if self.mirror else ()
+        return resolve_levers(self.mode, resolve_prediction_device(self.device).type, self.step_size, axes,
+                              self.crop_to_body, self.skip_empty_windows)
 
 
 OVERLAY_FOLDER = "overlays"
@@ -125,18 +146,21 @@ def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOp
                     progress: PredictionProgress | None) -> np.ndarray:
     """Fold-averaged probabilities of a preprocessed case on the network grid."""
     inference = model.configuration.inference or InferencePlan()
-    mirror_axes = None
-    if options.mirror:
+    levers = options.levers().levers
+    mirror_axes = tuple(levers.mirror_axes or ())
+    if inference.mirror_axes is not None:
         # A model trained without mirroring (nnU-Net checkpoints say so) is never mirrored.
-        mirror_axes = ALL_AXES if inference.mirror_axes is None else tuple(inference.mirror_axes)
+        mirror_axes = tuple(axis for axis in mirror_axes if axis in tuple(inference.mirror_axes))
     return predict_sliding_window(
-        model.networks, data, model.configuration.patch_size, step_size=options.step_size,
+        model.networks, data, model.configuration.patch_size, step_size=levers.step_size,
         mirror_axes=mirror_axes, window_batch_size=options.window_batch_size,
         device=resolve_prediction_device(options.device) if options.device == "auto" else options.device,
         precision=options.precision,
         progress=progress.windows if progress is not None else None,
         average_logits=inference.average_logits, output_activation=inference.output_activation,
-        weights=inference.window_weights)
+        weights=inference.window_weights,
+        body_threshold=body_threshold(model.configuration.normalization), crop_to_body=levers.crop_to_body,
+        skip_empty_windows=levers.skip_empty_windows)
 
 
 def _model_frame(image: np.ndarray, geometry: ImageGeometry,
@@ -340,6 +364,7 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
     logger.info("predicting on %s", options.device)
     input_path, output_folder = Path(input_path), Path(output_folder)
     check_output_folder(input_path, output_folder)
+    logger.info(options.levers().explain())
     cases = case_part(discover_cases(input_path), options.num_parts, options.part_id)
     created = not output_folder.exists()
     output_folder.mkdir(parents=True, exist_ok=True)
@@ -432,7 +457,8 @@ def describe_models(models: Sequence[TrainedModel]) -> list[dict]:
 def _record_prediction(output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,
                        case_id: str) -> None:
     """Add a finished case to the folder's provenance record (rewritten atomically per case)."""
-    settings = {"step_size": options.step_size, "mirror": options.mirror, "precision": options.precision,
+    levers = options.levers()
+    settings = {**levers.record(), "mirror": bool(levers.levers.mirror_axes), "precision": options.precision,
                 "postprocessing": options.postprocessing if options.postprocessing is not None
                 else models[0].postprocessing}
     previous = read_predictions_record(output_folder)

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -302,7 +303,11 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
                 network = trainer.setup.module
                 if options.validation_checkpoint == "best":
                     network = _network_from_checkpoint(inputs, options, device, ckpt.BEST)
+                started = time.perf_counter()
                 validate_fold(network, inputs, data_root, dataset_name, device, options)
+                logger.info("final validation took %.0f s%s", time.perf_counter() - started,
+                            " (after the training budget, which covers training only)"
+                            if options.time_budget_s is not None else "")
         finally:
             ddp.destroy_process_group()
     return inputs.fold_folder
@@ -387,7 +392,25 @@ def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distribu
                 "%d threads, %d data workers", inputs.configuration.name, fold, device, len(inputs.train_cases),
                 len(inputs.val_cases), options.epochs, options.iters_per_epoch,
                 setup.amp_dtype or "float32", used, workers)
+    logger.info(budget_statement(options, len(inputs.val_cases)))
     return trainer
+
+
+def budget_statement(options: TrainingOptions, validation_cases: int) -> str:
+    """What the time budget covers, said before training starts.
+
+    Args:
+        options: the training options.
+        validation_cases: cases the final validation will predict.
+
+    Returns:
+        One log line.
+    """
+    validation = (f"the final validation of {validation_cases} case(s) (prediction mode {options.validation_mode}) "
+                  "runs after it" if options.final_validation and validation_cases else "no final validation")
+    if options.time_budget_s is None:
+        return f"no time budget: {options.epochs} epochs, then {validation}"
+    return f"time budget {options.time_budget_s:.0f} s covers training only; {validation}"
 
 
 def _rank_device(device: torch.device, context: ddp.DistributedContext) -> torch.device:

@@ -57,6 +57,9 @@ def train(
                                   help="Final validation with checkpoint_best.pt instead of the final weights."),
     disable_checkpointing: bool = typer.Option(False, "--disable-checkpointing",
                                                help="Write no checkpoint (experiments; cannot resume or predict)."),
+    validation_mode: str = typer.Option("fast", "--validation-mode",
+                                        help="Prediction mode of the final validation: fast, full or auto "
+                                             "(see predict --mode). It runs after --time-budget."),
     root: Optional[Path] = root_option(),
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="torch threads (default: all cores not used by workers)."),
@@ -73,8 +76,8 @@ def train(
         epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
         time_budget_s=parse_duration(time_budget) if time_budget else None, device=device, num_workers=num_workers,
         resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
-        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True,
-        checkpointing=not disable_checkpointing, validation_only=val_only,
+        num_gpus=num_gpus, final_validation=not no_validation, validation_mode=validation_mode,
+        progress_bar=True, checkpointing=not disable_checkpointing, validation_only=val_only,
         validation_checkpoint="best" if val_best else "final",
         pretrained_weights=str(pretrained_weights) if pretrained_weights else None,
         num_threads=threads, batch_size=batch_size)
