@@ -50,12 +50,16 @@ def fingerprint(dataset: str | Path, root: DataRoot, num_processes: int = 2, pro
 
 
 def plan(dataset: str | Path, root: DataRoot, planner: str = "default", gpu_memory_gb: float | None = None,
-         overrides: Any = None, num_processes: int = 2):
-    """``autolung plan``: plan configurations and save plans.json; returns the Plans."""
+         overrides: Any = None, num_processes: int = 2, device: str = "auto", time_budget_s: float | None = None):
+    """``autolung plan``: plan configurations and save plans.json; returns the Plans.
+
+    ``device`` and ``time_budget_s`` size the plan for planners that use them (``planner="auto"``).
+    """
     from autolung.planning.run import plan_dataset
 
     return plan_dataset(_folder(dataset, root), root, planner=planner, gpu_memory_gb=gpu_memory_gb,
-                        overrides=overrides, num_processes=num_processes)
+                        overrides=overrides, num_processes=num_processes, device=device,
+                        time_budget_s=time_budget_s)
 
 
 def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
@@ -69,7 +73,8 @@ def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str
 
 def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
                         num_processes: int = 2, planner: str = "default", gpu_memory_gb: float | None = None,
-                        overrides: Any = None, run_verify: bool = False, progress: bool = False):
+                        overrides: Any = None, run_verify: bool = False, progress: bool = False,
+                        device: str = "auto", time_budget_s: float | None = None):
     """``autolung plan_and_preprocess``: (verify,) fingerprint, plan and preprocess in one go.
 
     Raises:
@@ -84,7 +89,7 @@ def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Seq
             listing = "; ".join(f"{p.path}: {p.message}" for p in problems)
             raise InvalidInputError(f"{len(problems)} problem(s) found: {listing}", path=folder)
     plan(folder, root, planner=planner, gpu_memory_gb=gpu_memory_gb, overrides=overrides,
-         num_processes=num_processes)
+         num_processes=num_processes, device=device, time_budget_s=time_budget_s)
     return preprocess(folder, root, configurations, num_processes, planner, progress)
 
 
@@ -121,7 +126,8 @@ def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | 
     """``autolung predict``: segment images with trained folds or a model bundle.
 
     ``options`` are :class:`autolung.inference.predictor.PredictionOptions` fields
-    (``mirror``, ``step_size``, ``device``, ``save_probabilities``, ...).
+    (``mode``, ``mirror``, ``mirror_axes``, ``step_size``, ``crop_to_body``, ``skip_empty_windows``,
+    ``device``, ``save_probabilities``, ...).
     """
     from autolung.inference.predictor import PredictionOptions, predict_paths
     from autolung.inference.sources import select_models
@@ -181,10 +187,18 @@ def export_model(dataset: str, root: DataRoot, configuration_folders: Sequence[s
     return export(root.results_dataset(Path(dataset).name), configuration_folders, output_zip, folds)
 
 
-def install_model(bundle: str | Path, root: DataRoot, overwrite: bool = False) -> Path:
-    """``autolung install_model``: verify a bundle and install it under results/."""
-    from autolung.inference.bundle import install_model as install
+def install_model(bundle: str | Path, root: DataRoot, overwrite: bool = False,
+                  configurations: Sequence[str] | None = None, folds: Sequence[int] | None = None) -> Path:
+    """``autolung install_model``: verify a bundle (or translate an nnU-Net v2 model) and install it under results/.
 
+    ``configurations`` and ``folds`` select what to take from an nnU-Net model (a bundle is installed whole).
+    """
+    from autolung.inference.bundle import install_model as install
+    from autolung.inference.bundle import install_nnunet_model
+    from autolung.nnunet.importer import is_nnunet_model
+
+    if is_nnunet_model(bundle):
+        return install_nnunet_model(bundle, root.results, overwrite, configurations, folds)
     return install(bundle, root.results, overwrite=overwrite)
 
 

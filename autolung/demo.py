@@ -97,8 +97,14 @@ def plan_and_preprocess(dataset: Path, data_root: DataRoot, options: DemoOptions
     from autolung.planning.run import plan_dataset
     from autolung.preprocessing.run import preprocess_dataset
 
+    from autolung.planning.registry import sizes_to_device_and_budget
+
+    sizing = {}
+    if sizes_to_device_and_budget(options.planner):
+        sizing = {"device": options.device,
+                  "time_budget_s": options.time_budget_s or default_time_budget_s(options.device)}
     plan_dataset(dataset, data_root, planner=options.planner, num_processes=options.num_processes,
-                 progress=options.progress)
+                 progress=options.progress, **sizing)
     preprocess_dataset(dataset, data_root, configurations=[CONFIGURATION], num_processes=options.num_processes,
                        planner=options.planner, progress=options.progress)
 

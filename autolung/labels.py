@@ -9,7 +9,9 @@ Back to a label map:
 - disjoint regions (every label in exactly one region): a voxel gets the label of the channel with
   the highest probability, when that probability is at least 0.5, else background;
 - nested regions: channels are painted in order, each voxel whose probability is at least 0.5
-  takes that channel's ``paint_label``; later (inner) regions overwrite earlier (outer) ones.
+  takes that channel's ``paint_label``; later (inner) regions overwrite earlier (outer) ones;
+- a background channel of its own (first region ``(0,)``, softmax models such as nnU-Net's): the
+  most probable channel wins, with no threshold (the channels sum to one).
 
 An *ignore label* (nnU-Net v2's ``"ignore"`` entry, the highest label value) marks voxels nobody
 annotated. It is no region, so it is never predicted; :meth:`RegionMapping.annotated` gives the
@@ -54,6 +56,11 @@ class RegionMapping:
         return len(self.regions)
 
     @property
+    def has_background_channel(self) -> bool:
+        """True when channel 0 is the background (softmax output): labels are a plain argmax."""
+        return bool(self.regions) and self.regions[0] == (0,)
+
+    @property
     def is_disjoint(self) -> bool:
         seen: list[int] = [v for region in self.regions for v in region]
         return len(seen) == len(set(seen)) and all(len(r) == 1 for r in self.regions)
@@ -70,6 +77,9 @@ class RegionMapping:
         if probabilities.shape[0] != self.num_channels:
             raise ValueError(f"expected {self.num_channels} channels, got {probabilities.shape[0]}")
         seg = np.zeros(probabilities.shape[1:], dtype=np.uint8)
+        if self.has_background_channel:
+            lookup = np.asarray(self.paint_labels, dtype=np.uint8)
+            return lookup[np.argmax(probabilities, axis=0)]
         if self.is_disjoint:
             best = np.argmax(probabilities, axis=0)
             confident = np.max(probabilities, axis=0) >= THRESHOLD

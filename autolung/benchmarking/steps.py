@@ -158,10 +158,14 @@ def plan_step(job: DatasetJob) -> dict[str, Any]:
     Returns:
         ``{"configurations": planned names, "plans_digest": ...}``.
     """
+    from autolung.planning.registry import sizes_to_device_and_budget
     from autolung.planning.run import plan_dataset
 
+    training = job.settings.training
+    sizing = ({"device": training.device, "time_budget_s": training.time_budget_s}
+              if sizes_to_device_and_budget(job.settings.planner) else {})
     plans = plan_dataset(job.folder, job.data_root, planner=job.settings.planner,
-                         num_processes=job.settings.num_processes)
+                         num_processes=job.settings.num_processes, **sizing)
     return {"configurations": list(plans.configurations), "plans_digest": plans.digest()}
 
 

@@ -46,6 +46,7 @@ logger = logging.getLogger(__name__)
 STAGING_PREFIX = ".autolung-install-"
 
 MANIFEST = "manifest.json"
+IMPORT_RECORD = "imported_from.json"  # written by autolung.nnunet.importer; kept in sync there
 BUNDLE_FORMAT = "autolung-model"
 CHOICE_FILE = "inference_choice.json"
 # Checkpoint keys kept in a bundle: enough to check and load the network, no optimiser state.
@@ -73,7 +74,7 @@ def _configuration_files(folder: Path, folds: Sequence[int | str]) -> dict[str, 
     members: dict[str, bytes] = {}
     if not (folder / "plans.json").is_file():
         raise InvalidInputError("plans.json missing in the trained configuration folder", path=folder)
-    for name in ("plans.json", "fingerprint.json", POSTPROCESSING_FILE):
+    for name in ("plans.json", "fingerprint.json", POSTPROCESSING_FILE, IMPORT_RECORD):
         if (folder / name).is_file():
             members[f"{prefix}/{name}"] = (folder / name).read_bytes()
     for fold in folds:
@@ -108,6 +109,8 @@ def export_model(dataset_results: str | Path, configuration_folders: Sequence[st
             raise InvalidInputError("no finished folds to export", path=folder)
         members.update(_configuration_files(folder, chosen))
         configurations[name] = {"folds": sorted_folds(chosen), "plans_digest": Plans.load(folder / "plans.json").digest()}
+        if (folder / IMPORT_RECORD).is_file():  # provenance of a model imported from nnU-Net
+            configurations[name]["imported_from"] = json.loads((folder / IMPORT_RECORD).read_text(encoding="utf-8"))
     if (dataset_results / CHOICE_FILE).is_file():
         members[CHOICE_FILE] = (dataset_results / CHOICE_FILE).read_bytes()
     manifest = {"format": BUNDLE_FORMAT, "version": 1, "autolung_version": __version__,
@@ -248,6 +251,52 @@ def install_model(bundle: str | Path, results_folder: str | Path, overwrite: boo
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("installed %s into %s", bundle, destination)
     return destination
+
+
+def install_nnunet_model(source: str | Path, results_folder: str | Path, overwrite: bool = False,
+                         configurations: Sequence[str] | None = None,
+                         folds: Sequence[int] | None = None) -> Path:
+    """Translate nnU-Net v2 model folder(s) or an export zip and install them as ``results/<dataset>/``.
+
+    Args:
+        source: nnU-Net model folder, folder of model folders, or ``nnUNetv2_export_model_to_zip`` zip.
+        results_folder: the data root's ``results/``.
+        overwrite: replace configuration folders that already exist.
+        configurations: nnU-Net configurations to install (None: all found).
+        folds: folds to install (None: every fold with a checkpoint).
+
+    Returns:
+        The dataset's results folder.
+    """
+    from autolung.nnunet.importer import import_nnunet_models
+
+    results_folder = Path(results_folder)
+    results_folder.mkdir(parents=True, exist_ok=True)
+    _remove_dead_stagings(results_folder)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=results_folder))
+    try:
+        imported = import_nnunet_models(source, staging, configurations, folds)
+        destination = results_folder / imported.dataset_name
+        destination.mkdir(parents=True, exist_ok=True)
+        _move_into_place(staging, destination, imported.configurations, overwrite, Path(source))
+        if imported.postprocessing is not None or len(imported.configurations) > 1:
+            _write_imported_choice(destination, imported)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("installed nnU-Net model %s into %s", source, destination)
+    return destination
+
+
+def _write_imported_choice(destination: Path, imported) -> None:
+    """``inference_choice.json`` for an imported nnU-Net ensemble, so ``predict -d`` uses it as nnU-Net would."""
+    from autolung.inference.best_configuration import _configuration_entry
+    from autolung.utils.atomic import write_json_atomic
+
+    entries = [_configuration_entry(destination, name) for name in imported.configurations]
+    write_json_atomic(destination / CHOICE_FILE, {
+        "dataset_name": imported.dataset_name, "configurations": entries,
+        "postprocessing": imported.postprocessing or {"rules": []},
+        "source": "nnU-Net inference_information.json" if imported.postprocessing else "imported configurations"})
 
 
 def _remove_dead_stagings(results_folder: Path) -> None:

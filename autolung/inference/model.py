@@ -187,8 +187,14 @@ def _load_fold(folder: Path, fold: int | str, plans: Plans, checkpoint_name: str
                                 path=checkpoint_path) from None
     network.eval()
     activation = info.get("output_activation", "sigmoid")
+    inference = plans.configuration(configuration).inference
     if activation == "softmax":
         network = SoftmaxAsSigmoidLogits(network).eval()
+    elif activation == "logits":
+        # Raw outputs (imported nnU-Net models): the plans' inference section applies the activation.
+        if inference is None or not inference.average_logits:
+            raise InvalidInputError("output_activation 'logits' needs plans with inference.average_logits",
+                                    path=fold_folder / "training_info.json")
     elif activation != "sigmoid":
         raise InvalidInputError(f"unknown output_activation {activation!r}", path=fold_folder / "training_info.json")
     return configuration, network

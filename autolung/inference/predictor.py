@@ -23,11 +23,13 @@ import torch
 from autolung.errors import AutolungError, InvalidInputError, LockedError
 from autolung.inference.cv_outputs import save_cv_probabilities
 from autolung.inference.inputs import InputCase, discover_cases, mask_ending, read_input_case
+from autolung.inference.levers import ResolvedLevers, body_threshold, resolve_levers
 from autolung.inference.model import TrainedModel
 from autolung.inference.postprocessing import apply_postprocessing
 from autolung.inference.sliding_window import ALL_AXES, predict_sliding_window
 from autolung.io.geometry import ImageGeometry
 from autolung.labels import RegionMapping
+from autolung.planning.plans import InferencePlan
 from autolung.provenance import PREDICTIONS_RECORD, image_metadata, predictions_record, read_predictions_record
 from autolung.utils.locking import file_lock, lock_owner
 from autolung.utils.atomic import remove_partial_files_of, write_json_atomic
@@ -42,9 +44,17 @@ LABEL_SLAB = 16
 class PredictionOptions:
     """How to predict.
 
+    ``mode`` sets the speed levers (:mod:`autolung.inference.levers`): "full" (every mirroring,
+    step 0.5, whole volume), "fast" (body crop, window skipping, no mirroring) or "auto" (the
+    device's measured default). Each lever left None follows the mode; a value overrides it.
+
     Attributes:
-        step_size: sliding-window stride as a fraction of the patch.
-        mirror: test-time mirroring on all axes.
+        mode: "auto", "full" or "fast".
+        step_size: sliding-window stride as a fraction of the patch; None: the mode's.
+        mirror: True mirrors all axes, False none; None: the mode's (``mirror_axes`` wins when set).
+        mirror_axes: the axes (0=z, 1=y, 2=x) to mirror; None: from ``mirror`` or the mode.
+        crop_to_body: tile only the body's bounding box (CT); None: the mode's.
+        skip_empty_windows: skip windows without a body voxel (CT); None: the mode's.
         window_batch_size: windows per network call; None: 2 in bfloat16, 1 in float32
             (``default_window_batch_size``).
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1" or "mps".
@@ -60,8 +70,8 @@ class PredictionOptions:
             of the sorted case list).
     """
 
-    step_size: float = 0.5
-    mirror: bool = True
+    step_size: float | None = None
+    mirror: bool | None = None
     window_batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"
@@ -72,6 +82,18 @@ class PredictionOptions:
     overlays: bool = False
     num_parts: int = 1
     part_id: int = 0
+    mode: str = "auto"
+    mirror_axes: tuple[int, ...] | None = None
+    crop_to_body: bool | None = None
+    skip_empty_windows: bool | None = None
+
+    def levers(self) -> ResolvedLevers:
+        """The levers these options give on ``device`` ("auto" resolved first), with the reasons."""
+        axes = self.mirror_axes
+        if axes is None and self.mirror is not None:
+            axes = ALL_AXES if self.mirror else ()
+        return resolve_levers(self.mode, resolve_prediction_device(self.device).type, self.step_size, axes,
+                              self.crop_to_body, self.skip_empty_windows)
 
 
 OVERLAY_FOLDER = "overlays"
@@ -123,11 +145,36 @@ def _check_models(models: Sequence[TrainedModel]) -> RegionMapping:
 def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOptions,
                     progress: PredictionProgress | None) -> np.ndarray:
     """Fold-averaged probabilities of a preprocessed case on the network grid."""
+    inference = model.configuration.inference or InferencePlan()
+    levers = options.levers().levers
+    mirror_axes = tuple(levers.mirror_axes or ())
+    if inference.mirror_axes is not None:
+        # A model trained without mirroring (nnU-Net checkpoints say so) is never mirrored.
+        mirror_axes = tuple(axis for axis in mirror_axes if axis in tuple(inference.mirror_axes))
     return predict_sliding_window(
-        model.networks, data, model.configuration.patch_size, step_size=options.step_size,
-        mirror_axes=ALL_AXES if options.mirror else None, window_batch_size=options.window_batch_size,
+        model.networks, data, model.configuration.patch_size, step_size=levers.step_size,
+        mirror_axes=mirror_axes, window_batch_size=options.window_batch_size,
         device=resolve_prediction_device(options.device) if options.device == "auto" else options.device,
-        precision=options.precision, progress=progress.windows if progress is not None else None)
+        precision=options.precision,
+        progress=progress.windows if progress is not None else None,
+        average_logits=inference.average_logits, output_activation=inference.output_activation,
+        weights=inference.window_weights,
+        body_threshold=body_threshold(model.configuration.normalization), crop_to_body=levers.crop_to_body,
+        skip_empty_windows=levers.skip_empty_windows)
+
+
+def _model_frame(image: np.ndarray, geometry: ImageGeometry,
+                 model: TrainedModel) -> tuple[np.ndarray, ImageGeometry, list[int] | None]:
+    """The image in the axis order the model works in, and the order that undoes it (None: unchanged)."""
+    from dataclasses import replace
+
+    transpose = (model.configuration.inference or InferencePlan()).transpose
+    if transpose is None or list(transpose) == [0, 1, 2]:
+        return image, geometry, None
+    moved = np.ascontiguousarray(image.transpose(0, *(a + 1 for a in transpose)))
+    spacing = tuple(geometry.spacing[a] for a in transpose)
+    shape = tuple(geometry.shape[a] for a in transpose)
+    return moved, replace(geometry, spacing=spacing, shape=shape), [int(a) for a in np.argsort(transpose)]
 
 
 def _network_probabilities(image: np.ndarray, geometry: ImageGeometry, model: TrainedModel,
@@ -180,9 +227,13 @@ def predict_case_probabilities(image: np.ndarray, geometry: ImageGeometry, model
 
     total: np.ndarray | None = None
     for model in models:
-        probabilities, properties = _network_probabilities(image, geometry, model, options, progress)
+        model_image, model_geometry, back = _model_frame(image, geometry, model)
+        probabilities, properties = _network_probabilities(model_image, model_geometry, model, options, progress)
+        del model_image
         restored = restore_to_original(probabilities, properties, model.configuration)
         del probabilities
+        if back is not None:
+            restored = np.ascontiguousarray(restored.transpose(0, *(a + 1 for a in back)))
         if total is None:
             total = restored
         else:
@@ -208,11 +259,16 @@ def predict_case_labels(case: InputCase, model: TrainedModel, options: Predictio
     from autolung.preprocessing.restore import restore_label_map
 
     image, geometry = read_input_case(case, len(model.plans.channel_names))
-    data, properties = _network_input(image, geometry, model, options, progress)
+    model_image, model_geometry, back = _model_frame(image, geometry, model)
     del image
+    data, properties = _network_input(model_image, model_geometry, model, options, progress)
+    del model_image
     probabilities = _sliding_window(model, data, options, progress)
     del data
-    return restore_label_map(probabilities, properties, model.configuration, model.plans.region_mapping), geometry
+    labels = restore_label_map(probabilities, properties, model.configuration, model.plans.region_mapping)
+    if back is not None:
+        labels = np.ascontiguousarray(labels.transpose(back))
+    return labels, geometry
 
 
 def probabilities_to_labels(probabilities: np.ndarray, mapping: RegionMapping) -> np.ndarray:
@@ -329,6 +385,7 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
     logger.info("predicting on %s", options.device)
     input_path, output_folder = Path(input_path), Path(output_folder)
     check_output_folder(input_path, output_folder)
+    logger.info(options.levers().explain())
     cases = case_part(discover_cases(input_path), options.num_parts, options.part_id)
     created = not output_folder.exists()
     output_folder.mkdir(parents=True, exist_ok=True)
@@ -421,7 +478,8 @@ def describe_models(models: Sequence[TrainedModel]) -> list[dict]:
 def _record_prediction(output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,
                        case_id: str) -> None:
     """Add a finished case to the folder's provenance record (rewritten atomically per case)."""
-    settings = {"step_size": options.step_size, "mirror": options.mirror, "precision": options.precision,
+    levers = options.levers()
+    settings = {**levers.record(), "mirror": bool(levers.levers.mirror_axes), "precision": options.precision,
                 "postprocessing": options.postprocessing if options.postprocessing is not None
                 else models[0].postprocessing}
     previous = read_predictions_record(output_folder)

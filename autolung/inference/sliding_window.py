@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from autolung.utils.precision import cpu_has_native_bf16, warn_if_emulated_bf16
+from autolung.utils.precision import (bf16_matches_float32, convolution_shapes, cpu_has_native_bf16,
+                                     warn_if_emulated_bf16)
 
 logger = logging.getLogger(__name__)
 
@@ -29,16 +30,21 @@ ALL_AXES = (0, 1, 2)
 PRECISIONS = ("float32", "bfloat16")
 
 
-def resolve_precision(precision: str, device: str | torch.device) -> str:
+def resolve_precision(precision: str, device: str | torch.device,
+                      network: nn.Module | None = None) -> str:
     """Turn "auto" into a concrete precision for ``device``.
 
     "auto" picks bfloat16 autocast where the hardware runs it natively (CUDA; CPUs with
     AVX-512-BF16 or AMX, checked through oneDNN), since it roughly halves CPU time per window
-    (docs/inference.md), and float32 elsewhere. Accumulation is float32 in every case.
+    (docs/inference.md), and float32 elsewhere. With ``network`` given, bfloat16 is first
+    checked against float32 on its convolution shapes (once per process,
+    :func:`autolung.utils.precision.bf16_matches_float32`) and float32 is used when they
+    disagree. Accumulation is float32 in every case.
 
     Args:
         precision: "auto", "float32" or "bfloat16".
         device: the torch device that runs the networks.
+        network: the network whose convolutions the bfloat16 check reproduces.
 
     Returns:
         "float32" or "bfloat16".
@@ -50,11 +56,12 @@ def resolve_precision(precision: str, device: str | torch.device) -> str:
             warn_if_emulated_bf16(torch.device(device).type)
         return precision
     kind = torch.device(device).type
-    if kind == "cuda":
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    if kind == "cpu":
-        return "bfloat16" if cpu_has_native_bf16() else "float32"
-    return "float32"
+    native = (kind == "cuda" and torch.cuda.is_bf16_supported()) or (kind == "cpu" and cpu_has_native_bf16())
+    if not native:
+        return "float32"
+    if network is not None and not bf16_matches_float32(tuple(convolution_shapes(network)), kind):
+        return "float32"
+    return "bfloat16"
 
 
 def compute_steps(size: int, patch: int, step_size: float) -> list[int]:
@@ -91,6 +98,44 @@ def _gaussian_cached(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
     # Zero weights would make border voxels of the volume undefined after division.
     weights[weights <= 0] = weights[weights > 0].min()
     return weights.astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _nnunet_gaussian_cached(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
+    grids = []
+    for length in patch:
+        sigma = length * sigma_scale
+        # nnU-Net filters a unit impulse at length // 2 with scipy's Gaussian, which truncates the
+        # kernel at int(4 sigma + 0.5) voxels: the same separable product, zero beyond that radius.
+        offsets = np.arange(length) - length // 2
+        values = np.exp(-0.5 * (offsets / sigma) ** 2)
+        values[np.abs(offsets) > int(4.0 * sigma + 0.5)] = 0.0
+        grids.append(values)
+    weights = grids[0][:, None, None] * grids[1][None, :, None] * grids[2][None, None, :]
+    weights = weights / weights.max()
+    weights[weights <= 0] = weights[weights > 0].min()
+    return weights.astype(np.float32)
+
+
+def window_weights(patch: Sequence[int], kind: str = "autolung") -> np.ndarray:
+    """Weight map of one window: autolung's Gaussian or nnU-Net's (for imported nnU-Net models).
+
+    nnU-Net centres its Gaussian on voxel ``length // 2`` (half a voxel off centre for even
+    lengths) and truncates it at four sigma; reproducing that keeps imported models' overlapping
+    windows blended exactly as nnU-Net blends them.
+
+    Args:
+        patch: window shape (z, y, x).
+        kind: "autolung" or "nnunet".
+
+    Returns:
+        float32 array of shape ``patch``, maximum 1, no zeros.
+    """
+    if kind == "autolung":
+        return gaussian_importance(patch)
+    if kind == "nnunet":
+        return _nnunet_gaussian_cached(tuple(int(p) for p in patch), 1.0 / 8)
+    raise ValueError(f"window weights must be 'autolung' or 'nnunet', got {kind!r}")
 
 
 def gaussian_importance(patch: Sequence[int], sigma_scale: float = 1.0 / 8) -> np.ndarray:
@@ -176,8 +221,8 @@ def _forward(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 def _predict_batch(networks: Sequence[nn.Module], batch: torch.Tensor, flips: list[tuple[int, ...]],
-                   precision: str) -> torch.Tensor:
-    """Sum over networks and mirrorings of the sigmoid outputs of one window batch (float32)."""
+                   precision: str, average_logits: bool = False) -> torch.Tensor:
+    """Sum over networks and mirrorings of the sigmoid outputs (or raw logits) of one window batch (float32)."""
     total: torch.Tensor | None = None
     autocast = torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16,
                               enabled=precision == "bfloat16")
@@ -185,7 +230,9 @@ def _predict_batch(networks: Sequence[nn.Module], batch: torch.Tensor, flips: li
         for network in networks:
             for dims in flips:
                 inputs = torch.flip(batch, dims) if dims else batch
-                probs = torch.sigmoid(_forward(network, inputs).float())
+                probs = _forward(network, inputs).float()
+                if not average_logits:
+                    probs = torch.sigmoid(probs)
                 if dims:
                     probs = torch.flip(probs, dims)
                 total = probs if total is None else total + probs
@@ -204,8 +251,21 @@ def predict_sliding_window(
     device: str | torch.device = "cpu",
     precision: str = "float32",
     progress: object | None = None,
+    average_logits: bool = False,
+    output_activation: str = "sigmoid",
+    weights: str = "autolung",
+    body_threshold: float | None = None,
+    crop_to_body: bool = False,
+    skip_empty_windows: bool = False,
 ) -> np.ndarray:
     """Sigmoid probabilities of a whole case, averaged over networks (folds) and mirrorings.
+
+    Imported nnU-Net models instead average raw logits and apply their activation (sigmoid, or
+    softmax over the channel axis) once at the end, as nnU-Net does (``average_logits``).
+
+    With ``crop_to_body`` or ``skip_empty_windows`` (see :mod:`autolung.inference.levers`) the
+    network runs only where the body is; elsewhere the probabilities are 0 (background). The
+    returned array always has the shape of ``data``.
 
     Args:
         networks: one network or several (e.g. folds); each maps ``(B, C, *patch)`` to
@@ -221,16 +281,26 @@ def predict_sliding_window(
         precision: "float32", "bfloat16" (autocast; accumulation is always float32) or "auto"
             (see :func:`resolve_precision`).
         progress: optional callable ``progress(done, total)`` called after each batch.
+        average_logits: average raw outputs, then apply ``output_activation``.
+        output_activation: "sigmoid" or "softmax" (only with ``average_logits``).
+        weights: window weights, "autolung" or "nnunet" (:func:`window_weights`).
+        body_threshold: channel-0 intensity above which a voxel is tissue
+            (:func:`autolung.inference.levers.body_threshold`); needed by the two body levers.
+        crop_to_body: tile only the body's bounding box; outside it the probabilities are 0.
+        skip_empty_windows: do not run windows that hold no body voxel.
 
     Returns:
         float32 array ``(R, Z, Y, X)`` of probabilities in [0, 1].
     """
-    precision = resolve_precision(precision, device)
-    if window_batch_size is None:
-        window_batch_size = default_window_batch_size(precision)
+    if output_activation not in ("sigmoid", "softmax") or (output_activation == "softmax" and not average_logits):
+        raise ValueError(f"output_activation {output_activation!r} needs average_logits for softmax; "
+                         "known: sigmoid, softmax")
     networks = [networks] if isinstance(networks, nn.Module) else list(networks)
     if not networks:
         raise ValueError("no networks given")
+    precision = resolve_precision(precision, device, networks[0])
+    if window_batch_size is None:
+        window_batch_size = default_window_batch_size(precision)
     tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).float()
     if tensor.ndim != 4:
         raise ValueError(f"data must be (C, Z, Y, X), got shape {tuple(tensor.shape)}")
@@ -240,18 +310,83 @@ def predict_sliding_window(
     for network in networks:
         network.to(device)
         network.eval()
+    flips = mirror_combinations(mirror_axes, is_2d)
+    outputs = {"average_logits": average_logits, "output_activation": output_activation, "weights": weights}
+    body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows)
+    box = _body_box(body, patch) if crop_to_body and body is not None else None
+    if box is None:
+        return _tile(networks, tensor, body if skip_empty_windows else None, patch, step_size, flips,
+                     window_batch_size, device, precision, is_2d, progress, outputs)
+    inside = _tile(networks, tensor[(slice(None), *box)], body[box] if skip_empty_windows else None, patch,
+                   step_size, flips, window_batch_size, device, precision, is_2d, progress, outputs)
+    result = np.zeros((inside.shape[0], *tensor.shape[1:]), dtype=np.float32)
+    result[(slice(None), *box)] = inside
+    return result
+
+
+def _body_mask(tensor: torch.Tensor, threshold: float | None, wanted: bool) -> np.ndarray | None:
+    """The body mask of channel 0 when a body lever is on; None (whole volume) when none can be found."""
+    if not wanted:
+        return None
+    if threshold is None:
+        logger.warning("crop_to_body/skip_empty_windows need CT intensities (ct normalization); "
+                       "the whole volume is tiled")
+        return None
+    from autolung.inference.levers import body_mask
+
+    mask = body_mask(tensor[0].numpy(), threshold)
+    if not mask.any():
+        logger.warning("no voxel above the body threshold: is this a CT in Hounsfield units? "
+                       "The whole volume is tiled")
+        return None
+    return mask
+
+
+def _body_box(body: np.ndarray, patch: tuple[int, ...]) -> tuple[slice, ...] | None:
+    from autolung.inference.levers import body_box
+
+    box = body_box(body, patch)
+    if box is not None:
+        kept = np.prod([s.stop - s.start for s in box]) / body.size
+        logger.info("body crop %s: %.0f%% of the volume tiled", [(s.start, s.stop) for s in box], 100 * kept)
+    return box
+
+
+def _tile(networks: list[nn.Module], tensor: torch.Tensor, body: np.ndarray | None, patch: tuple[int, ...],
+          step_size: float, flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device,
+          precision: str, is_2d: bool, progress: object | None, outputs: dict) -> np.ndarray:
+    """Pad ``tensor`` to at least ``patch``, run the windows (those touching ``body`` when given), unpad.
+
+    ``outputs`` holds :func:`_run_windows`'s ``average_logits``, ``output_activation`` and ``weights``.
+    """
     padded, crop = _pad_to_patch(tensor, patch)
-    return _run_windows(networks, padded, patch, step_size, mirror_combinations(mirror_axes, is_2d),
-                        window_batch_size, device, precision, is_2d, progress)[(slice(None), *crop)]
+    if body is not None and padded.shape[1:] != body.shape:
+        # Padding is outside the body.
+        padded_body = np.zeros(padded.shape[1:], dtype=bool)
+        padded_body[crop] = body
+        body = padded_body
+    return _run_windows(networks, padded, patch, step_size, flips, window_batch_size, device, precision,
+                        is_2d, progress, body, **outputs)[(slice(None), *crop)]
 
 
 def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int, ...], step_size: float,
                  flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device, precision: str,
-                 is_2d: bool, progress: object | None) -> np.ndarray:
-    """Tile ``data`` (already at least ``patch``), accumulate weighted probabilities, normalise."""
+                 is_2d: bool, progress: object | None, body: np.ndarray | None = None,
+                 average_logits: bool = False, output_activation: str = "sigmoid",
+                 weights: str = "autolung") -> np.ndarray:
+    """Tile ``data`` (already at least ``patch``), accumulate weighted outputs, normalise.
+
+    With ``body``, windows without a body voxel are skipped; voxels no window covers stay 0
+    (probability 0, also when logits are averaged).
+    """
     spatial = tuple(data.shape[1:])
     windows = _windows(spatial, patch, step_size)
-    gaussian = torch.from_numpy(gaussian_importance(patch))
+    if body is not None:
+        total = len(windows)
+        windows = [w for w in windows if body[w].any()]
+        # Never empty: the body is not empty and the windows cover the volume.
+        logger.info("%d of %d windows skipped (no body voxel)", total - len(windows), total)
+    gaussian = torch.from_numpy(window_weights(patch, weights))
     weight_sum: torch.Tensor | None = None
     accumulator: torch.Tensor | None = None
     done = 0
@@ -259,7 +394,7 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
         batch = torch.stack([data[(slice(None), *w)] for w in batch_windows]).to(device)
         if is_2d:
             batch = batch[:, :, 0]  # (B, C, 1, Y, X) -> (B, C, Y, X)
-        probs = _predict_batch(networks, batch, flips, precision)
+        probs = _predict_batch(networks, batch, flips, precision, average_logits)
         if is_2d:
             probs = probs[:, :, None]
         if accumulator is None:
@@ -275,7 +410,16 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
     assert accumulator is not None and weight_sum is not None
     # Each window's sum covers every network and mirroring; divide once, in place.
     weight_sum *= len(networks) * len(flips)
+    uncovered = None
+    if body is not None:
+        uncovered = weight_sum == 0  # voxels of skipped windows only: probability 0
+        weight_sum[uncovered] = 1.0
     accumulator /= weight_sum
+    if average_logits:
+        accumulator = torch.softmax(accumulator, dim=0) if output_activation == "softmax" else torch.sigmoid(
+            accumulator)
+        if uncovered is not None:
+            accumulator[:, uncovered] = 0.0
     return accumulator.cpu().numpy()
 
 

@@ -3,7 +3,8 @@
 - ``-d X -c CONFIG [-f folds]``: ``results/<X>/<CONFIG>__<planner>``;
 - ``-d X`` alone: ``results/<X>/inference_choice.json`` (configurations, folds, postprocessing);
 - ``--model bundle.zip``: verified and extracted to a temporary folder for the run;
-- ``--model folder``: an extracted bundle (``manifest.json``) or a configuration folder.
+- ``--model folder``: an extracted bundle (``manifest.json``) or a configuration folder;
+- ``--model`` nnU-Net v2 model folder(s) or export zip: translated on the fly (``autolung.nnunet``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from autolung.errors import InvalidInputError
 from autolung.inference.best_configuration import CHOICE_FILE, load_inference_choice
 from autolung.inference.bundle import MANIFEST, opened_bundle
 from autolung.inference.model import CHECKPOINT_NAME, TrainedModel, load_trained_model
+from autolung.nnunet.importer import is_nnunet_model
 from autolung.paths import DataRoot
 
 
@@ -74,6 +76,16 @@ def _from_folder(folder: Path, configurations: Sequence[str] | None, folds: Sequ
                            for n in names], None)
 
 
+def _from_nnunet(stack: contextlib.ExitStack, source: Path, configurations: Sequence[str] | None,
+                 folds: Sequence[int] | None) -> ModelSelection:
+    """nnU-Net v2 model folder(s) or export zip, translated into a temporary folder for the run."""
+    from autolung.nnunet.importer import opened_nnunet_models
+
+    imported = stack.enter_context(opened_nnunet_models(source, configurations, folds))
+    return ModelSelection([load_trained_model(imported.folder / name) for name in imported.configurations],
+                          imported.postprocessing)
+
+
 def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, dataset_name: str | None,
                   configurations: Sequence[str] | None, folds: Sequence[int] | None, planner: str = "default",
                   model_path: Path | None = None, checkpoint: str = "final") -> ModelSelection:
@@ -96,6 +108,8 @@ def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, datas
     checkpoint_name = checkpoint_file(checkpoint)
     if model_path is not None:
         model_path = Path(model_path)
+        if is_nnunet_model(model_path):
+            return _from_nnunet(stack, model_path, configurations, folds)
         folder = stack.enter_context(opened_bundle(model_path)) if model_path.is_file() else model_path
         return _from_folder(folder, configurations, folds, checkpoint_name)
     if not dataset_name or data_root is None:

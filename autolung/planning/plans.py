@@ -18,8 +18,10 @@ from autolung.labels import RegionMapping
 from autolung.utils.atomic import write_json_atomic
 
 PLANS_VERSION = 1
-NORMALIZATION_SCHEMES = ("ct", "zscore", "zscore_nonzero", "rescale_0_1")
+NORMALIZATION_SCHEMES = ("ct", "zscore", "zscore_nonzero", "rescale_0_1", "none")
 NETWORK_KINDS = ("unet", "resenc_unet")
+OUTPUT_ACTIVATIONS = ("sigmoid", "softmax")
+WINDOW_WEIGHTS = ("autolung", "nnunet")
 
 
 @dataclass
@@ -38,7 +40,8 @@ class NormalizationPlan:
     ``ct``: clip to [clip_low, clip_high] (dataset foreground percentiles), then
     (x - mean) / std with the dataset foreground statistics.
     ``zscore``: per-image z-score. ``zscore_nonzero``: per-image z-score inside the nonzero mask,
-    zero outside. ``rescale_0_1``: x / 255 for 8-bit images.
+    zero outside. ``rescale_0_1``: x / 255 for 8-bit images. ``none``: intensities unchanged
+    (only models imported from nnU-Net's ``NoNormalization`` use it).
     """
 
     channel_name: str
@@ -79,6 +82,32 @@ class ArchitecturePlan:
 
 
 @dataclass
+class InferencePlan:
+    """How a configuration's networks are run at inference when that differs from autolung's own way.
+
+    autolung's own models leave this unset (``None`` in :class:`ConfigurationPlan`): one sigmoid
+    per region, probabilities averaged. Models imported from nnU-Net v2 set it so that they give
+    nnU-Net's results: logits averaged over windows, mirrorings and folds, then softmax (background
+    first) or sigmoid; nnU-Net's window weights; only the mirror axes the checkpoint allows; and the
+    plans' axis transposition.
+
+    Attributes:
+        output_activation: "sigmoid" (one channel per region) or "softmax" (background first).
+        average_logits: average raw network outputs, apply the activation afterwards.
+        window_weights: "autolung" (analytic Gaussian) or "nnunet" (nnU-Net's discrete one).
+        mirror_axes: array axes (0=z, 1=y, 2=x, after ``transpose``) allowed for test-time
+            mirroring; None allows all, [] none (a model trained without mirroring).
+        transpose: axis order the network works in (nnU-Net's ``transpose_forward``); None is (0, 1, 2).
+    """
+
+    output_activation: str = "sigmoid"
+    average_logits: bool = False
+    window_weights: str = "autolung"
+    mirror_axes: list[int] | None = None
+    transpose: list[int] | None = None
+
+
+@dataclass
 class ConfigurationPlan:
     """One configuration (2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres).
 
@@ -108,6 +137,7 @@ class ConfigurationPlan:
     data_configuration: str | None = None
     decisions: list[Decision] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)
+    inference: InferencePlan | None = None
 
     @property
     def data_name(self) -> str:
@@ -144,7 +174,7 @@ class Plans:
             "channel_names": list(self.channel_names),
             "labels": dict(self.labels),
             "region_mapping": self.region_mapping.to_json(),
-            "configurations": {name: asdict(cfg) for name, cfg in self.configurations.items()},
+            "configurations": {name: _configuration_to_json(cfg) for name, cfg in self.configurations.items()},
         }
         return payload
 
@@ -189,6 +219,7 @@ class Plans:
             raise InvalidPlansError(f"'region_mapping' is invalid ({exc})") from None
         labels = _get(payload, "labels", dict)
         _require(all(isinstance(v, int) for v in labels.values()), "'labels' values must be integers")
+
         return cls(
             dataset_name=_get(payload, "dataset_name", str),
             planner=_get(payload, "planner", str),
@@ -209,6 +240,13 @@ class Plans:
             raise InvalidPlansError(
                 f"configuration {name!r} is not planned; planned: {', '.join(self.configurations)}")
         return self.configurations[name]
+
+
+def _configuration_to_json(configuration: ConfigurationPlan) -> dict[str, Any]:
+    payload = asdict(configuration)
+    if payload.get("inference") is None:  # only written when set: older plans keep their digest
+        payload.pop("inference", None)
+    return payload
 
 
 def _require(condition: bool, problem: str) -> None:
@@ -255,11 +293,33 @@ def _configuration_from_json(name: str, payload: Any) -> ConfigurationPlan:
     _require(not unknown, f"unknown keys in '{where[:-1]}': {sorted(unknown)}")
     rest = {k: v for k, v in payload.items()
             if k not in {"name", "dim", "patch_size", "spacing", "batch_size", "architecture", "normalization",
-                         "decisions"}}
+                         "decisions", "inference"}}
     decisions = [Decision(**d) for d in payload.get("decisions", []) if isinstance(d, dict)]
+    inference = payload.get("inference")
+    inference = None if inference is None else _inference_from_json(inference, dim, f"{where}inference.")
     return ConfigurationPlan(name=name, dim=dim, spacing=[float(v) for v in spacing], patch_size=patch,
                              batch_size=batch_size, architecture=architecture, normalization=normalization,
-                             decisions=decisions, **rest)
+                             decisions=decisions, inference=inference, **rest)
+
+
+def _inference_from_json(payload: Any, dim: int, where: str) -> InferencePlan:
+    _require(isinstance(payload, dict), f"'{where[:-1]}' must be an object")
+    known = {f.name for f in fields(InferencePlan)}
+    unknown = set(payload) - known
+    _require(not unknown, f"unknown keys in '{where[:-1]}': {sorted(unknown)}")
+    plan = InferencePlan(**payload)
+    _require(plan.output_activation in OUTPUT_ACTIVATIONS,
+             f"'{where}output_activation' must be one of {OUTPUT_ACTIVATIONS}, got {plan.output_activation!r}")
+    _require(isinstance(plan.average_logits, bool), f"'{where}average_logits' must be true or false")
+    _require(plan.window_weights in WINDOW_WEIGHTS,
+             f"'{where}window_weights' must be one of {WINDOW_WEIGHTS}, got {plan.window_weights!r}")
+    allowed_axes = (1, 2) if dim == 2 else (0, 1, 2)
+    _require(plan.mirror_axes is None or (isinstance(plan.mirror_axes, list)
+                                          and all(a in allowed_axes for a in plan.mirror_axes)),
+             f"'{where}mirror_axes' must be null or a list of axes from {allowed_axes}, got {plan.mirror_axes!r}")
+    _require(plan.transpose is None or sorted(plan.transpose) == [0, 1, 2],
+             f"'{where}transpose' must be null or a permutation of [0, 1, 2], got {plan.transpose!r}")
+    return plan
 
 
 def _architecture_from_json(payload: dict, dim: int, patch: list[int], where: str) -> ArchitecturePlan:

@@ -16,10 +16,15 @@ from typing import Any
 from autolung.errors import InvalidInputError
 
 GROUP = "autolung.planners"
+# Planners shipped in this source tree, found even when the installed metadata predates them
+# (an editable install made before the planner was added); an installed entry point wins.
+SHIPPED = {"auto": "planners.auto:AutoPlanner"}
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    points = {name: EntryPoint(name, value, GROUP) for name, value in SHIPPED.items()}
+    points.update({ep.name: ep for ep in entry_points(group=GROUP)})
+    return points
 
 
 def available_planners() -> list[str]:
@@ -50,3 +55,8 @@ def load_planner(name: str) -> type[Any]:
     if not callable(getattr(planner, "plan", None)):
         raise InvalidInputError(f"planner {name!r} ({points[name].value}) has no plan() method")
     return planner
+
+
+def sizes_to_device_and_budget(name: str) -> bool:
+    """Whether the planner ``name`` sizes its plan to the training device and time budget ("auto")."""
+    return bool(getattr(load_planner(name), "accepts_device_and_budget", False))

@@ -35,7 +35,8 @@ def fingerprint_digest(fingerprint: dict) -> str:
 
 def plan_dataset(dataset_folder: str | Path, data_root: DataRoot, planner: str = "default",
                  gpu_memory_gb: float | None = None, overrides: PlanOverrides | None = None,
-                 num_processes: int = 2, progress: bool = False) -> Plans:
+                 num_processes: int = 2, progress: bool = False, device: str = "auto",
+                 time_budget_s: float | None = None) -> Plans:
     """Plan ``dataset_folder`` with the named planner and save ``data_root.plans_file(name, planner)``.
 
     Args:
@@ -46,6 +47,9 @@ def plan_dataset(dataset_folder: str | Path, data_root: DataRoot, planner: str =
         overrides: forced patch size, batch size, spacing.
         num_processes: worker processes if the fingerprint must be computed.
         progress: progress bar if the fingerprint must be computed.
+        device: the device training will run on ("auto", "cpu", "cuda", "mps"); used by planners
+            that size the plan to the hardware (``accepts_device_and_budget``, e.g. "auto").
+        time_budget_s: the training budget such planners size the plan for; None = their default.
 
     Returns:
         The saved plans.
@@ -53,7 +57,15 @@ def plan_dataset(dataset_folder: str | Path, data_root: DataRoot, planner: str =
     dataset_folder = Path(dataset_folder)
     fingerprint = load_or_compute_fingerprint(dataset_folder, data_root, num_processes, progress)
     planner_class = load_planner(planner)
-    plans = planner_class(fingerprint, gpu_memory_gb=gpu_memory_gb, overrides=overrides).plan(dataset_folder.name)
+    if getattr(planner_class, "accepts_device_and_budget", False):
+        instance = planner_class(fingerprint, gpu_memory_gb=gpu_memory_gb, overrides=overrides, device=device,
+                                 time_budget_s=time_budget_s)
+    else:
+        if time_budget_s is not None:
+            log.warning("planner %r does not size its plan to a time budget; time_budget_s=%g s only applies "
+                        "to training (planner 'auto' does)", planner, time_budget_s)
+        instance = planner_class(fingerprint, gpu_memory_gb=gpu_memory_gb, overrides=overrides)
+    plans = instance.plan(dataset_folder.name)
     # The registry name (not the class's own) names the file, so any entry point round-trips.
     plans.planner = planner
     plans.fingerprint_digest = fingerprint_digest(fingerprint)
@@ -61,3 +73,11 @@ def plan_dataset(dataset_folder: str | Path, data_root: DataRoot, planner: str =
     plans.save(target)
     log.info("wrote %s", target)
     return plans
+
+
+def planned_time_budget(configuration) -> float | None:  # noqa: ANN001 - a ConfigurationPlan
+    """The training budget a configuration was sized for (its "training budget" decision), or None."""
+    for decision in configuration.decisions:
+        if decision.what == "training budget":
+            return float(decision.value)
+    return None

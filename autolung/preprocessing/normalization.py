@@ -56,6 +56,8 @@ def normalize_channel(channel: np.ndarray, plan: NormalizationPlan, mask: np.nda
         channel[~mask] = 0
     elif scheme == "rescale_0_1":
         channel /= np.float32(255.0)
+    elif scheme == "none":
+        pass
     else:
         raise InvalidPlansError(f"channel {plan.channel_name!r}: unknown normalization scheme {scheme!r}")
 

@@ -110,7 +110,9 @@ def restore_label_map(probabilities: np.ndarray, properties: dict[str, Any], con
     """
     full_shape = tuple(properties["shape_before_crop"])
     labels = np.zeros(full_shape, dtype=np.uint8)
-    best = np.full(full_shape, THRESHOLD, dtype=np.float32) if region_mapping.is_disjoint else None
+    # With a background channel (softmax) the most probable channel wins outright: no threshold.
+    floor = -np.inf if region_mapping.has_background_channel else THRESHOLD
+    best = np.full(full_shape, floor, dtype=np.float32) if region_mapping.is_disjoint else None
     for channel, restored in iter_restored_channels(probabilities, properties, configuration, order):
         paint = region_mapping.paint_labels[channel]
         if best is None:

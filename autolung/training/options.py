@@ -44,6 +44,10 @@ class TrainingOptions:
         channels_last: channels-last memory format; None = auto (on for 3D).
         num_threads: torch intra-op threads; None = all cores not used by workers.
         final_validation: predict the fold's validation cases with the sliding window at the end.
+            It runs after ``time_budget_s`` is spent: the budget covers training only.
+        validation_mode: prediction mode of the final validation ("fast", "full" or "auto", see
+            ``autolung.inference.levers``); fast by default so validating a whole CT on a CPU
+            takes about a minute instead of a quarter of an hour.
         progress_bar: show rich progress bars (the CLI turns this on).
         plot_every: epochs between ``progress.png`` redraws.
         checkpointing: write checkpoints; False writes none (quick experiments; the final
@@ -81,6 +85,7 @@ class TrainingOptions:
     channels_last: bool | None = None
     num_threads: int | None = None
     final_validation: bool = True
+    validation_mode: str = "fast"
     progress_bar: bool = False
     plot_every: int = 1
     checkpointing: bool = True
@@ -104,6 +109,8 @@ class TrainingOptions:
                 raise AutolungError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.val_iters < 0:
             raise AutolungError(f"--val-iters must be 0 or more, got {self.val_iters}")
+        if self.validation_mode not in ("auto", "full", "fast"):
+            raise AutolungError(f"validation_mode must be auto, full or fast, got {self.validation_mode!r}")
         if self.loss not in LOSSES:
             raise AutolungError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.device not in DEVICES:

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -303,6 +304,7 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
         return inputs.fold_folder
     context = distributed or ddp.DistributedContext()
     inputs = load_fold_inputs(data_root, dataset_name, configuration, fold, options)
+    options = with_planned_budget(options, inputs.configuration)
     device = _rank_device(hardware.resolve_device(options.device), context)
     # Under DDP every rank writes the same arrays, each atomically.
     prepare_cascade_inputs(data_root, dataset_name, inputs, options.planner)
@@ -326,7 +328,11 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
                 network = trainer.setup.module
                 if options.validation_checkpoint == "best":
                     network = _network_from_checkpoint(inputs, options, device, ckpt.BEST)
+                started = time.perf_counter()
                 validate_fold(network, inputs, data_root, dataset_name, device, options)
+                logger.info("final validation took %.0f s%s", time.perf_counter() - started,
+                            " (after the training budget, which covers training only)"
+                            if options.time_budget_s is not None else "")
         finally:
             ddp.destroy_process_group()
     return inputs.fold_folder
@@ -370,6 +376,21 @@ def _validate_trained_fold(inputs: FoldInputs, data_root: DataRoot, dataset_name
     return inputs.fold_folder
 
 
+def with_planned_budget(options: TrainingOptions, configuration: ConfigurationPlan) -> TrainingOptions:
+    """``options`` with the budget the plan was sized for (planner "auto") when none was given.
+
+    Returns:
+        The options (a copy when changed).
+    """
+    from autolung.planning.run import planned_time_budget
+
+    planned = planned_time_budget(configuration)
+    if options.time_budget_s is not None or planned is None:
+        return options
+    logger.info("no time budget given: training for the %.0f s the plan was sized for", planned)
+    return replace(options, time_budget_s=planned)
+
+
 def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.DistributedContext,
              device: torch.device, fold: int | str) -> Trainer:
     workers = options.num_workers if options.num_workers is not None else hardware.default_num_workers(device)
@@ -396,7 +417,25 @@ def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distribu
                 "%d threads, %d data workers", inputs.configuration.name, fold, device, len(inputs.train_cases),
                 len(inputs.val_cases), options.epochs, options.iters_per_epoch,
                 setup.amp_dtype or "float32", used, workers)
+    logger.info(budget_statement(options, len(inputs.val_cases)))
     return trainer
+
+
+def budget_statement(options: TrainingOptions, validation_cases: int) -> str:
+    """What the time budget covers, said before training starts.
+
+    Args:
+        options: the training options.
+        validation_cases: cases the final validation will predict.
+
+    Returns:
+        One log line.
+    """
+    validation = (f"the final validation of {validation_cases} case(s) (prediction mode {options.validation_mode}) "
+                  "runs after it" if options.final_validation and validation_cases else "no final validation")
+    if options.time_budget_s is None:
+        return f"no time budget: {options.epochs} epochs, then {validation}"
+    return f"time budget {options.time_budget_s:.0f} s covers training only; {validation}"
 
 
 def _rank_device(device: torch.device, context: ddp.DistributedContext) -> torch.device:

@@ -41,6 +41,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
         The validation folder.
     """
     from autolung.inference.cv_outputs import save_cv_probabilities
+    from autolung.inference.levers import body_threshold
     from autolung.inference.sliding_window import predict_sliding_window
     from autolung.io.geometry import ImageGeometry
     from autolung.io.images import write_image
@@ -55,6 +56,11 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
     predictor_net = SoftmaxAsSigmoidLogits(network) if options.loss == "ce_dice" else network
     dataset = PreprocessedDataset(inputs.case_folder)
     precision = "bfloat16" if _uses_bf16(device, options) else "float32"
+    chosen = validation_levers(options.validation_mode, device, config.dim)
+    levers = chosen.levers
+    logger.info("final validation of %d case(s), after the training budget: %s", len(inputs.val_cases),
+                chosen.explain())
+    threshold = body_threshold(config.normalization)
     digest = plans.digest()
     for index, case_id in enumerate(inputs.val_cases):
         data, _, properties = dataset.load(case_id, mmap=True)
@@ -65,8 +71,10 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
             data = with_previous_stage(data, np.load(inputs.previous_stage / f"{case_id}.npy"),
                                        inputs.previous_labels)
         probabilities = predict_sliding_window(predictor_net, data, config.patch_size,
-                                               mirror_axes=_mirror_axes(config.dim), device=device,
-                                               precision=precision)
+                                               step_size=levers.step_size, mirror_axes=levers.mirror_axes,
+                                               device=device, precision=precision, body_threshold=threshold,
+                                               crop_to_body=levers.crop_to_body,
+                                               skip_empty_windows=levers.skip_empty_windows)
         restored = restore_to_original(probabilities, properties, config)
         geometry = ImageGeometry.from_json(properties["original_geometry"])
         labels = plans.region_mapping.probabilities_to_labels(restored)
@@ -77,7 +85,8 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
     model = {"configuration": config.name, "folds": [int(fold) if fold.isdigit() else fold], "source": str(inputs.fold_folder),
              "plans_digest": digest, "checkpoint": options.validation_checkpoint}
     write_json_atomic(folder / PREDICTIONS_RECORD, predictions_record(
-        [model], {"step_size": 0.5, "mirror": True, "precision": precision, "postprocessing": None},
+        [model], {**chosen.record(), "mirror": bool(levers.mirror_axes), "precision": precision,
+                  "postprocessing": None},
         list(inputs.val_cases)))
     _evaluate(folder, data_root, dataset_name, plans, list(inputs.val_cases))
     return folder
@@ -89,9 +98,25 @@ def _uses_bf16(device: torch.device, options: TrainingOptions) -> bool:
     return autocast_dtype(device, options.precision) == torch.bfloat16
 
 
-def _mirror_axes(dim: int) -> tuple[int, ...]:
-    # 2D networks see (y, x) slices; mirroring z would only reorder slices.
-    return (1, 2) if dim == 2 else (0, 1, 2)
+def validation_levers(mode: str, device: torch.device, dim: int):
+    """The levers of the final validation: ``mode``'s, with 2D networks mirrored in (y, x) only.
+
+    Args:
+        mode: "fast", "full" or "auto".
+        device: where validation runs.
+        dim: 2 or 3.
+
+    Returns:
+        The :class:`~autolung.inference.levers.ResolvedLevers`.
+    """
+    from autolung.inference.levers import resolve_levers
+
+    chosen = resolve_levers(mode, torch.device(device).type)
+    if dim == 2 and 0 in chosen.levers.mirror_axes:
+        # 2D networks see (y, x) slices; mirroring z would only reorder slices.
+        axes = tuple(a for a in chosen.levers.mirror_axes if a != 0)
+        chosen = resolve_levers(mode, torch.device(device).type, mirror_axes=axes)
+    return chosen
 
 
 def _evaluate(folder: Path, data_root: DataRoot, dataset_name: str, plans: object, case_ids: list[str]) -> None:

@@ -23,7 +23,7 @@ def demo(
     device: str = typer.Option("auto", "--device", help="cpu, cuda, mps or auto."),
     disable_tta: bool = typer.Option(False, "--disable-tta", help="Predict without test-time mirroring."),
     num_processes: int = typer.Option(2, "-np", "--num-processes", help="Preprocessing processes."),
-    planner: str = typer.Option("cpu", "--planner", help="cpu (slim U-Net for CPUs) or default (GPU-sized)."),
+    planner: str = typer.Option("cpu", "--planner", help="cpu (slim U-Net for CPUs), auto (sized to the device and budget) or default (GPU-sized)."),
 ) -> None:
     """Write demo data, plan, preprocess, train 3d_fullres fold 0, predict unseen cases, evaluate."""
     from autolung.demo import DemoOptions, run_demo

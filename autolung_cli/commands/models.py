@@ -52,15 +52,22 @@ def export_model_command(
     _console.print(f"exported {', '.join(names)} to {output}")
 
 
-@app.command("install_model", help="Verify a model bundle and install it into <root>/results/.")
+@app.command("install_model", help="Verify a model bundle, or translate an nnU-Net v2 model folder or zip, "
+                                   "and install it into <root>/results/.",
+             cls=multi_value_command("-c", "--configuration", "-f", "--folds"))
 def install_model_command(
-    bundle: Path = typer.Argument(..., help="The model zip."),
+    bundle: Path = typer.Argument(..., help="The model zip, or an nnU-Net v2 model folder "
+                                            "(<trainer>__<plans>__<configuration>/, or a folder of them) or export zip."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace installed configurations."),
+    configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",
+                                                       help="nnU-Net models: configuration(s) to install; default: all."),
+    folds: Optional[List[int]] = typer.Option(None, "-f", "--folds",
+                                              help="nnU-Net models: folds to install; default: every fold."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung.inference.bundle import install_model
+    from autolung import api
 
-    destination = install_model(bundle, data_root(root).results, overwrite)
+    destination = api.install_model(bundle, data_root(root), overwrite, configurations or None, folds or None)
     _console.print(f"installed into {destination}")
 
 

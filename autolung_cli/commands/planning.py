@@ -98,16 +98,21 @@ def plan(
     explain: bool = typer.Option(False, "--explain", help="Print every decision and the rule that made it."),
     num_processes: int = typer.Option(2, "-np", "--num-processes", min=1,
                                       help="Worker processes if the fingerprint must be computed."),
+    time_budget: Optional[str] = typer.Option(
+        None, "--time-budget", help="Training budget the plan is sized for (planner auto), e.g. 5m, 1h."),
+    device: str = typer.Option("auto", "--device", help="Device training will run on (planner auto): auto, cpu, cuda, mps."),
 ) -> None:
     """Plan configurations (2d, 3d_fullres, 3d_lowres + 3d_cascade_fullres) from the fingerprint."""
     from autolung.planning.explain import format_explanation
     from autolung.planning.run import plan_dataset
+    from autolung.training.options import parse_duration
 
     overrides = parse_overrides(patch_size, batch_size, target_spacing, configurations)
+    budget_s = parse_duration(time_budget) if time_budget else None
     resolved = data_root(root)
     folder = dataset_folder(dataset, resolved)
     plans = plan_dataset(folder, resolved, planner=planner, gpu_memory_gb=gpu_memory_gb, overrides=overrides,
-                         num_processes=num_processes, progress=True)
+                         num_processes=num_processes, progress=True, device=device, time_budget_s=budget_s)
     if explain:
         typer.echo(format_explanation(plans), nl=False)
     else:

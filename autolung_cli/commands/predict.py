@@ -69,6 +69,18 @@ def _ending(output_format: Optional[str]) -> Optional[str]:
     return FORMAT_ENDINGS[output_format]
 
 
+def _mirror_axes(value: Optional[str]) -> Optional[tuple[int, ...]]:
+    """``zyx``, ``x``, ``yx`` or ``none`` as array axes (0=z, 1=y, 2=x)."""
+    if value is None:
+        return None
+    letters = value.strip().lower()
+    if letters == "none":
+        return ()
+    if not letters or any(letter not in "zyx" for letter in letters):
+        raise InvalidInputError(f"--mirror-axes takes letters of zyx or none, got {value!r}")
+    return tuple(sorted({"zyx".index(letter) for letter in letters}))
+
+
 @app.command("predict", help="Segment images with trained models (folds averaged, test-time mirroring).",
              cls=multi_value_command("-c", "--configuration", "-f", "--folds"))
 def predict_command(
@@ -86,7 +98,19 @@ def predict_command(
     planner: str = typer.Option("default", "--planner", help="Planner of the trained configuration."),
     model: Optional[Path] = typer.Option(None, "--model", help="Model bundle (.zip) or extracted model folder."),
     disable_tta: bool = typer.Option(False, "--disable-tta", help="No test-time mirroring (about 8x faster in 3D)."),
-    step_size: float = typer.Option(0.5, "--step-size", help="Window stride as a fraction of the patch."),
+    step_size: Optional[float] = typer.Option(None, "--step-size",
+                                              help="Window stride as a fraction of the patch (default: the mode's, 0.5)."),
+    mode: str = typer.Option("auto", "--mode", help="full (every mirroring, step 0.5, whole volume: the reference), "
+                                                    "fast (body crop, empty windows skipped, no mirroring) or auto "
+                                                    "(the device's default; the log says which and why)."),
+    mirror_axes: Optional[str] = typer.Option(None, "--mirror-axes",
+                                              help="Axes to mirror at test time, e.g. zyx, x or none "
+                                                   "(default: the mode's)."),
+    crop_to_body: Optional[bool] = typer.Option(None, "--crop-to-body/--no-crop-to-body",
+                                                help="Tile only the body's bounding box (CT; default: the mode's)."),
+    skip_empty_windows: Optional[bool] = typer.Option(
+        None, "--skip-empty-windows/--no-skip-empty-windows",
+        help="Skip windows without a body voxel (CT; default: the mode's)."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write <case>.npz."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."),
     output_format: Optional[str] = typer.Option(None, "--format",
@@ -132,10 +156,12 @@ def predict_command(
         api.check_dicom_output(input_path, "dicom-seg")
     configurations = split_values(configurations)
     fold_numbers = [_fold(v) for v in split_values(folds)] or None
-    options = PredictionOptions(step_size=step_size, mirror=not disable_tta, window_batch_size=batch_windows,
-                                device=device, precision=precision, save_probabilities=save_probabilities,
-                                output_ending=_ending(output_format), overwrite=overwrite, overlays=overlays,
-                                num_parts=num_parts, part_id=part_id)
+    options = PredictionOptions(step_size=step_size, mirror=False if disable_tta else None,
+                                window_batch_size=batch_windows, device=device, precision=precision,
+                                save_probabilities=save_probabilities, output_ending=_ending(output_format),
+                                overwrite=overwrite, overlays=overlays, mode=mode,
+                                mirror_axes=_mirror_axes(mirror_axes), crop_to_body=crop_to_body,
+                                skip_empty_windows=skip_empty_windows, num_parts=num_parts, part_id=part_id)
     resolved_root = data_root(root) if dataset or model is None else None
     name = _results_name(dataset, resolved_root) if dataset and resolved_root else None
     with contextlib.ExitStack() as stack:

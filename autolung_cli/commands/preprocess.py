@@ -75,14 +75,19 @@ def plan_and_preprocess_command(
     clean: bool = typer.Option(False, "--clean", help="Recompute the fingerprint even if one exists."),
     root: Optional[Path] = root_option(),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars."),
+    time_budget: Optional[str] = typer.Option(
+        None, "--time-budget", help="Training budget the plan is sized for (planner auto), e.g. 5m, 1h."),
+    device: str = typer.Option("auto", "--device", help="Device training will run on (planner auto): auto, cpu, cuda, mps."),
 ) -> None:
     from autolung.planning.overrides import parse_overrides
     from autolung.planning.run import plan_dataset
+    from autolung.training.options import parse_duration
 
     data = data_root(root)
     folder = dataset_folder(dataset, data)
     # Parse overrides before any long step, so a typo fails at once.
     overrides = parse_overrides(patch_size=patch_size, batch_size=batch_size, target_spacing=target_spacing)
+    budget_s = parse_duration(time_budget) if time_budget else None
     if verify:
         _verify_or_exit(folder)
     if clean or not data.fingerprint_file(folder.name).is_file():
@@ -90,7 +95,8 @@ def plan_and_preprocess_command(
 
         fingerprint_dataset(folder, data, num_processes=num_processes, progress=not no_progress)
     plans = plan_dataset(folder, data, planner=planner, gpu_memory_gb=gpu_memory_gb,
-                         overrides=None if overrides.is_empty() else overrides, num_processes=num_processes)
+                         overrides=None if overrides.is_empty() else overrides, num_processes=num_processes,
+                         device=device, time_budget_s=budget_s)
     typer.echo(f"planned {', '.join(plans.configurations)} -> {data.plans_file(folder.name, planner)}")
     summary = preprocess_dataset(folder, data, _split_names(configurations), num_processes, planner,
                                  progress=not no_progress)

@@ -34,7 +34,8 @@ def train(
     iters_per_epoch: int = typer.Option(250, "--iters-per-epoch", help="Training iterations per epoch."),
     val_iters: int = typer.Option(50, "--val-iters", help="Validation iterations per epoch."),
     time_budget: Optional[str] = typer.Option(
-        None, "--time-budget", help="Fit the whole schedule into this wall-clock time, e.g. 90s, 30m, 1.5h."),
+        None, "--time-budget", help="Fit the whole schedule into this wall-clock time, e.g. 90s, 30m, 1.5h "
+                                    "(default: the budget the plan was sized for, if any)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, mps or auto."),
     num_workers: Optional[int] = typer.Option(
         None, "--num-workers", help="Augmentation worker processes (0 = in-process; default from the core count)."),
@@ -56,7 +57,13 @@ def train(
                                   help="Final validation with checkpoint_best.pt instead of the final weights."),
     disable_checkpointing: bool = typer.Option(False, "--disable-checkpointing",
                                                help="Write no checkpoint (experiments; cannot resume or predict)."),
+    validation_mode: str = typer.Option("fast", "--validation-mode",
+                                        help="Prediction mode of the final validation: fast, full or auto "
+                                             "(see predict --mode). It runs after --time-budget."),
     root: Optional[Path] = root_option(),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1,
+                                          help="torch threads (default: all cores not used by workers)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override the plan's batch size."),
 ) -> None:
     """Train one fold: autolung train -d Dataset -c 3d_fullres -f 0."""
     from autolung.training.options import TrainingOptions, parse_duration
@@ -69,10 +76,11 @@ def train(
         epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
         time_budget_s=parse_duration(time_budget) if time_budget else None, device=device, num_workers=num_workers,
         resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
-        num_gpus=num_gpus, final_validation=not no_validation, progress_bar=True,
-        checkpointing=not disable_checkpointing, validation_only=val_only,
+        num_gpus=num_gpus, final_validation=not no_validation, validation_mode=validation_mode,
+        progress_bar=True, checkpointing=not disable_checkpointing, validation_only=val_only,
         validation_checkpoint="best" if val_best else "final",
-        pretrained_weights=str(pretrained_weights) if pretrained_weights else None)
+        pretrained_weights=str(pretrained_weights) if pretrained_weights else None,
+        num_threads=threads, batch_size=batch_size)
     folder = train_fold(resolved_root, name, configuration, parse_fold(fold), options,
                         distributed=_distributed_from_environment())
     typer.echo(f"{'validated' if val_only else 'trained'} {configuration} fold {fold}: {folder}")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
 from autolung.paths import DataRoot
+from autolung.provenance import PREDICTIONS_RECORD
 from autolung.training.options import TrainingOptions
 from autolung.training.run import train_fold
 
@@ -12,7 +14,7 @@ from conftest import write_tiny_msd
 
 
 @pytest.mark.slow
-def test_raw_to_validation_predictions_and_summary(data_root: DataRoot):
+def test_raw_to_validation_predictions_and_summary(data_root: DataRoot, caplog):
     from autolung.fingerprint.run import fingerprint_dataset
     from autolung.planning.plans import Plans
     from autolung.planning.run import plan_dataset
@@ -27,12 +29,42 @@ def test_raw_to_validation_predictions_and_summary(data_root: DataRoot):
     plans.save(data_root.plans_file("Tiny_CT"))
     preprocess_dataset(dataset, data_root, ["3d_fullres"], 1, progress=False)
 
-    options = TrainingOptions(epochs=1, iters_per_epoch=2, val_iters=1, device="cpu", num_workers=0, num_threads=1)
-    folder = train_fold(data_root, "Tiny_CT", "3d_fullres", 0, options)
+    options = TrainingOptions(epochs=1, iters_per_epoch=2, val_iters=1, device="cpu", num_workers=0, num_threads=1,
+                              time_budget_s=600)
+    with caplog.at_level(logging.INFO):
+        folder = train_fold(data_root, "Tiny_CT", "3d_fullres", 0, options)
+    assert "time budget 600 s covers training only; the final validation of 1 case(s)" in caplog.text
+    assert "final validation took" in caplog.text and "prediction mode fast" in caplog.text
     splits = json.loads(data_root.splits_file("Tiny_CT").read_text())
     validation = folder / "validation"
     for case_id in splits[0]["val"]:
         assert (validation / f"{case_id}.nii.gz").is_file() and (validation / f"{case_id}.npz").is_file()
+    record = json.loads((validation / PREDICTIONS_RECORD).read_text())
+    assert record["options"]["mode"] == "fast" and record["options"]["mirror"] is False
+    assert record["options"]["crop_to_body"] and record["options"]["skip_empty_windows"]
     summary = json.loads((validation / "summary.json").read_text())
     assert summary["num_cases"] == len(splits[0]["val"])
     assert (folder.parent / "fingerprint.json").is_file()
+
+
+def test_validation_levers_follow_the_mode_and_2d_never_mirrors_z():
+    import torch
+
+    from autolung.training.validation import validation_levers
+
+    fast = validation_levers("fast", torch.device("cpu"), 3).levers
+    assert fast.mirror_axes == () and fast.crop_to_body and fast.skip_empty_windows
+    assert validation_levers("full", torch.device("cpu"), 2).levers.mirror_axes == (1, 2)
+    assert validation_levers("full", torch.device("cpu"), 3).levers.mirror_axes == (0, 1, 2)
+
+
+def test_budget_statement_says_what_the_budget_covers():
+    from autolung.errors import AutolungError
+    from autolung.training.run import budget_statement
+
+    line = budget_statement(TrainingOptions(time_budget_s=600), 3)
+    assert line == ("time budget 600 s covers training only; the final validation of 3 case(s) "
+                    "(prediction mode fast) runs after it")
+    assert "no final validation" in budget_statement(TrainingOptions(time_budget_s=60, final_validation=False), 3)
+    with pytest.raises(AutolungError, match="validation_mode"):
+        TrainingOptions(validation_mode="quick")

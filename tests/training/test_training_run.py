@@ -105,6 +105,14 @@ def test_time_budget_stops_training_and_decays_lr(root):
     assert records[-1]["lr"] < records[0]["lr"] or len(records) == 1
 
 
+def test_epoch_cut_by_the_budget_validates_only_its_share(root):
+    folder = train_fold(root, DATASET, "3d_fullres", 1, fast_options(epochs=10, iters_per_epoch=100_000, val_iters=50,
+                                                                      time_budget_s=1.0, plot_every=1000))
+    state = torch.load(folder / "checkpoint_final.pt", weights_only=True)["trainer_state"]
+    assert state["epoch"] == 1 and state["train_batches"] < 100_000
+    assert 1 <= state["val_batches"] <= 1 + 50 * state["train_batches"] // 100_000
+
+
 @pytest.mark.slow
 def test_2d_configuration_with_ce_dice(tmp_path):
     root = DataRoot(tmp_path)

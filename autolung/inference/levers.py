@@ -1,0 +1,208 @@
+"""Prediction modes and the speed levers they set: where the body is, which windows run, mirroring, stride.
+
+Two named modes:
+
+* ``full``: the reference, today's behaviour since the first release: every mirroring (8 passes in
+  3D), step 0.5, the whole volume tiled, no window skipped.
+* ``fast``: the body crop and window skipping (both exact where the network runs, see below) and
+  no test-time mirroring, step 0.5. Measured on whole NSCLC chest CTs in docs/benchmarks.md.
+
+``auto`` picks one per device (:data:`DEFAULT_MODE_BY_DEVICE`), and every lever can still be set
+on its own; :func:`resolve_levers` says which came from where, and the predictor logs it.
+
+Body crop: on CT (``ct`` normalization) voxels above :data:`BODY_THRESHOLD_HU` are tissue; each
+axial slice's tissue is hole-filled (the lungs, darker than the threshold, lie inside the chest
+wall) to give the body mask. The crop is the body's bounding box plus a margin, grown to at least
+one patch, on the network grid; the sliding window tiles only the crop and everything outside is
+background (probability 0). The predictor restores the full network grid before resampling, so
+the mask keeps the input's exact geometry.
+
+Window skipping: windows that hold no body voxel (all air around the body) are not run; a voxel
+no run window covers is background, a voxel that only run windows cover gets exactly the value
+the full tiling gives it.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MODES = ("auto", "full", "fast")
+ALL_AXES = (0, 1, 2)
+# Air is about -1000 HU, fat about -100, lung parenchyma -700 to -900 (inside the body, filled).
+BODY_THRESHOLD_HU = -500.0
+# Voxels of context kept around the body's bounding box on the network grid.
+BODY_MARGIN = 4
+
+
+@dataclass(frozen=True)
+class Levers:
+    """Concrete prediction settings.
+
+    Attributes:
+        step_size: window stride as a fraction of the patch.
+        mirror_axes: array axes (0=z, 1=y, 2=x) mirrored at test time; () for none.
+        crop_to_body: tile only the body's bounding box (CT only).
+        skip_empty_windows: do not run windows without a body voxel (CT only).
+    """
+
+    step_size: float
+    mirror_axes: tuple[int, ...]
+    crop_to_body: bool
+    skip_empty_windows: bool
+
+
+MODE_LEVERS = {
+    "full": Levers(step_size=0.5, mirror_axes=ALL_AXES, crop_to_body=False, skip_empty_windows=False),
+    "fast": Levers(step_size=0.5, mirror_axes=(), crop_to_body=True, skip_empty_windows=True),
+}
+
+# "auto" on each device type. GPUs run every mirroring of a whole CT in seconds; on a CPU the
+# choice follows the whole-CT benchmark (docs/benchmarks.md, benchmarks/whole_ct.py).
+DEFAULT_MODE_BY_DEVICE = {"cpu": "full", "cuda": "full", "mps": "full"}
+DEFAULT_MODE_REASON = {
+    "cpu": "the CPU default until fast mode is shown within 0.01 mean Dice of full on whole CTs "
+           "(docs/benchmarks.md); mode fast runs about 10% of its network passes",
+    "cuda": "the GPU default: every mirroring costs seconds there",
+    "mps": "the GPU default: every mirroring costs seconds there",
+}
+
+
+@dataclass(frozen=True)
+class ResolvedLevers:
+    """Levers chosen for one run, with the reasons, for the log and the predictions record.
+
+    Attributes:
+        mode: "full" or "fast".
+        levers: the settings used.
+        reasons: one line per decision.
+    """
+
+    mode: str
+    levers: Levers
+    reasons: list[str] = field(default_factory=list)
+
+    def explain(self) -> str:
+        """One log line: mode, every lever, and why."""
+        lever = self.levers
+        settings = (f"step_size={lever.step_size}, mirror_axes={list(lever.mirror_axes)}, "
+                    f"crop_to_body={lever.crop_to_body}, skip_empty_windows={lever.skip_empty_windows}")
+        return f"prediction mode {self.mode} ({settings}): " + "; ".join(self.reasons)
+
+    def record(self) -> dict:
+        """The settings as JSON-ready values."""
+        lever = self.levers
+        return {"mode": self.mode, "step_size": lever.step_size, "mirror_axes": list(lever.mirror_axes),
+                "crop_to_body": lever.crop_to_body, "skip_empty_windows": lever.skip_empty_windows}
+
+
+def resolve_levers(mode: str, device_type: str, step_size: float | None = None,
+                   mirror_axes: Sequence[int] | None = None, crop_to_body: bool | None = None,
+                   skip_empty_windows: bool | None = None) -> ResolvedLevers:
+    """The mode's levers, with any lever given explicitly taking precedence.
+
+    Args:
+        mode: "auto", "full" or "fast".
+        device_type: "cpu", "cuda", ...; decides what "auto" means.
+        step_size: overrides the mode's stride when not None.
+        mirror_axes: overrides the mode's mirroring when not None (() disables it).
+        crop_to_body: overrides the mode's body crop when not None.
+        skip_empty_windows: overrides the mode's window skipping when not None.
+
+    Returns:
+        The resolved levers and why each was chosen.
+
+    Raises:
+        ValueError: an unknown mode, a step size outside (0, 1] or a mirror axis outside 0-2.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    reasons = []
+    if mode == "auto":
+        mode = DEFAULT_MODE_BY_DEVICE.get(device_type, "full")
+        reasons.append(f"mode auto on {device_type}: {mode}, "
+                       + DEFAULT_MODE_REASON.get(device_type, "no measured default for this device"))
+    else:
+        reasons.append(f"mode {mode} as asked")
+    levers = MODE_LEVERS[mode]
+    overrides = {"step_size": step_size, "mirror_axes": None if mirror_axes is None else tuple(sorted(set(
+        int(a) for a in mirror_axes))), "crop_to_body": crop_to_body, "skip_empty_windows": skip_empty_windows}
+    changed = {name: value for name, value in overrides.items() if value is not None}
+    if changed.get("step_size") is not None and not 0 < changed["step_size"] <= 1:
+        raise ValueError(f"step_size must be in (0, 1], got {changed['step_size']}")
+    if any(axis not in ALL_AXES for axis in changed.get("mirror_axes", ())):
+        raise ValueError(f"mirror_axes must be among {ALL_AXES}, got {list(changed['mirror_axes'])}")
+    if changed:
+        reasons.append("set explicitly: " + ", ".join(f"{name}={value}" for name, value in changed.items()))
+        levers = Levers(**{**levers.__dict__, **changed})
+    return ResolvedLevers(mode, levers, reasons)
+
+
+def body_threshold(normalization: Sequence[object]) -> float | None:
+    """The body threshold in network-input units, or None where the body cannot be found by intensity.
+
+    Only the first channel is used, and only with ``ct`` normalization: its units are known
+    Hounsfield units mapped by ``(clip(x) - mean) / std``.
+
+    Args:
+        normalization: the configuration's per-channel :class:`NormalizationPlan` list.
+
+    Returns:
+        A threshold on channel 0 of the preprocessed data, or None.
+    """
+    if not normalization:
+        return None
+    plan = normalization[0]
+    if getattr(plan, "scheme", None) != "ct" or None in (plan.clip_low, plan.clip_high, plan.mean, plan.std):
+        return None
+    hounsfield = min(max(BODY_THRESHOLD_HU, float(plan.clip_low)), float(plan.clip_high))
+    return (hounsfield - float(plan.mean)) / max(float(plan.std), 1e-8)
+
+
+def body_mask(channel: np.ndarray, threshold: float) -> np.ndarray:
+    """Voxels of the body: above ``threshold``, with each axial slice's holes filled.
+
+    Args:
+        channel: ``(Z, Y, X)`` preprocessed intensities.
+        threshold: from :func:`body_threshold`.
+
+    Returns:
+        bool ``(Z, Y, X)``.
+    """
+    from scipy.ndimage import binary_fill_holes
+
+    mask = channel > threshold
+    for index in range(mask.shape[0]):
+        if mask[index].any():
+            mask[index] = binary_fill_holes(mask[index])
+    return mask
+
+
+def body_box(mask: np.ndarray, patch: Sequence[int], margin: int = BODY_MARGIN) -> tuple[slice, ...] | None:
+    """Bounding box of ``mask`` plus ``margin``, grown to at least ``patch`` where the volume allows.
+
+    Args:
+        mask: bool ``(Z, Y, X)`` body mask.
+        patch: window shape ``(pz, py, px)``.
+        margin: voxels added on each side.
+
+    Returns:
+        Slices into the volume, or None when the mask is empty.
+    """
+    if not mask.any():
+        return None
+    box = []
+    for axis, (size, length) in enumerate(zip(mask.shape, patch)):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        begin, end = max(0, int(present[0]) - margin), min(size, int(present[-1]) + 1 + margin)
+        wanted = min(length, size)
+        if end - begin < wanted:
+            begin = min(max(0, begin - (wanted - (end - begin)) // 2), size - wanted)
+            end = begin + wanted
+        box.append(slice(begin, end))
+    return tuple(box)

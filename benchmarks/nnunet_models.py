@@ -1,0 +1,300 @@
+"""Running real nnU-Net v2 models: ``autolung predict --model`` against ``nnUNetv2_predict -device cpu``.
+
+For each network kind, nnU-Net v2 2.8.1 (the reference environment, ``../shared/reference``) is
+trained briefly on a real set; both tools then predict the same held-out cases (nnU-Net's own
+fold-0 validation split: other patients than the training cases) from the same model folder:
+
+- 2D plain U-Net: FindingLungs2D (``2d``, nnUNetPlans);
+- 3D plain U-Net: Task04_Hippocampus (``3d_fullres``, nnUNetPlans);
+- 3D ResEnc M: Task04_Hippocampus (``3d_fullres``, nnUNetResEncUNetMPlans).
+
+Training is deliberately short (a trainer subclass with few epochs and iterations, written into the
+reference environment): the comparison is about running the same weights, not about their quality.
+
+Figures per kind, with the same TTA setting on both sides, autolung in float32:
+
+- mask agreement on foreground voxels (voxels that either tool calls foreground; 1.0 with a count of
+  0 when neither predicts any foreground);
+- largest absolute probability difference (nnU-Net's saved ``.npz`` against autolung's float32
+  probabilities from the library, both on the original grid);
+- mean foreground Dice of each against the reference labels;
+- wall time of each command (whole run: start-up, reading, preprocessing, prediction, writing) and
+  the ratio autolung / nnU-Net.
+
+Usage::
+
+    /work/shared/reference/setup_nnunet.sh /work/nnunet_venv
+    NNUNET_VENV=/work/nnunet_venv python benchmarks/nnunet_models.py --work /tmp/nnunet_models --cases 5
+
+The work folder keeps nnU-Net's raw/preprocessed/results folders, so a rerun skips finished training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+NNUNET_VENV = Path(os.environ.get("NNUNET_VENV", "~/.cache/nnunet-reference-venv")).expanduser()
+TRAINER = "nnUNetTrainer_autolungShort"
+TRAINER_SOURCE = '''# Written by autolung's benchmarks/nnunet_models.py: a short nnU-Net training for the comparison.
+import os
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class nnUNetTrainer_autolungShort(nnUNetTrainer):
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = int(os.environ.get("AUTOLUNG_NNUNET_EPOCHS", "3"))
+        self.num_iterations_per_epoch = int(os.environ.get("AUTOLUNG_NNUNET_ITERATIONS", "20"))
+        self.num_val_iterations_per_epoch = 2
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        pass
+'''
+
+
+@dataclass
+class Kind:
+    """One network kind to compare."""
+
+    name: str
+    dataset_id: int
+    dataset: str
+    configuration: str
+    plans: str
+    planner: str | None = None  # nnUNetv2_plan_experiment -pl, for non-default plans
+
+
+KINDS = [
+    Kind("2D plain U-Net, FindingLungs2D", 901, "Dataset901_FindingLungs2D", "2d", "nnUNetPlans"),
+    Kind("3D plain U-Net, Hippocampus", 902, "Dataset902_Hippocampus", "3d_fullres", "nnUNetPlans"),
+    Kind("3D ResEnc M, Hippocampus", 902, "Dataset902_Hippocampus", "3d_fullres", "nnUNetResEncUNetMPlans",
+         "nnUNetPlannerResEncM"),
+]
+
+
+def _env(work: Path, threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(nnUNet_raw=str(work / "raw"), nnUNet_preprocessed=str(work / "preprocessed"),
+               nnUNet_results=str(work / "results"), OMP_NUM_THREADS=str(threads), nnUNet_n_proc_DA="1",
+               AUTOLUNG_NNUNET_EPOCHS=env.get("AUTOLUNG_NNUNET_EPOCHS", "3"),
+               AUTOLUNG_NNUNET_ITERATIONS=env.get("AUTOLUNG_NNUNET_ITERATIONS", "20"))
+    return env
+
+
+def _run(command: list[str], env: dict[str, str]) -> float:
+    """Run a command, fail loudly, return its wall time in seconds."""
+    start = time.perf_counter()
+    completed = subprocess.run(command, env=env, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
+    return time.perf_counter() - start
+
+
+def _install_trainer() -> None:
+    site = next((NNUNET_VENV / "lib").glob("python3*/site-packages"))
+    target = site / "nnunetv2" / "training" / "nnUNetTrainer" / f"{TRAINER}.py"
+    if not target.is_file() or target.read_text() != TRAINER_SOURCE:
+        target.write_text(TRAINER_SOURCE)
+
+
+def _prepare_raw(work: Path, env: dict[str, str]) -> None:
+    raw = work / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    lungs = raw / "Dataset901_FindingLungs2D"
+    if not lungs.exists():
+        lungs.symlink_to(DATA / "FindingLungs2D")
+    if not (raw / "Dataset902_Hippocampus").exists():
+        # nnU-Net's MSD converter refuses a task without imagesTs; the shared folder stays untouched.
+        source = work / "msd" / "Task04_Hippocampus"
+        (source / "imagesTs").mkdir(parents=True, exist_ok=True)
+        for name in ("imagesTr", "labelsTr"):
+            if not (source / name).exists():
+                (source / name).symlink_to(DATA / "Task04_Hippocampus" / name)
+        shutil.copy(DATA / "Task04_Hippocampus" / "dataset.json", source / "dataset.json")
+        _run([str(NNUNET_VENV / "bin" / "nnUNetv2_convert_MSD_dataset"), "-i", str(source), "-overwrite_id", "902",
+              "-np", "1"], env)
+
+
+def model_folder(work: Path, kind: Kind) -> Path:
+    return work / "results" / kind.dataset / f"{TRAINER}__{kind.plans}__{kind.configuration}"
+
+
+def _train(work: Path, kind: Kind, env: dict[str, str]) -> None:
+    """Plan, preprocess and train fold 0 briefly, unless a finished checkpoint exists."""
+    if (model_folder(work, kind) / "fold_0" / "checkpoint_final.pth").is_file():
+        return
+    bin_ = NNUNET_VENV / "bin"
+    plans_file = work / "preprocessed" / kind.dataset / f"{kind.plans}.json"
+    if not plans_file.is_file():
+        if kind.planner:
+            if not (work / "preprocessed" / kind.dataset / "dataset_fingerprint.json").is_file():
+                _run([str(bin_ / "nnUNetv2_extract_fingerprint"), "-d", str(kind.dataset_id), "-np", "1"], env)
+            _run([str(bin_ / "nnUNetv2_plan_experiment"), "-d", str(kind.dataset_id), "-pl", kind.planner], env)
+            # ResEnc M plans batch 58 for a 24 GB GPU; on 2 CPU cores one such step takes minutes. The
+            # batch size only changes training, not how the trained network predicts.
+            plans = json.loads(plans_file.read_text())
+            plans["configurations"][kind.configuration]["batch_size"] = 2
+            plans_file.write_text(json.dumps(plans, indent=2))
+        else:
+            _run([str(bin_ / "nnUNetv2_plan_and_preprocess"), "-d", str(kind.dataset_id), "-c", kind.configuration,
+                  "-np", "1"], env)
+    # ResEnc plans reuse the default plans' preprocessed data (same data_identifier): do not redo it.
+    identifier = json.loads(plans_file.read_text())["configurations"][kind.configuration].get(
+        "data_identifier", f"{kind.plans}_{kind.configuration}")
+    if not (work / "preprocessed" / kind.dataset / identifier).is_dir():
+        _run([str(bin_ / "nnUNetv2_preprocess"), "-d", str(kind.dataset_id), "-plans_name", kind.plans,
+              "-c", kind.configuration, "-np", "1"], env)
+    _run([str(bin_ / "nnUNetv2_train"), str(kind.dataset_id), kind.configuration, "0", "-tr", TRAINER,
+          "-p", kind.plans, "-device", "cpu"], env)
+
+
+def _test_cases(work: Path, kind: Kind, count: int) -> tuple[Path, list[str]]:
+    """Input folder with the first ``count`` cases of nnU-Net's fold-0 validation split (held-out patients)."""
+    splits = json.loads((work / "preprocessed" / kind.dataset / "splits_final.json").read_text())
+    cases = sorted(splits[0]["val"])[:count]
+    dataset = json.loads((work / "raw" / kind.dataset / "dataset.json").read_text())
+    ending = dataset["file_ending"]
+    folder = work / "inputs" / kind.dataset
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for case in cases:
+        shutil.copy(work / "raw" / kind.dataset / "imagesTr" / f"{case}_0000{ending}", folder)
+    return folder, cases
+
+
+def _read(path: Path) -> np.ndarray:
+    from autolung.io.images import read_label
+
+    return read_label(path)[0]
+
+
+def _dice(a: np.ndarray, b: np.ndarray, labels: list[int]) -> float:
+    scores = []
+    for label in labels:
+        x, y = a == label, b == label
+        total = x.sum() + y.sum()
+        scores.append(1.0 if total == 0 else 2.0 * np.logical_and(x, y).sum() / total)
+    return float(np.mean(scores))
+
+
+def _autolung_probabilities(model: Path, inputs: Path, mirror: bool, threads: int) -> dict[str, np.ndarray]:
+    """float32 probabilities on the original grid, straight from the library (the CLI stores float16)."""
+    import contextlib
+
+    import torch
+
+    from autolung.inference.inputs import discover_cases, read_input_case
+    from autolung.inference.predictor import PredictionOptions, predict_case_probabilities
+    from autolung.inference.sources import select_models
+
+    torch.set_num_threads(threads)
+    options = PredictionOptions(mirror=mirror, precision="float32")
+    result = {}
+    with contextlib.ExitStack() as stack:
+        models = select_models(stack, None, None, None, [0], model_path=model).models
+        for case in discover_cases(inputs):
+            image, geometry = read_input_case(case, len(models[0].plans.channel_names))
+            result[case.case_id] = predict_case_probabilities(image, geometry, models, options)
+    return result
+
+
+def compare(work: Path, kind: Kind, cases: int, mirror: bool, threads: int) -> dict:
+    env = _env(work, threads)
+    inputs, case_ids = _test_cases(work, kind, cases)
+    tag = "tta" if mirror else "notta"
+    out_nn, out_al = work / "out" / f"{kind.plans}_{kind.configuration}_{tag}_nnunet", \
+        work / "out" / f"{kind.plans}_{kind.configuration}_{tag}_autolung"
+    for folder in (out_nn, out_al):
+        shutil.rmtree(folder, ignore_errors=True)
+    tta = [] if mirror else ["--disable_tta"]
+    nnunet_s = _run([str(NNUNET_VENV / "bin" / "nnUNetv2_predict"), "-i", str(inputs), "-o", str(out_nn),
+                     "-d", str(kind.dataset_id), "-c", kind.configuration, "-tr", TRAINER, "-p", kind.plans,
+                     "-f", "0", "-device", "cpu", "--save_probabilities", "-npp", "1", "-nps", "1", *tta], env)
+    autolung_env = dict(env, PYTHONPATH=str(REPO))
+    autolung_s = _run([sys.executable, "-m", "autolung_cli", "predict", "-i", str(inputs), "-o", str(out_al),
+                       "--model", str(model_folder(work, kind)), "-f", "0", "--precision", "float32",
+                       "--threads", str(threads), "--no-progress", *([] if mirror else ["--disable-tta"])],
+                      autolung_env)
+    probabilities = _autolung_probabilities(model_folder(work, kind), inputs, mirror, threads)
+    dataset = json.loads((work / "raw" / kind.dataset / "dataset.json").read_text())
+    ending = dataset["file_ending"]
+    labels = [v for k, v in dataset["labels"].items() if k != "background" and isinstance(v, int)]
+    agree = union = 0
+    max_diff = inner_diff = 0.0
+    over, voxels = 0, 0
+    dice_nn, dice_al = [], []
+    for case in case_ids:
+        mask_nn, mask_al = _read(out_nn / f"{case}{ending}"), _read(out_al / f"{case}{ending}")
+        foreground = (mask_nn > 0) | (mask_al > 0)
+        agree += int((mask_nn[foreground] == mask_al[foreground]).sum())
+        union += int(foreground.sum())
+        with np.load(out_nn / f"{case}.npz") as saved:
+            reference = saved["probabilities"].astype(np.float32)
+        ours = probabilities[case]
+        difference = np.abs(reference.reshape(ours.shape) - ours)
+        max_diff = max(max_diff, float(difference.max()))
+        # nnU-Net accumulates in float16 with Gaussian weights that underflow near the volume's faces
+        # (patch borders): report the interior (>= 4 voxels from every face) separately.
+        inner = difference[(slice(None), *(slice(4, -4) if n > 8 else slice(None) for n in ours.shape[1:]))]
+        inner_diff = max(inner_diff, float(inner.max()))
+        over += int((difference > 1e-3).sum())
+        voxels += difference.size
+        truth = _read(work / "raw" / kind.dataset / "labelsTr" / f"{case}{ending}")
+        dice_nn.append(_dice(mask_nn, truth, labels))
+        dice_al.append(_dice(mask_al, truth, labels))
+    return {"kind": kind.name, "tta": mirror, "cases": len(case_ids),
+            "foreground_voxels": union, "foreground_agreement": agree / union if union else 1.0, "max_probability_difference": max_diff,
+            "max_probability_difference_interior": inner_diff, "share_over_1e-3": over / max(voxels, 1),
+            "dice_nnunet": float(np.mean(dice_nn)), "dice_autolung": float(np.mean(dice_al)),
+            "nnunet_s": nnunet_s, "autolung_s": autolung_s, "time_ratio": autolung_s / nnunet_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/autolung_nnunet_models"))
+    parser.add_argument("--cases", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--kinds", nargs="*", type=int, default=list(range(len(KINDS))),
+                        help="indices into KINDS (0: 2D, 1: 3D plain, 2: 3D ResEnc M)")
+    parser.add_argument("--tta", choices=("on", "off", "both"), default="both")
+    args = parser.parse_args()
+    if not (NNUNET_VENV / "bin" / "nnUNetv2_predict").is_file():
+        raise SystemExit(f"no nnU-Net reference environment at {NNUNET_VENV}; run ../shared/reference/setup_nnunet.sh")
+    args.work.mkdir(parents=True, exist_ok=True)
+    env = _env(args.work, args.threads)
+    _install_trainer()
+    _prepare_raw(args.work, env)
+    settings = {"on": [True], "off": [False], "both": [False, True]}[args.tta]
+    rows = []
+    for index in args.kinds:
+        kind = KINDS[index]
+        _train(args.work, kind, env)
+        for mirror in settings:
+            row = compare(args.work, kind, args.cases, mirror, args.threads)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print(f"\n{'kind':34s} {'TTA':4s} {'fg agree':>9s} {'max |dp|':>9s} {'interior':>9s} {'>1e-3':>8s} "
+          f"{'Dice nnU':>9s} {'Dice al':>8s} {'nnU-Net s':>9s} {'autolung s':>10s} {'ratio':>6s}")
+    for row in rows:
+        print(f"{row['kind']:34s} {'on' if row['tta'] else 'off':4s} {row['foreground_agreement']:9.5f} "
+              f"({row['foreground_voxels']} fg voxels) "
+              f"{row['max_probability_difference']:9.2e} {row['max_probability_difference_interior']:9.2e} "
+              f"{row['share_over_1e-3']:8.2e} {row['dice_nnunet']:9.4f} {row['dice_autolung']:8.4f} "
+              f"{row['nnunet_s']:9.1f} {row['autolung_s']:10.1f} {row['time_ratio']:6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,489 @@
+"""Benchmark: test Dice on held-out patients after a wall-clock training budget, autolung and nnU-Net v2.
+
+Usage::
+
+    .venv/bin/python benchmarks/time_to_accuracy.py run --set MSDLungTumourPatches2D --budget 5m
+        --tool autolung:auto [--tool autolung:cpu --tool nnunet] [--train-arg=--loss=ce_dice --variant ce]
+        [--fold 0] [--work /tmp/tta] [--nnunet-venv PATH] [--results benchmarks/results/time_to_accuracy.json]
+    .venv/bin/python benchmarks/time_to_accuracy.py report     # table + plot into docs/
+
+Protocol (issue 12), for one set, split fold and budget:
+
+1. The committed split ``benchmarks/splits/<set>.json`` (``benchmarks/make_splits.py``; by patient)
+   gives the train and test cases. The test cases are never seen by either tool before prediction.
+2. Inside the train part a tenth of the patients (at least one case) is the validation fold both tools
+   watch while training (autolung ``splits.json`` fold 0 and nnU-Net ``splits_final.json`` fold 0 hold the same
+   lists); nothing is chosen on it (both predict with their final checkpoint).
+3. autolung: ``autolung plan_and_preprocess`` (its planner; ``auto`` also gets ``--time-budget``),
+   ``autolung train -f 0 --time-budget B``, ``autolung predict -f 0`` on the test images.
+   nnU-Net: its own ``plan_and_preprocess`` and a trainer subclass (``nnUNetTrainer_autolungBudget``,
+   written into its package folder) that measures its first epochs and re-derives its epoch count and
+   poly schedule so training ends inside B; ``nnUNetv2_predict -f 0 -chk checkpoint_final.pth``.
+   JPEG sets are converted to PNG for nnU-Net (lossless: the decoded pixels are written as they are).
+4. Both predictions are scored against the test labels by ``autolung evaluate`` (same metric code).
+5. One record per run is appended to the results file (set, fold, budget, tool, variant, iterations,
+   training time, Dice per class, machine), so nnU-Net runs need running once per set, fold and budget.
+
+Planning and preprocessing are outside the budget for both tools (timed and recorded).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import make_splits  # noqa: E402
+
+DATA = REPO / ".." / "shared" / "data"
+RESULTS = REPO / "benchmarks" / "results" / "time_to_accuracy.json"
+FIGURE = REPO / "docs" / "figures" / "time_to_accuracy.png"
+DOC = REPO / "docs" / "benchmarks.md"
+DOC_BEGIN = "<!-- time_to_accuracy:begin -->"
+DOC_END = "<!-- time_to_accuracy:end -->"
+NNUNET_TRAINER = "nnUNetTrainer_autolungBudget"
+NNUNET_IDS = {"FindingLungs2D": 901, "COVID_Infection2D": 902, "MSDLungTumourPatches2D": 903, "CXR_Lungs2D": 904,
+              "Task04_Hippocampus": 905, "LIDCNodules3D": 906, "NSCLC_LungCT": 907}
+
+NNUNET_TRAINER_SOURCE = r'''
+import os
+import time
+
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class nnUNetTrainer_autolungBudget(nnUNetTrainer):
+    """nnUNetTrainer fitted into a wall-clock budget (autolung's time-to-accuracy benchmark).
+
+    After each epoch the epoch count is re-derived from the mean epoch time so far, and the poly
+    schedule's max_steps follows it, so the learning rate still decays to zero at the last epoch.
+    """
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.budget_s = float(os.environ["AUTOLUNG_BUDGET_S"])
+        self.num_iterations_per_epoch = int(os.environ.get("AUTOLUNG_ITERS", "250"))
+        self.num_val_iterations_per_epoch = int(os.environ.get("AUTOLUNG_VAL_ITERS", "50"))
+        self.num_epochs = 1000
+
+    def run_training(self):
+        self.on_train_start()
+        start = time.perf_counter()
+        while self.current_epoch < self.num_epochs:
+            self.on_epoch_start()
+            self.on_train_epoch_start()
+            train_outputs = [self.train_step(next(self.dataloader_train))
+                             for _ in range(self.num_iterations_per_epoch)]
+            self.on_train_epoch_end(train_outputs)
+            with torch.no_grad():
+                self.on_validation_epoch_start()
+                val_outputs = [self.validation_step(next(self.dataloader_val))
+                               for _ in range(self.num_val_iterations_per_epoch)]
+                self.on_validation_epoch_end(val_outputs)
+            done = self.current_epoch + 1
+            per_epoch = (time.perf_counter() - start) / done
+            fitted = max(done, int(self.budget_s // per_epoch))
+            if fitted != self.num_epochs:
+                self.num_epochs = fitted
+                self.lr_scheduler.max_steps = fitted
+            self.on_epoch_end()
+        self.on_train_end()
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        # The benchmark scores the test split; nnU-Net's own sliding-window pass over the
+        # validation fold is outside the protocol (40 s per 48x48 patch on the loaded CPU).
+        return
+'''
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def parse_budget(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match:
+        raise SystemExit(f"cannot read budget {text!r} (e.g. 300, 5m, 1h)")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def run(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> float:
+    """Run ``command`` (output to ``log_file``); its wall time; exit with the log tail on failure."""
+    start = time.perf_counter()
+    with open(log_file, "w") as handle:
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"failed (exit {result.returncode}): {' '.join(command)}\n{log_file.read_text()[-3000:]}")
+    return time.perf_counter() - start
+
+
+# ----------------------------------------------------------------------------------------- data layout
+class SetFiles:
+    """The files of one raw set (nnU-Net v2 raw or Decathlon layout) by case id."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.meta = json.loads((folder / "dataset.json").read_text())
+        self.decathlon = "training" in self.meta and "file_ending" not in self.meta
+        self.ending = ".nii.gz" if self.decathlon else self.meta["file_ending"]
+
+    def images(self, case: str) -> list[Path]:
+        if self.decathlon:
+            return [self.folder / "imagesTr" / f"{case}.nii.gz"]
+        return sorted((self.folder / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{self.ending}"))
+
+    def label(self, case: str) -> Path:
+        return self.folder / "labelsTr" / f"{case}{self.ending}"
+
+    def labels(self) -> dict[str, int]:
+        labels = self.meta.get("labels", {})
+        if self.decathlon:  # {"0": "background", "1": "anterior"}
+            return {name: int(value) for value, name in labels.items()}
+        return {name: int(value) for name, value in labels.items()}
+
+    def channels(self) -> dict[str, str]:
+        return self.meta.get("channel_names") or self.meta.get("modality") or {"0": "CT"}
+
+
+def link(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(source.resolve())
+
+
+def write_nnunet_raw(files: SetFiles, cases: list[str], target: Path, png_from_jpeg: bool) -> None:
+    """``cases`` as an nnU-Net v2 raw set in ``target`` (links; JPEG decoded and written as PNG)."""
+    ending = ".png" if png_from_jpeg else files.ending
+    for case in cases:
+        for index, image in enumerate(files.images(case)):
+            out = target / "imagesTr" / f"{case}_{index:04d}{ending}"
+            _copy_or_convert(image, out, png_from_jpeg)
+        _copy_or_convert(files.label(case), target / "labelsTr" / f"{case}{ending}", png_from_jpeg)
+    meta = {"channel_names": files.channels(), "labels": files.labels(), "numTraining": len(cases),
+            "file_ending": ending, "name": files.folder.name}
+    (target / "dataset.json").write_text(json.dumps(meta, indent=1))
+
+
+def _copy_or_convert(source: Path, target: Path, png_from_jpeg: bool) -> None:
+    if not png_from_jpeg:
+        link(source, target)
+        return
+    import numpy as np
+    from PIL import Image
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.asarray(Image.open(source))  # the decoded JPEG pixels, written unchanged (PNG is lossless)
+    Image.fromarray(pixels).save(target)
+
+
+def test_inputs(files: SetFiles, cases: list[str], work: Path, png_from_jpeg: bool) -> tuple[Path, Path]:
+    """Folders of the test images (``<case>_0000``) and of their reference labels."""
+    images, labels = work / "test_images", work / "test_labels"
+    shutil.rmtree(images, ignore_errors=True)
+    shutil.rmtree(labels, ignore_errors=True)
+    ending = ".png" if png_from_jpeg else files.ending
+    for case in cases:
+        for index, image in enumerate(files.images(case)):
+            _copy_or_convert(image, images / f"{case}_{index:04d}{ending}", png_from_jpeg)
+        _copy_or_convert(files.label(case), labels / f"{case}{ending}", png_from_jpeg)
+    return images, labels
+
+
+def validation_split(train: list[str], pattern: str) -> dict[str, list[str]]:
+    """Fold 0 inside the train part: a tenth of its patients validate (both tools use the same lists)."""
+    if len(train) < 10:  # too few to hold any out (NSCLC: 2 scans): watch one training case
+        return {"train": list(train), "val": [train[0]]}
+    inner = make_splits.split_by_patient(train, pattern, test_fraction=0.1)
+    return {"train": inner["train"], "val": inner["test"]}
+
+
+# ----------------------------------------------------------------------------------------- autolung
+def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: Path, train_args: list[str],
+                 configuration: str | None, iterations: int | None = None) -> dict:
+    files = SetFiles(DATA / set_name)
+    split = make_splits.load_split(set_name, fold)
+    record = json.loads((REPO / "benchmarks" / "splits" / f"{set_name}.json").read_text())
+    inner = validation_split(split["train"], record["patient_pattern"])
+    shutil.rmtree(work, ignore_errors=True)
+    root, raw = work / "root", work / "root" / "raw" / set_name
+    write_nnunet_raw(files, split["train"], raw, png_from_jpeg=False)  # autolung reads JPEG as it is
+    images, labels = test_inputs(files, split["test"], work, png_from_jpeg=False)
+    autolung = [sys.executable, "-m", "autolung_cli"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    budget = f"{budget_s:g}s"
+    plan_cmd = [*autolung, "plan_and_preprocess", "-d", set_name, "--root", str(root), "--planner", planner,
+                "--no-progress"]
+    if planner == "auto":
+        plan_cmd += ["--time-budget", budget]
+    if configuration:
+        plan_cmd += ["-c", configuration]
+    plan_s = run(plan_cmd, work / "plan.log", env)
+    plans = json.loads(next((root / "preprocessed" / set_name).glob("plans*.json")).read_text())
+    configuration = configuration or ("2d" if "3d_fullres" not in plans["configurations"] else "3d_fullres")
+    (root / "preprocessed" / set_name / "splits.json").write_text(json.dumps([inner], indent=1))
+    train_cmd = [*autolung, "train", "-d", set_name, "-c", configuration, "-f", "0", "--root", str(root),
+                 "--planner", planner, "--no-final-validation", *train_args]
+    # A fixed iteration count (ablations on a machine whose load changes the step time tenfold) or the budget.
+    train_cmd += (["--epochs", "1", "--iters-per-epoch", str(iterations), "--val-iters", "10"] if iterations
+                  else ["--time-budget", budget])
+    log(f"autolung:{planner} {set_name} {configuration} training {budget} ({' '.join(train_args) or 'defaults'})")
+    train_s = run(train_cmd, work / "train.log", env)
+    fold_folder = root / "results" / set_name / f"{configuration}__{planner}" / "fold_0"
+    epochs = [json.loads(line) for line in (fold_folder / "training_log.jsonl").read_text().splitlines() if line]
+    predictions = work / "predictions"
+    predict_s = run([*autolung, "predict", "-i", str(images), "-o", str(predictions), "-d", set_name, "-c",
+                     configuration, "-f", "0", "--planner", planner, "--root", str(root), "--no-progress"],
+                    work / "predict.log", env)
+    dice = evaluate(labels, predictions, files, work, env)
+    cfg = plans["configurations"][configuration]
+    return {"iterations": int(sum(e.get("iterations", 0) for e in epochs)),
+            "train_loop_s": round(sum(float(e.get("epoch_time_s", e.get("time_s", 0.0))) for e in epochs), 1),
+            "train_process_s": round(train_s, 1), "plan_preprocess_s": round(plan_s, 1),
+            "predict_s": round(predict_s, 1), "configuration": configuration, "dice": dice,
+            "plan": {"patch": cfg["patch_size"], "batch": cfg["batch_size"], "spacing": cfg["spacing"],
+                     "features": cfg["architecture"]["features_per_stage"]}}
+
+
+def evaluate(labels: Path, predictions: Path, files: SetFiles, work: Path, env: dict[str, str]) -> dict[str, float]:
+    """Dice per class (mean over test cases) and their mean, by ``autolung evaluate``."""
+    values = sorted(v for v in files.labels().values() if v > 0)
+    summary_path = work / f"summary_{predictions.name}.json"
+    command = [sys.executable, "-m", "autolung_cli", "evaluate", "-r", str(labels), "-p", str(predictions),
+               "-o", str(summary_path)]
+    for value in values:
+        command += ["-l", str(value)]
+    run(command, work / f"evaluate_{predictions.name}.log", env)
+    summary = json.loads(summary_path.read_text())
+    names = {str(v): n for n, v in files.labels().items()}
+    dice = {names.get(key, key): _finite(stats["dice"]["mean"]) for key, stats in summary["per_class"].items()}
+    present = [v for v in dice.values() if v is not None]
+    dice["mean"] = round(sum(present) / len(present), 4) if present else None
+    return dice
+
+
+def _finite(value) -> float | None:
+    return None if value is None or not math.isfinite(float(value)) else round(float(value), 4)
+
+
+# ----------------------------------------------------------------------------------------- nnU-Net
+def nnunet_environment(work: Path) -> dict[str, str]:
+    return dict(os.environ, nnUNet_raw=str(work / "nnUNet_raw"), nnUNet_preprocessed=str(work / "nnUNet_preprocessed"),
+                nnUNet_results=str(work / "nnUNet_results"), nnUNet_n_proc_DA="2", OMP_NUM_THREADS="2",
+                MKL_NUM_THREADS="2")
+
+
+def install_nnunet_trainer(venv: Path) -> None:
+    """Write the budget trainer into nnU-Net's trainer package (see ../shared/reference/README.md)."""
+    package = next((venv / "lib").glob("python3*/site-packages/nnunetv2/training/nnUNetTrainer"))
+    target = package / f"{NNUNET_TRAINER}.py"
+    if not target.is_file() or target.read_text() != NNUNET_TRAINER_SOURCE:
+        target.write_text(NNUNET_TRAINER_SOURCE)
+
+
+def nnunet_log_epochs(results: Path) -> tuple[int, float]:
+    """(epochs, seconds of the training loop) from nnU-Net's training log."""
+    logs = sorted(results.rglob("training_log_*.txt"))
+    if not logs:
+        return 0, math.nan
+    durations = [float(x) for x in re.findall(r"Epoch time: ([0-9.]+) s", logs[-1].read_text())]
+    return len(durations), sum(durations)
+
+
+def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path, configuration: str | None) -> dict:
+    files = SetFiles(DATA / set_name)
+    split = make_splits.load_split(set_name, fold)
+    record = json.loads((REPO / "benchmarks" / "splits" / f"{set_name}.json").read_text())
+    inner = validation_split(split["train"], record["patient_pattern"])
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    png = files.ending == ".jpg"  # nnU-Net reads no JPEG: its copy is decoded and saved as PNG (lossless)
+    dataset_id = NNUNET_IDS[set_name]
+    name = f"Dataset{dataset_id}_{set_name}"
+    write_nnunet_raw(files, split["train"], work / "nnUNet_raw" / name, png_from_jpeg=png)
+    images, labels = test_inputs(files, split["test"], work, png_from_jpeg=png)
+    env = nnunet_environment(work)
+    configuration = configuration or ("3d_fullres" if files.ending == ".nii.gz" else "2d")
+    bin_ = venv / "bin"
+    plan_s = run([str(bin_ / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", configuration,
+                  "-np", "2", "-npfp", "2"], work / "plan.log", env)
+    (work / "nnUNet_preprocessed" / name / "splits_final.json").write_text(json.dumps([inner], indent=1))
+    install_nnunet_trainer(venv)
+    # Short epochs so the epoch count can follow the budget closely (the schedule is per epoch).
+    env = dict(env, AUTOLUNG_BUDGET_S=str(budget_s), AUTOLUNG_ITERS="50", AUTOLUNG_VAL_ITERS="10")
+    log(f"nnunet {set_name} {configuration} training {budget_s:g}s")
+    train_s = run([str(bin_ / "nnUNetv2_train"), str(dataset_id), configuration, "0", "-tr", NNUNET_TRAINER,
+                   "-device", "cpu"], work / "train.log", env)
+    epochs, loop_s = nnunet_log_epochs(work / "nnUNet_results")
+    predictions = work / "predictions"
+    predict_s = run([str(bin_ / "nnUNetv2_predict"), "-i", str(images), "-o", str(predictions), "-d", str(dataset_id),
+                     "-c", configuration, "-f", "0", "-tr", NNUNET_TRAINER, "-chk", "checkpoint_final.pth",
+                     "-device", "cpu", "-npp", "1", "-nps", "1"], work / "predict.log", env)
+    dice = evaluate(labels, predictions, files, work, dict(os.environ, PYTHONPATH=str(REPO)))
+    plans = json.loads((work / "nnUNet_preprocessed" / name / "nnUNetPlans.json").read_text())
+    cfg = plans["configurations"][configuration]
+    arch = cfg.get("architecture", {}).get("arch_kwargs", {})
+    return {"iterations": epochs * 50, "train_loop_s": round(loop_s, 1), "train_process_s": round(train_s, 1),
+            "plan_preprocess_s": round(plan_s, 1), "predict_s": round(predict_s, 1),
+            "configuration": configuration, "dice": dice, "converted_to_png": png,
+            "plan": {"patch": cfg["patch_size"], "batch": cfg["batch_size"], "spacing": cfg["spacing"],
+                     "features": arch.get("features_per_stage")}}
+
+
+# ----------------------------------------------------------------------------------------- results
+def machine() -> dict:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"model name\s*:\s*(.*)", flags)
+    return {"cpu": model.group(1) if model else platform.processor(), "cores": os.cpu_count(),
+            "avx512": "avx512f" in flags, "load_before": round(os.getloadavg()[0], 2),
+            "note": "shared with other jobs"}
+
+
+def append_result(path: Path, result: dict) -> None:
+    """Append one record to the results file (written to a temporary name, then renamed)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
+    lock_name = "autolung_tta_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12] + ".lock"
+    with open(Path(tempfile.gettempdir()) / lock_name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # runs of several tools may finish at once
+        records = json.loads(path.read_text()) if path.is_file() else []
+        records.append(result)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(records, indent=1) + "\n")
+        tmp.replace(path)
+
+
+def _dice_text(record: dict) -> str:
+    dice = record["dice"]
+    parts = [f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in dice.items() if k != "mean"]
+    return ", ".join(parts)
+
+
+def report_rows(records: list[dict]) -> list[str]:
+    rows = ["| set | fold | budget or length | tool | variant | test Dice (mean) | per class | iterations | loop s | "
+            "patch, batch, widths | load (1 min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["set"], r["fold"], r["budget_s"] or 0, r["tool"], r["variant"])):
+        plan = r.get("plan", {})
+        length = f"{r['budget_s'] / 60:g} min" if r["budget_s"] else f"{r.get('fixed_iterations')} iterations"
+        widths = plan.get("features")
+        mean = r["dice"].get("mean")
+        rows.append(f"| {r['set']} | {r['fold']} | {length} | {r['tool']} | {r['variant']} | "
+                    f"{'-' if mean is None else f'{mean:.3f}'} | {_dice_text(r)} | {r['iterations']} | "
+                    f"{r['train_loop_s']} | {plan.get('patch')}, {plan.get('batch')}, "
+                    f"{widths[0] if widths else '?'}..{widths[-1] if widths else '?'} | "
+                    f"{r['machine'].get('load_before')} → {r.get('load_after')} |")
+    return rows
+
+
+def draw_plot(records: list[dict], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = sorted({r["set"] for r in records})
+    figure, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.4), squeeze=False)
+    for axis, set_name in zip(axes[0], sets):
+        lines: dict[str, list[tuple[float, float]]] = {}
+        for r in records:
+            if r["set"] == set_name and r["budget_s"] and r["dice"].get("mean") is not None:
+                key = r["tool"] if r["variant"] == "defaults" else f"{r['tool']} [{r['variant']}]"
+                lines.setdefault(key, []).append((r["budget_s"] / 60, r["dice"]["mean"]))
+        for key, points in sorted(lines.items()):
+            points.sort()
+            axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=key)
+        axis.set_title(set_name, fontsize=9)
+        axis.set_xlabel("training budget (min)")
+        axis.set_ylabel("test Dice (mean of classes)")
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, dpi=110)
+    plt.close(figure)
+
+
+def command_report(args: argparse.Namespace) -> None:
+    records = json.loads(args.results.read_text()) if args.results.is_file() else []
+    if not records:
+        raise SystemExit(f"no results in {args.results}")
+    draw_plot(records, FIGURE)
+    section = "\n".join([DOC_BEGIN, "", *report_rows(records), "",
+                         f"![time to accuracy](figures/{FIGURE.name})", "", DOC_END])
+    text = DOC.read_text()
+    if DOC_BEGIN in text:
+        text = text[: text.index(DOC_BEGIN)] + section + text[text.index(DOC_END) + len(DOC_END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    DOC.write_text(text)
+    print(f"wrote {FIGURE} and the table in {DOC}")
+
+
+def command_run(args: argparse.Namespace) -> None:
+    budget_s = parse_budget(args.budget)
+    for tool in args.tool:
+        length = f"{args.iterations}it" if args.iterations else f"{int(budget_s)}s"
+        work = args.work / f"{args.set}_f{args.fold}_{length}_{tool.replace(':', '_')}_{args.variant}"
+        work.mkdir(parents=True, exist_ok=True)
+        started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        info = machine()
+        if tool.startswith("autolung:"):
+            outcome = run_autolung(args.set, tool.split(":", 1)[1], budget_s, args.fold, work, args.train_arg,
+                                   args.configuration, args.iterations)
+        elif tool == "nnunet":
+            outcome = run_nnunet(args.set, budget_s, args.fold, work, args.nnunet_venv, args.configuration)
+        else:
+            raise SystemExit(f"unknown tool {tool!r}: autolung:<planner> or nnunet")
+        result = {"set": args.set, "fold": args.fold, "budget_s": None if args.iterations else budget_s,
+                  "fixed_iterations": args.iterations, "tool": tool, "variant": args.variant,
+                  "train_args": args.train_arg, "started": started, "machine": info,
+                  "load_after": round(os.getloadavg()[0], 2), **outcome}
+        append_result(args.results, result)
+        log(f"{tool} [{args.variant}] {args.set} {length}: Dice {outcome['dice']}, "
+            f"{outcome['iterations']} iterations in {outcome['train_loop_s']} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="train, predict and score one set at one budget")
+    run_parser.add_argument("--set", required=True, choices=sorted(NNUNET_IDS))
+    run_parser.add_argument("--budget", required=True, help="wall-clock training budget: 300, 5m, 1h")
+    run_parser.add_argument("--tool", action="append", required=True,
+                            help="autolung:<planner> (auto, cpu, default, ...) or nnunet; repeatable")
+    run_parser.add_argument("--fold", type=int, default=0, help="split fold (NSCLC_LungCT: 0-2)")
+    run_parser.add_argument("--configuration", help="default: 2d for 2D sets, 3d_fullres otherwise")
+    run_parser.add_argument("--train-arg", action="append", default=[],
+                            help="extra 'autolung train' argument, e.g. --train-arg=--loss=ce_dice")
+    run_parser.add_argument("--variant", default="defaults", help="name of the ablation variant")
+    run_parser.add_argument("--iterations", type=int,
+                            help="train this many iterations instead of a budget (autolung; recipe ablations "
+                                 "on a loaded machine); --budget is then only the planning budget")
+    run_parser.add_argument("--work", type=Path, default=Path("/tmp/autolung_tta"))
+    run_parser.add_argument("--results", type=Path, default=RESULTS)
+    run_parser.add_argument("--nnunet-venv", type=Path,
+                            default=Path(os.environ.get("NNUNET_VENV", "~/.cache/nnunet-reference-venv")).expanduser())
+    report_parser = sub.add_parser("report", help="table and plot into docs/benchmarks.md and docs/figures")
+    report_parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.command == "run":
+        command_run(args)
+    else:
+        command_report(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The ``auto`` planner: GPU rules on a GPU; on a CPU the widest plan a budget buys, from a mocked probe."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from autolung.paths import DataRoot
+from autolung.planning import budget as sizing
+from autolung.planning.explain import format_explanation
+from autolung.planning.run import planned_time_budget
+from autolung.training.options import TrainingOptions
+from autolung.training.run import with_planned_budget
+import autolung_cli.commands.planning  # noqa: F401 - registers the commands
+from autolung_cli.app import app
+from planners.auto import CPU_LADDER, AutoPlanner
+from planners.cpu import CpuPlanner
+from planners.default import DefaultPlanner
+from synthetic_fingerprints import synthetic_fingerprint
+
+runner = CliRunner()
+
+
+def hippocampus_like() -> dict:
+    return synthetic_fingerprint([(1.0, 1.0, 1.0)] * 20, [(36, 50, 35)] * 20)
+
+
+def patches_2d() -> dict:
+    return synthetic_fingerprint([(999.0, 1.0, 1.0)] * 100, [(1, 48, 48)] * 100, is_2d=True,
+                                 value_range={"min": 0.0, "max": 255.0, "integer": True}, file_ending=".png")
+
+
+class Probe:
+    """A probe that charges ``seconds_per_gmac`` per 1e9 multiply-accumulates of the probed step."""
+
+    def __init__(self, seconds_per_gmac: float) -> None:
+        self.seconds_per_gmac = seconds_per_gmac
+        self.calls = []
+
+    def __call__(self, arch, patch, batch, in_channels, out_channels) -> float:
+        self.calls.append((list(patch), batch, list(arch.features_per_stage)))
+        return sizing.estimate_macs(arch, patch, in_channels, out_channels) * batch / 1e9 * self.seconds_per_gmac
+
+
+def _same_configuration(a, b) -> bool:
+    return (a.patch_size == b.patch_size and a.batch_size == b.batch_size
+            and a.architecture.features_per_stage == b.architecture.features_per_stage)
+
+
+def test_gpu_gets_the_default_plan_without_probing() -> None:
+    probe = Probe(1.0)
+    plans = AutoPlanner(hippocampus_like(), device="cuda", time_budget_s=300, probe=probe).plan()
+    reference = DefaultPlanner(hippocampus_like()).plan()
+    assert probe.calls == [] and plans.planner == "auto"
+    for name, config in plans.configurations.items():
+        assert _same_configuration(config, reference.configurations[name])
+        assert config.decisions[0].what == "plan choice" and "cuda" in config.decisions[0].rule
+        assert planned_time_budget(config) == 300
+
+
+def test_fast_cpu_and_long_budget_buy_the_gpu_plan() -> None:
+    probe = Probe(0.01)  # 100 GMAC/s
+    plans = AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=3600, probe=probe).plan()
+    full = plans.configurations["3d_fullres"]
+    assert _same_configuration(full, DefaultPlanner(hippocampus_like()).plan().configurations["3d_fullres"])
+    assert full.decisions[0].value == CPU_LADDER[0][0]
+    assert planned_time_budget(full) == 3600
+    # only the cheapest candidate is measured, once per configuration
+    assert len(probe.calls) == len(plans.configurations)
+
+
+def test_slow_cpu_gets_a_slimmer_plan_and_the_budget_decides() -> None:
+    probe = Probe(2.0)  # 0.5 GMAC/s: a loaded 2-core CPU
+    short = AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=300, probe=probe).plan()
+    long = AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=36000, probe=probe).plan()
+    short_full, long_full = short.configurations["3d_fullres"], long.configurations["3d_fullres"]
+    assert short_full.architecture.features_per_stage[0] == 16
+    assert sizing.estimate_macs(short_full.architecture, short_full.patch_size, 1, 1) * short_full.batch_size < \
+        sizing.estimate_macs(long_full.architecture, long_full.patch_size, 1, 1) * long_full.batch_size
+    steps = dict(short_full.decisions[3].value)  # candidates: s/step and steps in the budget
+    chosen = steps[short_full.decisions[0].value]
+    assert chosen["steps_in_budget"] >= sizing.MIN_ITERATIONS or \
+        chosen["steps_in_budget"] == max(v["steps_in_budget"] for v in steps.values())
+
+
+def test_small_2d_images_keep_full_width_when_the_budget_buys_it() -> None:
+    # 48x48 patches: the patch is the image for every candidate; only the width differs. At the
+    # cpu preset's measured 0.04 s/step (7,000 steps in 5 minutes) the full width buys > 1000.
+    cpu_plan = CpuPlanner(patches_2d()).plan().configurations["2d"]
+    cheapest_macs = sizing.estimate_macs(cpu_plan.architecture, cpu_plan.patch_size, 1, 1) * cpu_plan.batch_size
+    probe = Probe(0.04 / (cheapest_macs / 1e9))
+    plans = AutoPlanner(patches_2d(), device="cpu", time_budget_s=300, probe=probe).plan()
+    config = plans.configurations["2d"]
+    assert config.architecture.features_per_stage[0] == 32
+    assert config.patch_size == [48, 48]
+
+
+def test_default_budget_on_cpu_is_recorded() -> None:
+    plans = AutoPlanner(patches_2d(), device="cpu", probe=Probe(0.01)).plan()
+    config = plans.configurations["2d"]
+    assert planned_time_budget(config) == sizing.DEFAULT_CPU_BUDGET_S
+    assert "no time budget given" in format_explanation(plans)
+
+
+def test_training_uses_the_planned_budget_unless_given() -> None:
+    config = AutoPlanner(patches_2d(), device="cpu", time_budget_s=420, probe=Probe(0.01)).plan().configurations["2d"]
+    assert with_planned_budget(TrainingOptions(), config).time_budget_s == 420
+    assert with_planned_budget(TrainingOptions(time_budget_s=60), config).time_budget_s == 60
+    default = DefaultPlanner(patches_2d()).plan().configurations["2d"]
+    assert with_planned_budget(TrainingOptions(), default).time_budget_s is None
+
+
+def test_estimate_macs_grows_with_width_and_patch() -> None:
+    plans = DefaultPlanner(hippocampus_like()).plan().configurations["3d_fullres"]
+    cpu = CpuPlanner(hippocampus_like()).plan().configurations["3d_fullres"]
+    full = sizing.estimate_macs(plans.architecture, plans.patch_size, 1, 3)
+    assert full > 0
+    assert sizing.estimate_macs(cpu.architecture, plans.patch_size, 1, 3) < full / 3  # half width: ~1/4
+    smaller = [p // 2 for p in plans.patch_size]
+    assert sizing.estimate_macs(plans.architecture, smaller, 1, 3) < full
+
+
+def test_real_probe_measures_a_small_network() -> None:
+    from autolung.planning.plans import ArchitecturePlan
+
+    arch = ArchitecturePlan("unet", 2, [4, 8], [[1, 1], [2, 2]], [[3, 3], [3, 3]], [1, 1], [1])
+    seconds = sizing.probe_step_seconds(arch, [16, 16], 2, 1, 1, steps=2, max_seconds=2.0)
+    assert 0 < seconds < 10
+
+
+def test_cli_plan_auto_explains_the_choice(tiny_msd: Path, data_root: DataRoot, monkeypatch) -> None:
+    monkeypatch.setattr(sizing, "probe_step_seconds", Probe(0.01))
+    result = runner.invoke(app, ["plan", "-d", str(tiny_msd), "--root", str(data_root.root), "--planner", "auto",
+                                 "--device", "cpu", "--time-budget", "5m", "--explain", "-np", "1"])
+    assert result.exit_code == 0, result.output
+    assert "plan choice" in result.output and "throughput probe" in result.output
+    assert "training budget: 300" in result.output
+    plans = json.loads(data_root.plans_file("Tiny_CT", "auto").read_text())
+    assert plans["planner"] == "auto"
+    # an explicit planner still wins: the default plans are untouched by auto and vice versa
+    result = runner.invoke(app, ["plan", "-d", str(tiny_msd), "--root", str(data_root.root), "--planner", "default",
+                                 "-np", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(data_root.plans_file("Tiny_CT").read_text())["planner"] == "default"
+
+
+def test_budget_for_a_planner_without_budget_warns(tiny_msd: Path, data_root: DataRoot, caplog) -> None:
+    from autolung.planning.run import plan_dataset
+
+    plans = plan_dataset(tiny_msd, data_root, planner="cpu", time_budget_s=60, num_processes=1)
+    assert plans.planner == "cpu"
+    assert "does not size its plan to a time budget" in caplog.text
+
+
+def test_demo_and_benchmark_plan_auto_for_their_device_and_budget(tmp_path: Path, monkeypatch) -> None:
+    import autolung.planning.run as planning_run
+    import autolung.preprocessing.run as preprocessing_run
+    from autolung.benchmarking import steps
+    from autolung.benchmarking.settings import BenchmarkSettings
+    from autolung.demo import DemoOptions, plan_and_preprocess
+    from autolung.planning.registry import sizes_to_device_and_budget
+
+    calls = []
+
+    class FakePlans:
+        configurations = {"3d_fullres": None}
+
+        def digest(self) -> str:
+            return "d"
+
+    monkeypatch.setattr(planning_run, "plan_dataset", lambda *a, **k: calls.append(k) or FakePlans())
+    monkeypatch.setattr(preprocessing_run, "preprocess_dataset", lambda *a, **k: None)
+    root = DataRoot(tmp_path)
+    plan_and_preprocess(tmp_path, root, DemoOptions(planner="auto", device="cpu", time_budget_s=120))
+    plan_and_preprocess(tmp_path, root, DemoOptions(planner="cpu", device="cpu", time_budget_s=120))
+    assert calls[0]["time_budget_s"] == 120 and calls[0]["device"] == "cpu"
+    assert "time_budget_s" not in calls[1]
+    assert sizes_to_device_and_budget("auto") and not sizes_to_device_and_budget("default")
+
+    class Job:
+        folder = tmp_path
+        data_root = root
+        settings = BenchmarkSettings(["D"], training=TrainingOptions(planner="auto", time_budget_s=90, device="cpu"))
+
+    assert steps.plan_step(Job())["configurations"] == ["3d_fullres"]
+    assert calls[2]["time_budget_s"] == 90 and calls[2]["device"] == "cpu"

@@ -1,0 +1,110 @@
+"""The held-out protocol's split files (benchmarks/splits/*.json): patient-disjoint, complete, reproducible."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import shared_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+SPLITS = REPO / "benchmarks" / "splits"
+SETS = ["FindingLungs2D", "COVID_Infection2D", "MSDLungTumourPatches2D", "CXR_Lungs2D", "Task04_Hippocampus",
+        "LIDCNodules3D", "NSCLC_LungCT"]
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("make_splits", REPO / "benchmarks" / "make_splits.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(name: str) -> dict:
+    return json.loads((SPLITS / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_split_file_is_patient_disjoint(name: str) -> None:
+    record = _record(name)
+    pattern = re.compile(record["patient_pattern"])
+    for fold in record["folds"]:
+        train = {pattern.match(c).group(1) for c in fold["train"]}
+        test = {pattern.match(c).group(1) for c in fold["test"]}
+        assert fold["test"] and fold["train"]
+        assert not train & test, f"{name}: patients on both sides: {sorted(train & test)[:5]}"
+        assert not set(fold["train"]) & set(fold["test"])
+
+
+def test_lidc_patients_with_several_nodules_stay_on_one_side() -> None:
+    fold = _record("LIDCNodules3D")["folds"][0]
+    test_patients = {c.rsplit("_", 1)[0] for c in fold["test"]}
+    train_patients = {c.rsplit("_", 1)[0] for c in fold["train"]}
+    multi = [p for p in test_patients if sum(c.startswith(p + "_") for c in fold["test"]) > 1]
+    assert multi, "the LIDC test side should hold patients with several nodules"
+    assert not test_patients & train_patients
+
+
+def test_leave_one_scan_out_covers_each_scan_once() -> None:
+    record = _record("NSCLC_LungCT")
+    tested = [case for fold in record["folds"] for case in fold["test"]]
+    assert sorted(tested) == sorted(set(tested)) and len(tested) == record["num_cases"] == len(record["folds"])
+
+
+@pytest.mark.parametrize("name", SETS)
+def test_split_covers_every_case_and_matches_the_generator(name: str) -> None:
+    folder = shared_dataset(name)
+    generator = _generator()
+    cases = generator.case_ids(folder)
+    record = _record(name)
+    for fold in record["folds"]:
+        assert sorted(fold["train"] + fold["test"]) == sorted(cases)
+    if name not in generator.LEAVE_ONE_OUT:
+        fraction = len(record["folds"][0]["test"]) / len(cases)
+        assert 0.15 <= fraction <= 0.3
+    assert generator.make_split(name, folder) == record
+
+
+def test_split_by_patient_is_deterministic_and_disjoint() -> None:
+    generator = _generator()
+    cases = [f"lidc_{p:04d}_{n:02d}" for p in range(20) for n in range(1 + p % 3)]
+    first = generator.split_by_patient(cases, r"^(lidc_\d+)_\d+$")
+    assert first == generator.split_by_patient(list(reversed(cases)), r"^(lidc_\d+)_\d+$")
+    test_patients = {c[:9] for c in first["test"]}
+    assert len(test_patients) == 4  # 20 % of 20 patients
+    assert not test_patients & {c[:9] for c in first["train"]}
+
+
+def _time_to_accuracy():
+    spec = importlib.util.spec_from_file_location("time_to_accuracy", REPO / "benchmarks" / "time_to_accuracy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_validation_fold_inside_the_train_part_is_patient_disjoint() -> None:
+    tta = _time_to_accuracy()
+    train = _record("LIDCNodules3D")["folds"][0]["train"]
+    inner = tta.validation_split(train, r"^(lidc_\d+)_\d+$")
+    assert sorted(inner["train"] + inner["val"]) == sorted(train)
+    assert not {c.rsplit("_", 1)[0] for c in inner["val"]} & {c.rsplit("_", 1)[0] for c in inner["train"]}
+    assert tta.validation_split(["a", "b"], r"^(.+)$") == {"train": ["a", "b"], "val": ["a"]}
+
+
+def test_results_table_and_plot(tmp_path: Path) -> None:
+    tta = _time_to_accuracy()
+    record = {"set": "S", "fold": 0, "budget_s": 300.0, "tool": "autolung:auto", "variant": "defaults",
+              "iterations": 250, "train_loop_s": 301.0, "dice": {"tumour": 0.61, "mean": 0.61},
+              "plan": {"patch": [48, 48], "batch": 5, "features": [16, 128]}, "machine": {"load_before": 5.0},
+              "load_after": 6.0}
+    nnunet = dict(record, tool="nnunet", dice={"tumour": None, "mean": None})
+    rows = tta.report_rows([record, nnunet])
+    assert "| S | 0 | 5 min | autolung:auto | defaults | 0.610 | tumour 0.610 | 250 |" in rows[2]
+    assert "| nnunet | defaults | - | tumour - |" in rows[3]
+    fixed = dict(record, budget_s=None, fixed_iterations=300, variant="ce")
+    assert "| S | 0 | 300 iterations | autolung:auto | ce |" in tta.report_rows([fixed])[2]
+    tta.draw_plot([record, dict(record, budget_s=600.0, dice={"tumour": 0.7, "mean": 0.7})], tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000
