@@ -68,6 +68,10 @@ class PredictionOptions:
             one output folder each take one).
         part_id: which part this call predicts, 0 to ``num_parts - 1`` (cases ``part_id::num_parts``
             of the sorted case list).
+        preprocessing_workers: threads reading and preprocessing the next cases while the network
+            runs (nnU-Net's ``-npp``); 0 does it in turn.
+        export_workers: threads restoring, postprocessing and writing finished cases while the
+            network runs on the next (nnU-Net's ``-nps``); 0 does it in turn.
     """
 
     step_size: float | None = None
@@ -86,6 +90,8 @@ class PredictionOptions:
     mirror_axes: tuple[int, ...] | None = None
     crop_to_body: bool | None = None
     skip_empty_windows: bool | None = None
+    preprocessing_workers: int = 0
+    export_workers: int = 0
 
     def levers(self) -> ResolvedLevers:
         """The levers these options give on ``device`` ("auto" resolved first), with the reasons."""
@@ -310,20 +316,33 @@ def predict_case(case: InputCase, output_folder: Path, models: Sequence[TrainedM
     Returns:
         The mask path.
     """
-    from autolung.io.images import write_image
-
-    mapping = _check_models(models)
-    mask_path, npz_path = _output_paths(case, output_folder, options)
+    _check_models(models)
     if len(models) == 1 and not options.save_probabilities:
         seg, geometry = predict_case_labels(case, models[0], options, progress)
     else:
         image, geometry = read_input_case(case, len(models[0].plans.channel_names))
-        probabilities = predict_case_probabilities(image, geometry, models, options, progress)
-        del image
-        if options.save_probabilities:
-            save_cv_probabilities(output_folder, case.case_id, probabilities, geometry, mapping)
-        seg = probabilities_to_labels(probabilities, mapping)
-        del probabilities
+        seg = _ensemble_labels(case, image, geometry, output_folder, models, options, progress)
+    return _write_mask(case, seg, geometry, output_folder, models, options)
+
+
+def _ensemble_labels(case: InputCase, image: np.ndarray, geometry: ImageGeometry, output_folder: Path,
+                     models: Sequence[TrainedModel], options: PredictionOptions,
+                     progress: PredictionProgress | None) -> np.ndarray:
+    """Labels from the probabilities averaged over models (saved as ``<case>.npz`` when asked)."""
+    mapping = models[0].plans.region_mapping
+    probabilities = predict_case_probabilities(image, geometry, models, options, progress)
+    del image
+    if options.save_probabilities:
+        save_cv_probabilities(output_folder, case.case_id, probabilities, geometry, mapping)
+    return probabilities_to_labels(probabilities, mapping)
+
+
+def _write_mask(case: InputCase, seg: np.ndarray, geometry: ImageGeometry, output_folder: Path,
+                models: Sequence[TrainedModel], options: PredictionOptions) -> Path:
+    """Postprocess and write one case's mask (and its overlay when asked)."""
+    from autolung.io.images import write_image
+
+    mask_path, _ = _output_paths(case, output_folder, options)
     postprocessing = options.postprocessing if options.postprocessing is not None else models[0].postprocessing
     seg = apply_postprocessing(seg, postprocessing)
     metadata = image_metadata([model.plans.digest() for model in models])
@@ -425,6 +444,13 @@ def _predict_cases(cases: list, output_folder: Path, models: Sequence[TrainedMod
                    progress: PredictionProgress | None) -> list[Path]:
     if progress is not None:
         progress.start(len(cases))
+    for name in ("preprocessing_workers", "export_workers"):
+        if getattr(options, name) < 0:
+            raise InvalidInputError(f"{name} must be 0 or more, got {getattr(options, name)}")
+    if options.preprocessing_workers or options.export_workers:
+        from autolung.inference.overlapped import predict_overlapped
+
+        return predict_overlapped(cases, output_folder, models, options, progress)
     written = []
     for case in cases:
         if progress is not None:

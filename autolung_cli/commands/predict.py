@@ -136,6 +136,12 @@ def predict_command(
     num_parts: int = typer.Option(1, "--num-parts", help="Split the cases into N parts (processes or machines "
                                                           "sharing one output folder each take one)."),
     part_id: int = typer.Option(0, "--part-id", help="Which part this process predicts: 0 to N-1."),
+    preprocessing_workers: int = typer.Option(
+        0, "-npp", "--preprocessing-workers",
+        help="Threads reading and preprocessing the next cases while the network runs (0: in turn)."),
+    export_workers: int = typer.Option(
+        0, "-nps", "--export-workers",
+        help="Threads restoring and writing finished cases while the network runs (0: in turn)."),
     checkpoint: str = typer.Option("final", "--checkpoint",
                                    help="Which checkpoint of each fold: final, best (best EMA pseudo-Dice) or latest."),
     root: Optional[Path] = root_option(),
@@ -161,7 +167,8 @@ def predict_command(
                                 save_probabilities=save_probabilities, output_ending=_ending(output_format),
                                 overwrite=overwrite, overlays=overlays, mode=mode,
                                 mirror_axes=_mirror_axes(mirror_axes), crop_to_body=crop_to_body,
-                                skip_empty_windows=skip_empty_windows, num_parts=num_parts, part_id=part_id)
+                                skip_empty_windows=skip_empty_windows, num_parts=num_parts, part_id=part_id,
+                                preprocessing_workers=preprocessing_workers, export_workers=export_workers)
     resolved_root = data_root(root) if dataset or model is None else None
     name = _results_name(dataset, resolved_root) if dataset and resolved_root else None
     with contextlib.ExitStack() as stack:
