@@ -100,7 +100,11 @@ OVERLAY_FOLDER = "overlays"
 
 
 class PredictionProgress(Protocol):
-    """Receives progress; the CLI shows it with rich, the library never prints."""
+    """Receives prediction progress (the library never prints).
+
+    ``autolung.progress.PredictionTasks`` implements it over the library's one progress
+    protocol, :class:`autolung.progress.ProgressReporter`; the CLI passes that adapter.
+    """
 
     def start(self, total_cases: int) -> None: ...
 

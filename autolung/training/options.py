@@ -48,7 +48,6 @@ class TrainingOptions:
         validation_mode: prediction mode of the final validation ("fast", "full" or "auto", see
             ``autolung.inference.levers``); fast by default so validating a whole CT on a CPU
             takes about a minute instead of a quarter of an hour.
-        progress_bar: show rich progress bars (the CLI turns this on).
         plot_every: epochs between ``progress.png`` redraws.
         checkpointing: write checkpoints; False writes none (quick experiments; the final
             validation still runs on the network in memory).
@@ -86,7 +85,6 @@ class TrainingOptions:
     num_threads: int | None = None
     final_validation: bool = True
     validation_mode: str = "fast"
-    progress_bar: bool = False
     plot_every: int = 1
     checkpointing: bool = True
     validation_only: bool = False
