@@ -2,7 +2,8 @@
 
 Commands live in ``autolung_cli/commands/<group>.py``, one module per group, each adding its
 commands to :data:`app`. User-facing problems (:class:`autolung.errors.AutolungError`) become one
-line on stderr and exit code 1; ``--debug`` shows the traceback instead.
+line on stderr and exit code 1; ``--debug`` shows the traceback instead. Library parameters named
+in errors and log lines are shown as the flags that set them (:mod:`autolung_cli.flags`).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import typer
 
 from autolung.errors import AutolungError
+from autolung_cli.flags import FlagFormatter, with_flags
 
 app = typer.Typer(
     name="autolung",
@@ -38,8 +40,9 @@ def _global_options(
 ) -> None:
     """Self-configuring segmentation for CT, lung first."""
     _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(FlagFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def _register_commands() -> None:
@@ -61,7 +64,7 @@ def main() -> None:
     except AutolungError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {with_flags(str(exc))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -343,7 +343,7 @@ def check_output_folder(input_path: Path, output_folder: Path) -> None:
     source = input_path.resolve()
     target = output_folder.resolve()
     if target == source or (source.is_file() and target == source.parent):
-        raise InvalidInputError("the output folder is the input folder; choose another -o", path=output_folder)
+        raise InvalidInputError("the output folder is the input folder; choose another `output_folder`", path=output_folder)
 
 
 def predict_paths(input_path: str | Path, output_folder: str | Path, models: Sequence[TrainedModel],

@@ -209,7 +209,7 @@ def _raise_worker_died(pool: ProcessPoolExecutor, futures: dict[Future, _Task]) 
     names = ", ".join(task.case.case_id for task in in_flight)
     logger.error("a preprocessing worker process died abruptly while the cases %s were in flight", names)
     raise PreprocessingError(f"a worker process died abruptly (killed, out of memory, or a crash in native code) "
-                             f"while preprocessing one of: {names}; rerun with -np 1 to see which",
+                             f"while preprocessing one of: {names}; rerun with `num_processes` 1 to see which",
                              path=(in_flight[0].case.images or [None])[0])
 
 

@@ -205,11 +205,11 @@ def _resume(trainer: Trainer, inputs: FoldInputs, options: TrainingOptions) -> N
     latest = inputs.fold_folder / ckpt.LATEST
     if not options.resume:
         if latest.exists():
-            logger.warning("%s exists; starting from scratch (use --continue to resume)", latest)
+            logger.warning("%s exists; starting from scratch (set `resume` to continue it)", latest)
         return
     found = resume_checkpoint(inputs.fold_folder, inputs.plans.digest())
     if found is None:
-        logger.warning("--continue: no checkpoint in %s, starting from scratch", inputs.fold_folder)
+        logger.warning("`resume`: no checkpoint in %s, starting from scratch", inputs.fold_folder)
         return
     path, payload = found
     trainer.load_state_dict(payload)
