@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autolung.paths import DataRoot, resolve_dataset_folder
+from autolung.progress import ProgressReporter
 
 __all__ = [
     "data_root", "verify", "fingerprint", "plan", "preprocess", "plan_and_preprocess", "demo_data", "train",
@@ -42,7 +43,7 @@ def verify(dataset: str | Path, root: DataRoot, num_processes: int = 1) -> list:
     return verify_dataset(_folder(dataset, root), num_processes=num_processes)
 
 
-def fingerprint(dataset: str | Path, root: DataRoot, num_processes: int = 2, progress: bool = False) -> dict:
+def fingerprint(dataset: str | Path, root: DataRoot, num_processes: int = 2, progress: ProgressReporter | None = None) -> dict:
     """``autolung fingerprint``: compute and save fingerprint.json."""
     from autolung.fingerprint.run import fingerprint_dataset
 
@@ -63,7 +64,7 @@ def plan(dataset: str | Path, root: DataRoot, planner: str = "default", gpu_memo
 
 
 def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
-               num_processes: int = 2, planner: str = "default", progress: bool = False):
+               num_processes: int = 2, planner: str = "default", progress: ProgressReporter | None = None):
     """``autolung preprocess``: preprocess the planned configurations (resumable)."""
     from autolung.preprocessing.run import preprocess_dataset
 
@@ -73,7 +74,7 @@ def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str
 
 def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
                         num_processes: int = 2, planner: str = "default", gpu_memory_gb: float | None = None,
-                        overrides: Any = None, run_verify: bool = False, progress: bool = False,
+                        overrides: Any = None, run_verify: bool = False, progress: ProgressReporter | None = None,
                         device: str = "auto", time_budget_s: float | None = None):
     """``autolung plan_and_preprocess``: (verify,) fingerprint, plan and preprocess in one go.
 
@@ -111,12 +112,13 @@ def demo_data(root: DataRoot, num_cases: int = 20, seed: int = 0, with_lung_labe
 
 
 def train(dataset: str, root: DataRoot, configuration: str = "3d_fullres", fold: int | str = 0,
-          **options: Any) -> Path:
+          progress: ProgressReporter | None = None, **options: Any) -> Path:
     """``autolung train``: train one fold; ``options`` are :class:`TrainingOptions` fields."""
     from autolung.training.options import TrainingOptions
     from autolung.training.run import train_fold
 
-    return train_fold(root, Path(dataset).name, configuration, fold, TrainingOptions(**options))
+    return train_fold(root, Path(dataset).name, configuration, fold, TrainingOptions(**options),
+                      progress=progress)
 
 
 def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | None = None,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from autolung.demo_data import DEMO_DATASET_NAME, write_demo_dataset
 from autolung.paths import DataRoot
+from autolung.progress import ProgressReporter
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class DemoOptions:
         num_processes: processes for preprocessing.
         device: training and prediction device.
         mirror: test-time mirroring when predicting the unseen cases.
-        progress: progress bars (the CLI turns them on).
+        progress: receives each stage's progress (the CLI passes one drawing bars); None: nothing.
         planner: the planner (``cpu`` by default; ``default`` for a GPU-sized plan).
     """
 
@@ -54,7 +55,7 @@ class DemoOptions:
     num_processes: int = 2
     device: str = "auto"
     mirror: bool = True
-    progress: bool = False
+    progress: ProgressReporter | None = None
     planner: str = PLANNER
 
 
@@ -142,8 +143,8 @@ def train(data_root: DataRoot, options: DemoOptions) -> Path:
     training = TrainingOptions(epochs=1000, iters_per_epoch=options.iters_per_epoch, val_iters=5,
                                time_budget_s=budget, device=options.device,
                                resume=(fold_folder / "checkpoint_latest.pt").is_file(),
-                               progress_bar=options.progress, seed=options.seed + 12345, planner=options.planner)
-    return train_fold(data_root, DEMO_DATASET_NAME, CONFIGURATION, FOLD, training)
+                               seed=options.seed + 12345, planner=options.planner)
+    return train_fold(data_root, DEMO_DATASET_NAME, CONFIGURATION, FOLD, training, progress=options.progress)
 
 
 def predict_unseen(data_root: DataRoot, unseen: Path, options: DemoOptions) -> Path:

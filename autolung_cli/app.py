@@ -2,17 +2,18 @@
 
 Commands live in ``autolung_cli/commands/<group>.py``, one module per group, each adding its
 commands to :data:`app`. User-facing problems (:class:`autolung.errors.AutolungError`) become one
-line on stderr and exit code 1; ``--debug`` shows the traceback instead.
+line on stderr and exit code 1; ``--debug`` shows the traceback instead. Library parameters named
+in errors and log lines are shown as the flags that set them (:mod:`autolung_cli.flags`).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 
 import typer
 
 from autolung.errors import AutolungError
+from autolung_cli.flags import FlagFormatter, with_flags
 
 app = typer.Typer(
     name="autolung",
@@ -22,14 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-COMMAND_MODULES = (
-    "data", "planning", "preprocess", "train", "predict", "evaluate", "models", "demo", "benchmark", "data_tools",
-    "report",
-    "postprocess",
-)
-
-_state = {"debug": False}
-
 
 @app.callback()
 def _global_options(
@@ -37,18 +30,21 @@ def _global_options(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
 ) -> None:
     """Self-configuring segmentation for CT, lung first."""
-    _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # ``debug`` is declared here for --help only: main() reads it from sys.argv, since it must
+    # decide how to report an error that Typer's own parsing may not have reached.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(FlagFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def _register_commands() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            importlib.import_module(f"autolung_cli.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"autolung_cli.commands.{name}":
-                raise
+    """Import every command module; each adds its commands to :data:`app`.
+
+    Imported here, not at the top: the modules import :data:`app` from this one (a cycle otherwise).
+    A missing module is an ImportError, never skipped.
+    """
+    from autolung_cli.commands import (  # noqa: F401
+        benchmark, data, data_tools, demo, evaluate, models, planning, postprocess, predict, preprocess, report, train)
 
 
 def main() -> None:
@@ -61,7 +57,7 @@ def main() -> None:
     except AutolungError as exc:
         if debug:
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {with_flags(str(exc))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -28,6 +28,27 @@ def shared_dataset(name: str) -> Path:
     return folder
 
 
+class RecordingProgress:
+    """A progress reporter (``autolung.progress.ProgressReporter``) keeping every call, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def start(self, task: str, total: int | None) -> None:
+        self.calls.append(("start", task, total))
+
+    def advance(self, task: str, steps: int = 1) -> None:
+        self.calls.append(("advance", task, steps))
+
+    def finish(self, task: str) -> None:
+        self.calls.append(("finish", task))
+
+
+@pytest.fixture
+def recording_progress() -> RecordingProgress:
+    return RecordingProgress()
+
+
 @pytest.fixture
 def data_root(tmp_path: Path) -> DataRoot:
     root = DataRoot(tmp_path / "autolung_root")

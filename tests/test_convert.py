@@ -331,7 +331,7 @@ def test_cli_convert_pairs_then_layout_and_refusal(tmp_path, monkeypatch, capsys
     assert run_cli_group("data_tools", args, monkeypatch) == 0
     assert json.loads((out / "dataset.json").read_text())["labels"]["tumour"] == 2
     assert run_cli_group("data_tools", args, monkeypatch) == 1
-    assert "not empty (pass --overwrite" in capsys.readouterr().err
+    assert "not empty (set --overwrite to replace it)" in capsys.readouterr().err
     msd = tmp_path / "Lungs_msd"
     assert run_cli_group("data_tools", ["convert", "layout", "-i", "Lungs", "--root", str(tmp_path / "root"), "-o", str(msd),
                     "--to", "msd", "--no-progress"], monkeypatch) == 0

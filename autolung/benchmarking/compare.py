@@ -99,5 +99,6 @@ def add_nnunet(rows: Sequence[dict[str, Any]], results: dict[str, dict[str, dict
         row["n_cases_nnunet"] = stats["n"] + stats["n_undefined"] if stats else 0
         row["nnunet_folder"] = Path(entry["folder"]).name if entry and stats else ""
     for dataset in sorted({row["dataset"] for row in rows} - set(matched)):
-        logger.warning("no nnU-Net results match dataset %s (use --nnunet-name %s=DatasetXXX_Name)", dataset, dataset)
+        logger.warning("no nnU-Net results match dataset %s (map it with `nnunet_names` %s=DatasetXXX_Name)",
+                       dataset, dataset)
     return matched

@@ -176,7 +176,7 @@ def parse_name_mapping(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         ours, sep, theirs = item.partition("=")
         if not sep or not ours.strip() or not theirs.strip():
-            raise InvalidInputError(f"--nnunet-name {item!r} must look like OURS=Dataset004_Name")
+            raise InvalidInputError(f"`nnunet_names` item {item!r} must look like OURS=Dataset004_Name")
         mapping[ours.strip()] = theirs.strip()
     return mapping
 

@@ -200,6 +200,8 @@ def _choice_table(report: dict[str, Any]) -> list[str]:
         if not best:
             continue
         chosen = "+".join(c.get("configuration", "?") for c in best.get("configurations", []))
+        if best.get("partial"):
+            chosen += f" (partial cross-validation: {best.get('num_cases', '?')} cases)"
         rules = best.get("postprocessing", {}).get("rules", [])
         text = ", ".join(f"{r.get('label')}: {r.get('method')}" for r in rules) or "none"
         lines.append([result["dataset"], chosen, _num(best.get("mean_foreground_dice")),

@@ -54,8 +54,8 @@ class DatasetWriter:
         if self.layout == LAYOUT_MSD:
             self.file_ending = MSD_ENDING
         if image_ending(f"x{self.file_ending}") != self.file_ending.lower():
-            raise InvalidInputError(f"file ending {self.file_ending!r} is not a supported image ending "
-                                    "such as .nii.gz or .png", path="--file-ending")
+            raise InvalidInputError(f"`file_ending` {self.file_ending!r} is not a supported image ending "
+                                    "such as .nii.gz or .png")
 
     def image_targets(self, case_id: str, labelled: bool) -> list[Path]:
         """The image file(s) of a case: one per channel (nnU-Net) or one for all (Decathlon)."""

@@ -76,10 +76,10 @@ def parse_labels(items: list[str]) -> dict[str, int]:
     for item in (part for text in items for part in re.split(r"[,\s]+", text.strip()) if part):
         match = _LABEL_ITEM.match(item)
         if match is None:
-            raise InvalidInputError(f"label {item!r} must look like name=value, e.g. lung=1", path="--labels")
+            raise InvalidInputError(f"`labels`: label {item!r} must look like name=value, e.g. lung=1")
         name, value = match["name"], int(match["value"])
         if name in labels or value in labels.values():
-            raise InvalidInputError(f"label {item!r} repeats a name or value", path="--labels")
+            raise InvalidInputError(f"`labels`: label {item!r} repeats a name or value")
         labels[name] = value
     if labels and 0 not in labels.values():
         labels = {"background": 0, **labels}
@@ -129,7 +129,7 @@ def _check_missing_masks(folder: Path, cases: list[PairCase], options: PairsOpti
     if missing and not options.allow_unlabelled:
         first = folder / format_pattern(options.mask_pattern, missing[0].case_id)
         raise InvalidInputError(f"mask not found ({len(missing)} of {len(cases)} cases have no mask; pass "
-                                "--allow-unlabelled to put them in imagesTs)", path=first)
+                                "`allow_unlabelled` to put them in imagesTs)", path=first)
 
 
 def check_masks(cases: list[PairCase], labels: dict[str, int] | None, progress: Progress | None) -> dict[str, int]:
@@ -172,8 +172,8 @@ def _channel_names(options: PairsOptions) -> list[str]:
     count = len(options.image_patterns)
     if options.channel_names:
         if len(options.channel_names) != count:
-            raise InvalidInputError(f"{len(options.channel_names)} channel names for {count} image patterns",
-                                    path="--channel-name")
+            raise InvalidInputError(f"`channel_names`: {len(options.channel_names)} channel names for {count} "
+                                    "image patterns")
         return list(options.channel_names)
     return ["CT"] if count == 1 else [f"channel_{k}" for k in range(count)]
 
@@ -196,8 +196,7 @@ def convert_pairs(input_folder: Path, output: Path, options: PairsOptions,
     if options.mask_pattern in options.image_patterns:
         raise InvalidInputError("the mask pattern equals an image pattern", path=options.mask_pattern)
     if options.layout not in LAYOUTS:
-        raise InvalidInputError(f"unknown layout {options.layout!r}; use one of {', '.join(LAYOUTS)}",
-                                path="--layout")
+        raise InvalidInputError(f"`layout`: unknown layout {options.layout!r}; use one of {', '.join(LAYOUTS)}")
     check_output_folder(output, (input_folder,), options.overwrite)
     cases = find_pairs(input_folder, options)
     labels = check_masks(cases, options.labels, None)

@@ -75,7 +75,7 @@ def relative_files(folder: Path) -> list[str]:
         found.append(relative.as_posix())
         if len(found) > MAX_FILES:
             raise InvalidInputError(f"more than {MAX_FILES} files below the input folder; "
-                                    "point -i at the folder holding the pairs", path=folder)
+                                    "point `input_folder` at the folder holding the pairs", path=folder)
     return sorted(found)
 
 

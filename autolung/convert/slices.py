@@ -74,7 +74,7 @@ def convert_slices(input_folder: Path, output: Path, axis: int = 0, only_labelle
         The new dataset folder.
     """
     if axis not in (0, 1, 2):
-        raise InvalidInputError(f"--axis must be 0, 1 or 2, got {axis}", path=input_folder)
+        raise InvalidInputError(f"`axis` must be 0, 1 or 2, got {axis}", path=input_folder)
     check_output_folder(output, (input_folder,), overwrite)
     spec, cases = load_source(input_folder)
     if spec.is_2d:

@@ -89,12 +89,12 @@ def resolve_remote_dataset(name: str, url: str | None = None, md5: str | None = 
         InvalidInputError: for an unknown name without ``url``, an unsafe name, or a malformed md5.
     """
     if md5 is not None and not _MD5.match(md5):
-        raise InvalidInputError(f"--md5 must be 32 hexadecimal digits, got {md5!r}", path=name)
+        raise InvalidInputError(f"`md5` must be 32 hexadecimal digits, got {md5!r}", path=name)
     task = _task_by_friendly_name(name)
     if task is None:
         if url is None:
             raise InvalidInputError(f"unknown dataset; known names: {', '.join(known_names())} "
-                                    "(or give --url for any other archive)", path=name)
+                                    "(or give `url` for any other archive)", path=name)
         if not _SAFE_NAME.match(name):
             raise InvalidInputError("dataset name may hold only letters, digits, '_', '-' and '.'", path=name)
         return RemoteDataset(name=name, url=url, md5=md5.lower() if md5 else None,

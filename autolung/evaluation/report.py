@@ -1,10 +1,11 @@
-"""Evaluation outputs: summary JSON (NaN as null), per-case CSV, and a rich terminal table."""
+"""Evaluation outputs: summary JSON (NaN as null), per-case CSV, and the summary as table rows (drawn by the CLI)."""
 from __future__ import annotations
 
 import csv
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,25 +70,36 @@ def _cell(stats: dict[str, float]) -> str:
     return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
 
 
-def summary_table(summary: dict) -> Any:
-    """A rich Table: one row per class (mean ± std), plus lesion statistics when present."""
-    from rich.table import Table
+@dataclass(frozen=True)
+class SummaryTable:
+    """The evaluation summary as rows of text, for a caller to draw.
 
+    Attributes:
+        title: what was evaluated ("<n> cases, NSD tolerance <t> mm").
+        columns: column headers; the first is the class, the others are right-aligned numbers.
+        rows: one row per class, cells formatted (mean ± std, or "n/a").
+    """
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def summary_table(summary: dict) -> SummaryTable:
+    """One row per class (mean ± std), plus lesion statistics when present."""
     lesions = summary.get("lesions", {})
-    table = Table(title=f"{summary['num_cases']} cases, NSD tolerance {summary['tolerance_mm']} mm")
-    table.add_column("class")
-    for name in TABLE_METRICS:
-        table.add_column(name, justify="right")
+    columns = ["class", *TABLE_METRICS]
     if lesions:
-        table.add_column("lesion sens.", justify="right")
-        table.add_column("FP/case", justify="right")
+        columns += ["lesion sens.", "FP/case"]
+    rows = []
     for label, stats in summary["per_class"].items():
         row = [label, *(_cell(stats[name]) for name in TABLE_METRICS)]
         if lesions:
             lesion = lesions.get(label, {})
             row += [_fmt(lesion.get("lesion_sensitivity")), _fmt(lesion.get("fp_per_case"))]
-        table.add_row(*row)
-    return table
+        rows.append(tuple(row))
+    return SummaryTable(title=f"{summary['num_cases']} cases, NSD tolerance {summary['tolerance_mm']} mm",
+                        columns=tuple(columns), rows=tuple(rows))
 
 
 def _fmt(value: float | None) -> str:

@@ -22,6 +22,7 @@ from autolung.errors import AutolungError, InvalidInputError
 from autolung.fingerprint import summary
 from autolung.fingerprint.case import DEFAULT_NUM_SAMPLES, case_statistics
 from autolung.paths import DataRoot
+from autolung.progress import ProgressReporter, reporter, track
 from autolung.provenance import provenance
 from autolung.utils.atomic import write_json_atomic
 
@@ -84,19 +85,6 @@ def _results(spec: Any, label_values: list[int], num_processes: int, num_samples
             yield future.result()
 
 
-def _with_progress(items: Iterator, total: int, enabled: bool) -> Iterator:
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=True) as progress:
-        task = progress.add_task("fingerprint", total=total)
-        for item in items:
-            progress.advance(task)
-            yield item
-
-
 def summarise(spec: Any, dataset_name: str, records: list[dict[str, Any]],
               samples: list[np.ndarray]) -> dict[str, Any]:
     """Assemble fingerprint.json from the per-case records and pooled samples."""
@@ -128,7 +116,7 @@ def summarise(spec: Any, dataset_name: str, records: list[dict[str, Any]],
 
 
 def fingerprint_dataset(dataset_folder: str | Path, data_root: DataRoot, num_processes: int = 2,
-                        progress: bool = True, num_samples: int = DEFAULT_NUM_SAMPLES,
+                        progress: ProgressReporter | None = None, num_samples: int = DEFAULT_NUM_SAMPLES,
                         seed: int = 0) -> dict[str, Any]:
     """Compute the dataset fingerprint and write ``data_root.fingerprint_file(name)`` atomically.
 
@@ -140,7 +128,7 @@ def fingerprint_dataset(dataset_folder: str | Path, data_root: DataRoot, num_pro
         dataset_folder: the raw dataset folder (MSD or nnU-Net v2 layout); its name names the output.
         data_root: the data root.
         num_processes: worker processes (1 runs in this process).
-        progress: show a rich progress bar.
+        progress: receives the "fingerprint" task, one step per case (default: nothing).
         num_samples: foreground voxels sampled per case for the intensity statistics.
         seed: base seed of the (deterministic) sampling.
 
@@ -158,7 +146,7 @@ def fingerprint_dataset(dataset_folder: str | Path, data_root: DataRoot, num_pro
     log.info("fingerprinting %d cases of %s with %d processes", len(spec.cases), dataset_folder.name, num_processes)
     records, samples = [], []
     results = _results(spec, label_values, num_processes, num_samples, seed)
-    for record, case_samples in _with_progress(results, len(spec.cases), progress):
+    for record, case_samples in track(results, reporter(progress), "fingerprint", len(spec.cases)):
         records.append(record)
         samples.append(case_samples)
     fingerprint = summarise(spec, dataset_folder.name, records, samples)

@@ -328,7 +328,7 @@ def _move_into_place(staging: Path, destination: Path, names: list[str], overwri
             logger.info("%s is already installed with identical files", destination / name)
             continue
         if (destination / name).exists() and not overwrite:
-            raise InvalidInputError(f"{name} is already installed; pass --overwrite to replace it",
+            raise InvalidInputError(f"{name} is already installed; set `overwrite` to replace it",
                                     path=destination / name)
     for name in names:
         final = destination / name

@@ -106,7 +106,11 @@ OVERLAY_FOLDER = "overlays"
 
 
 class PredictionProgress(Protocol):
-    """Receives progress; the CLI shows it with rich, the library never prints."""
+    """Receives prediction progress (the library never prints).
+
+    ``autolung.progress.PredictionTasks`` implements it over the library's one progress
+    protocol, :class:`autolung.progress.ProgressReporter`; the CLI passes that adapter.
+    """
 
     def start(self, total_cases: int) -> None: ...
 
@@ -379,7 +383,7 @@ def check_output_folder(input_path: Path, output_folder: Path) -> None:
     source = input_path.resolve()
     target = output_folder.resolve()
     if target == source or (source.is_file() and target == source.parent):
-        raise InvalidInputError("the output folder is the input folder; choose another -o", path=output_folder)
+        raise InvalidInputError("the output folder is the input folder; choose another `output_folder`", path=output_folder)
 
 
 def predict_paths(input_path: str | Path, output_folder: str | Path, models: Sequence[TrainedModel],

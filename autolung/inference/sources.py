@@ -113,7 +113,7 @@ def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, datas
         folder = stack.enter_context(opened_bundle(model_path)) if model_path.is_file() else model_path
         return _from_folder(folder, configurations, folds, checkpoint_name)
     if not dataset_name or data_root is None:
-        raise InvalidInputError("give -d DATASET (with -c CONFIG, or a stored choice) or --model PATH")
+        raise InvalidInputError("give `dataset_name` (with `configurations`, or a stored choice) or `model_path`")
     if not configurations:
         choice = load_inference_choice(data_root, dataset_name)
         return _from_choice(data_root.results_dataset(dataset_name), choice, folds, checkpoint_name)

@@ -78,7 +78,7 @@ def parse_number_list(values: str | Sequence[str | int | float] | None, kind: ty
     Args:
         values: the raw option value(s); None or empty gives None.
         kind: ``int`` or ``float``.
-        option: option name for error messages.
+        option: the parameter, in backquotes, for error messages.
         lengths: accepted counts.
 
     Returns:
@@ -124,10 +124,10 @@ def parse_overrides(patch_size: str | Sequence[str] | None = None, batch_size: i
     Raises:
         InvalidInputError: on malformed values or unknown configuration names.
     """
-    patch = parse_number_list(patch_size, int, "--patch-size", (2, 3))
-    spacing = parse_number_list(target_spacing, float, "--target-spacing", (3,))
+    patch = parse_number_list(patch_size, int, "`patch_size`", (2, 3))
+    spacing = parse_number_list(target_spacing, float, "`target_spacing`", (3,))
     if batch_size is not None and batch_size < 1:
-        raise InvalidInputError(f"--batch-size must be at least 1, got {batch_size}")
+        raise InvalidInputError(f"`batch_size` must be at least 1, got {batch_size}")
     chosen = None
     if configurations:
         raw = [configurations] if isinstance(configurations, str) else list(configurations)
@@ -138,6 +138,6 @@ def parse_overrides(patch_size: str | Sequence[str] | None = None, batch_size: i
         if patch is not None:
             dims = {2 if c == "2d" else 3 for c in chosen}
             if dims != {len(patch)}:
-                raise InvalidInputError(f"--patch-size has {len(patch)} values but -c selects {chosen}; "
+                raise InvalidInputError(f"`patch_size` has {len(patch)} values but `configurations` selects {chosen}; "
                                         "use 2 values for 2d and 3 for 3D configurations")
     return PlanOverrides(patch_size=patch, batch_size=batch_size, target_spacing=spacing, configurations=chosen)

@@ -10,12 +10,13 @@ from autolung.paths import DataRoot
 from autolung.planning.overrides import PlanOverrides
 from autolung.planning.plans import Plans
 from autolung.planning.registry import load_planner
+from autolung.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
 
 def load_or_compute_fingerprint(dataset_folder: Path, data_root: DataRoot, num_processes: int = 2,
-                                progress: bool = False) -> dict:
+                                progress: ProgressReporter | None = None) -> dict:
     """The dataset's fingerprint.json, computed first when missing."""
     from autolung.fingerprint import fingerprint_dataset, load_fingerprint
 
@@ -35,7 +36,7 @@ def fingerprint_digest(fingerprint: dict) -> str:
 
 def plan_dataset(dataset_folder: str | Path, data_root: DataRoot, planner: str = "default",
                  gpu_memory_gb: float | None = None, overrides: PlanOverrides | None = None,
-                 num_processes: int = 2, progress: bool = False, device: str = "auto",
+                 num_processes: int = 2, progress: ProgressReporter | None = None, device: str = "auto",
                  time_budget_s: float | None = None) -> Plans:
     """Plan ``dataset_folder`` with the named planner and save ``data_root.plans_file(name, planner)``.
 
@@ -46,7 +47,7 @@ def plan_dataset(dataset_folder: str | Path, data_root: DataRoot, planner: str =
         gpu_memory_gb: GPU memory budget; None uses the planner's preset (8 GB; 24 GB for resenc_l).
         overrides: forced patch size, batch size, spacing.
         num_processes: worker processes if the fingerprint must be computed.
-        progress: progress bar if the fingerprint must be computed.
+        progress: receives the fingerprint's progress if it must be computed.
         device: the device training will run on ("auto", "cpu", "cuda", "mps"); used by planners
             that size the plan to the hardware (``accepts_device_and_budget``, e.g. "auto").
         time_budget_s: the training budget such planners size the plan for; None = their default.

@@ -30,6 +30,7 @@ from autolung.paths import DataRoot
 from autolung.planning.plans import ConfigurationPlan, Plans
 from autolung.preprocessing.case import preprocess_case, resampling_setup
 from autolung.preprocessing.resampling import axis_orders
+from autolung.progress import ProgressReporter, reporter, track
 from autolung.preprocessing.storage import CasePaths, is_case_complete, link_case, write_case
 from autolung.utils.atomic import remove_partial_files
 from autolung.utils.locking import folder_lock
@@ -92,7 +93,8 @@ def select_configurations(plans: Plans, requested: Iterable[str] | None) -> list
 
 
 def preprocess_dataset(dataset_folder: str | Path, data_root: DataRoot, configurations: Iterable[str] | None = None,
-                       num_processes: int = 2, planner: str = "default", progress: bool = True) -> PreprocessSummary:
+                       num_processes: int = 2, planner: str = "default",
+                       progress: ProgressReporter | None = None) -> PreprocessSummary:
     """Preprocess every training case of a dataset for the chosen configurations.
 
     Args:
@@ -101,7 +103,7 @@ def preprocess_dataset(dataset_folder: str | Path, data_root: DataRoot, configur
         configurations: configuration names, or None for all planned.
         num_processes: worker processes (1 runs in this process).
         planner: planner name (selects ``plans_<planner>.json`` and the output folders).
-        progress: show a progress bar on stderr.
+        progress: receives the "preprocess <Dataset>" task, one step per case (default: nothing).
 
     Returns:
         Which cases were processed and which skipped, per configuration.
@@ -134,7 +136,7 @@ def preprocess_dataset(dataset_folder: str | Path, data_root: DataRoot, configur
         logger.info("preprocessing %d case(s) of %s for %s (%d already done)", len(tasks), name, ", ".join(chosen),
                     sum(len(v) for v in summary.skipped.values()))
         work = _execute(spec, plans, folders, tasks, num_processes)
-        for case_id, done in _with_progress(work, len(tasks), progress, f"preprocess {name}"):
+        for case_id, done in track(work, reporter(progress), f"preprocess {name}", len(tasks)):
             for configuration in done:
                 summary.processed[configuration].append(case_id)
     for case_ids in summary.processed.values():
@@ -209,7 +211,7 @@ def _raise_worker_died(pool: ProcessPoolExecutor, futures: dict[Future, _Task]) 
     names = ", ".join(task.case.case_id for task in in_flight)
     logger.error("a preprocessing worker process died abruptly while the cases %s were in flight", names)
     raise PreprocessingError(f"a worker process died abruptly (killed, out of memory, or a crash in native code) "
-                             f"while preprocessing one of: {names}; rerun with -np 1 to see which",
+                             f"while preprocessing one of: {names}; rerun with `num_processes` 1 to see which",
                              path=(in_flight[0].case.images or [None])[0])
 
 
@@ -275,18 +277,3 @@ def _grid_key(configuration: ConfigurationPlan, spacing: Any, image: Any) -> tup
             tuple(o if c else None for o, c in zip(image_orders, changed)),
             tuple(o if c else None for o, c in zip(label_orders, changed)),
             repr([asdict(n) | {"reason": ""} for n in configuration.normalization]))
-
-
-def _with_progress(items: Iterator, total: int, enabled: bool, description: str) -> Iterator:
-    if not enabled or total == 0:
-        yield from items
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        for item in items:
-            yield item
-            bar.advance(task)

@@ -42,9 +42,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise AutolungError("--device cuda requested but torch sees no CUDA GPU")
+        raise AutolungError("`device` cuda requested but torch sees no CUDA GPU")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise AutolungError("--device mps requested but MPS is not available")
+        raise AutolungError("`device` mps requested but MPS is not available")
     return torch.device(name)
 
 

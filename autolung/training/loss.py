@@ -208,5 +208,5 @@ def output_channels(kind: str, regions: RegionMapping) -> int:
     if kind == "bce_dice":
         return regions.num_channels
     if not regions.is_disjoint:
-        raise AutolungError("--loss ce_dice needs disjoint labels; this dataset declares nested regions")
+        raise AutolungError("`loss` ce_dice needs disjoint labels; this dataset declares nested regions")
     return regions.num_channels + 1

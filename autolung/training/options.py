@@ -48,7 +48,6 @@ class TrainingOptions:
         validation_mode: prediction mode of the final validation ("fast", "full" or "auto", see
             ``autolung.inference.levers``); fast by default so validating a whole CT on a CPU
             takes about a minute instead of a quarter of an hour.
-        progress_bar: show rich progress bars (the CLI turns this on).
         plot_every: epochs between ``progress.png`` redraws.
         checkpointing: write checkpoints; False writes none (quick experiments; the final
             validation still runs on the network in memory).
@@ -86,7 +85,6 @@ class TrainingOptions:
     num_threads: int | None = None
     final_validation: bool = True
     validation_mode: str = "fast"
-    progress_bar: bool = False
     plot_every: int = 1
     checkpointing: bool = True
     validation_only: bool = False
@@ -106,30 +104,30 @@ class TrainingOptions:
                     "num_gpus": self.num_gpus, "checkpoint_every": self.checkpoint_every}
         for name, value in positive.items():
             if value < 1:
-                raise AutolungError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+                raise AutolungError(f"`{name}` must be at least 1, got {value}")
         if self.val_iters < 0:
-            raise AutolungError(f"--val-iters must be 0 or more, got {self.val_iters}")
+            raise AutolungError(f"`val_iters` must be 0 or more, got {self.val_iters}")
         if self.validation_mode not in ("auto", "full", "fast"):
-            raise AutolungError(f"validation_mode must be auto, full or fast, got {self.validation_mode!r}")
+            raise AutolungError(f"`validation_mode` must be auto, full or fast, got {self.validation_mode!r}")
         if self.loss not in LOSSES:
-            raise AutolungError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise AutolungError(f"`loss` must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.device not in DEVICES:
-            raise AutolungError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+            raise AutolungError(f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.precision not in PRECISIONS:
-            raise AutolungError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise AutolungError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.num_workers is not None and self.num_workers < 0:
-            raise AutolungError(f"--num-workers must be 0 or more, got {self.num_workers}")
+            raise AutolungError(f"`num_workers` must be 0 or more, got {self.num_workers}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise AutolungError(f"--time-budget must be positive, got {self.time_budget_s} s")
+            raise AutolungError(f"`time_budget_s` must be positive, got {self.time_budget_s} s")
         if self.validation_checkpoint not in VALIDATION_CHECKPOINTS:
-            raise AutolungError(f"validation_checkpoint must be one of {', '.join(VALIDATION_CHECKPOINTS)}, "
+            raise AutolungError(f"`validation_checkpoint` must be one of {', '.join(VALIDATION_CHECKPOINTS)}, "
                                 f"got {self.validation_checkpoint!r}")
         if self.validation_checkpoint == "best" and not self.checkpointing:
-            raise AutolungError("validation_checkpoint='best' needs checkpoint_best.pt, but checkpointing is off")
+            raise AutolungError("`validation_checkpoint` best needs checkpoint_best.pt, but `checkpointing` is off")
         if self.validation_only and not self.checkpointing:
-            raise AutolungError("validation_only reads the fold's checkpoint; it cannot run with checkpointing off")
+            raise AutolungError("`validation_only` reads the fold's checkpoint; it cannot run with `checkpointing` off")
         if not 0.0 <= self.oversample_foreground <= 1.0:
-            raise AutolungError(f"foreground oversampling must be in [0, 1], got {self.oversample_foreground}")
+            raise AutolungError(f"`oversample_foreground` must be in [0, 1], got {self.oversample_foreground}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -21,6 +21,7 @@ from autolung import __version__
 from autolung.errors import AutolungError
 from autolung.paths import DataRoot
 from autolung.planning.plans import ConfigurationPlan, Plans
+from autolung.progress import ProgressReporter
 from autolung.training import checkpoint as ckpt
 from autolung.training import distributed as ddp
 from autolung.training import hardware
@@ -227,11 +228,11 @@ def _resume(trainer: Trainer, inputs: FoldInputs, options: TrainingOptions) -> N
     latest = inputs.fold_folder / ckpt.LATEST
     if not options.resume:
         if latest.exists():
-            logger.warning("%s exists; starting from scratch (use --continue to resume)", latest)
+            logger.warning("%s exists; starting from scratch (set `resume` to continue it)", latest)
         return
     found = resume_checkpoint(inputs.fold_folder, inputs.plans.digest())
     if found is None:
-        logger.warning("--continue: no checkpoint in %s, starting from scratch", inputs.fold_folder)
+        logger.warning("`resume`: no checkpoint in %s, starting from scratch", inputs.fold_folder)
         return
     path, payload = found
     trainer.load_state_dict(payload)
@@ -283,7 +284,7 @@ def resume_checkpoint(fold_folder: Path, plans_digest: str) -> tuple[Path, dict]
 
 def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold: int | str,
                options: TrainingOptions, distributed: ddp.DistributedContext | None = None,
-               init_method: str | None = None) -> Path:
+               init_method: str | None = None, progress: ProgressReporter | None = None) -> Path:
     """Train one fold of one configuration.
 
     Args:
@@ -294,6 +295,8 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
         options: training options.
         distributed: this process's rank when already part of a DDP launch (torchrun or spawn).
         init_method: process-group address for spawned ranks; None = torchrun's environment.
+        progress: receives each epoch's iterations (main rank only; ranks spawned here for
+            ``num_gpus > 1`` report nothing, a reporter does not cross processes). None: nothing.
 
     Returns:
         The fold folder.
@@ -320,7 +323,7 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
             write_run_metadata(data_root, dataset_name, inputs, fold, options)
         ddp.init_process_group(context, device, init_method)
         try:
-            trainer = _prepare(inputs, options, context, device, fold)
+            trainer = _prepare(inputs, options, context, device, fold, progress)
             trainer.fit()
             if context.is_main and options.final_validation:
                 from autolung.training.validation import validate_fold
@@ -392,7 +395,7 @@ def with_planned_budget(options: TrainingOptions, configuration: ConfigurationPl
 
 
 def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.DistributedContext,
-             device: torch.device, fold: int | str) -> Trainer:
+             device: torch.device, fold: int | str, progress: ProgressReporter | None = None) -> Trainer:
     workers = options.num_workers if options.num_workers is not None else hardware.default_num_workers(device)
     threads = options.num_threads
     if threads is None and device.type == "cpu":
@@ -411,7 +414,7 @@ def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distribu
 
             info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
             write_json_atomic(info_path, {**info, **report})
-    trainer = Trainer(setup)
+    trainer = Trainer(setup, progress)
     _resume(trainer, inputs, options)
     logger.info("training %s fold %s on %s: %d train / %d val cases, %d epochs x %d iterations, %s, "
                 "%d threads, %d data workers", inputs.configuration.name, fold, device, len(inputs.train_cases),

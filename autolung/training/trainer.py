@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autolung.progress import ProgressReporter, reporter
 from autolung.training import checkpoint as ckpt
 from autolung.training.data.batches import Batch
 from autolung.training.data.targets import downsample_targets
@@ -165,10 +166,13 @@ class Trainer:
 
     Args:
         setup: the assembled parts.
+        progress: receives one task per epoch ("epoch <n>", one step per training iteration);
+            None reports nothing.
     """
 
-    def __init__(self, setup: TrainerSetup) -> None:
+    def __init__(self, setup: TrainerSetup, progress: ProgressReporter | None = None) -> None:
         self.setup = setup
+        self.progress = reporter(progress)
         self.state = TrainerState()
         self.log = TrainingLogger(setup.folder, setup.class_names, setup.header.get("plans_digest"))
         use_scaler = setup.amp_dtype == torch.float16 and setup.device.type == "cuda"
@@ -428,13 +432,13 @@ class Trainer:
 
     @contextlib.contextmanager
     def _progress(self, total: int, description: str) -> Iterator[Callable[[], None]]:
-        if not (self.setup.options.progress_bar and self.setup.context.is_main):
+        """Report one task to the caller's reporter (on the main rank only), finished however it ends."""
+        if not self.setup.context.is_main:
             yield lambda: None
             return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-            task = progress.add_task(description, total=total)
-            yield lambda: progress.advance(task)
+        progress = self.progress
+        progress.start(description, total)
+        try:
+            yield lambda: progress.advance(description)
+        finally:
+            progress.finish(description)

@@ -53,7 +53,7 @@ def _log_emulated_bf16_once() -> None:
     # Once per process: prediction resolves the precision for every case.
     logger.warning("bfloat16 was requested, but this CPU has no native bfloat16 (AVX-512 BF16 or AMX): "
                    "oneDNN emulates it, which can be hundreds of times slower than float32; "
-                   "use --precision auto (float32 here) or float32")
+                   "set `precision` to auto (float32 here) or float32")
 
 
 # Relative L2 error of a bfloat16 convolution against float32 above which bfloat16 is refused.

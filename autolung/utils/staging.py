@@ -49,7 +49,7 @@ def check_output_folder(target: Path, inputs: tuple[Path, ...] = (), overwrite: 
     if target.exists() and not target.is_dir():
         raise InvalidInputError("output exists and is not a folder", path=target)
     if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise InvalidInputError("output folder exists and is not empty (pass --overwrite to replace it)",
+        raise InvalidInputError("output folder exists and is not empty (set `overwrite` to replace it)",
                                 path=target)
 
 

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from autolung_cli.app import app
 from autolung_cli.common import data_root, root_option
+from autolung_cli.progress import progress_reporter
 
 
 @app.command("demo")
@@ -31,7 +32,8 @@ def demo(
 
     budget_s = parse_duration(time_budget) if time_budget else None
     options = DemoOptions(num_cases=num_cases, num_unseen=num_unseen, seed=seed, time_budget_s=budget_s,
-                          device=device, mirror=not disable_tta, num_processes=num_processes, progress=True,
+                          device=device, mirror=not disable_tta, num_processes=num_processes,
+                          progress=progress_reporter(True),
                           planner=planner)
     result = run_demo(data_root(root), options)
     console = Console()

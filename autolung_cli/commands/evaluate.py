@@ -6,8 +6,10 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from autolung.errors import InvalidInputError
+from autolung.evaluation.report import SummaryTable, summary_table
 from autolung_cli.app import app
 
 _console = Console()
@@ -25,6 +27,16 @@ def _parse_labels(values: Optional[List[str]]) -> Optional[list]:
             raise InvalidInputError(f"label {value!r} is not an integer or a comma-separated list") from None
         parsed.append(parts[0] if len(parts) == 1 else tuple(parts))
     return parsed
+
+
+def rich_table(table: SummaryTable) -> Table:
+    """Draw the library's summary rows as a rich Table (numbers right-aligned)."""
+    drawn = Table(title=table.title)
+    for index, name in enumerate(table.columns):
+        drawn.add_column(name, justify="left" if index == 0 else "right")
+    for row in table.rows:
+        drawn.add_row(*row)
+    return drawn
 
 
 @app.command("evaluate", help="Dice, IoU, precision, recall, HD95, NSD, volumes and lesion metrics per case/class.")
@@ -46,12 +58,11 @@ def evaluate_command(
                                             "prediction (listed in the summary); without it that is an error."),
 ) -> None:
     from autolung.api import evaluate
-    from autolung.evaluation.report import summary_table
 
     output = output or prediction / "summary.json"
     summary = evaluate(reference, prediction, labels=_parse_labels(labels), tolerance_mm=tolerance_mm,
                        output_json=output, ignore_label=ignore_label, allow_missing=allow_missing)
-    _console.print(summary_table(summary))
+    _console.print(rich_table(summary_table(summary)))
     if summary["missing_predictions"]:
         missing = summary["missing_predictions"]
         _console.print(f"[yellow]warning: {len(missing)} reference case(s) without prediction were not evaluated: "

@@ -17,6 +17,7 @@ from typer.core import TyperCommand
 from autolung.planning.overrides import parse_overrides
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_folder, dataset_option, root_option
+from autolung_cli.progress import progress_reporter
 
 # More than the valid counts, so a wrong count reaches parse_overrides and gets its clear message.
 MULTI_VALUE_OPTIONS = {"--patch-size": 8, "--target-spacing": 8}
@@ -75,7 +76,8 @@ def fingerprint(
 
     resolved = data_root(root)
     folder = dataset_folder(dataset, resolved)
-    result = fingerprint_dataset(folder, resolved, num_processes=num_processes, progress=progress)
+    result = fingerprint_dataset(folder, resolved, num_processes=num_processes,
+                                 progress=progress_reporter(progress))
     typer.echo(f"{result['num_cases']} cases, median spacing {[round(s, 4) for s in result['median_spacing']]}, "
                f"median shape {[int(s) for s in result['median_shape']]}")
     typer.echo(f"wrote {resolved.fingerprint_file(folder.name)}")
@@ -112,7 +114,7 @@ def plan(
     resolved = data_root(root)
     folder = dataset_folder(dataset, resolved)
     plans = plan_dataset(folder, resolved, planner=planner, gpu_memory_gb=gpu_memory_gb, overrides=overrides,
-                         num_processes=num_processes, progress=True, device=device, time_budget_s=budget_s)
+                         num_processes=num_processes, progress=progress_reporter(True), device=device, time_budget_s=budget_s)
     if explain:
         typer.echo(format_explanation(plans), nl=False)
     else:

@@ -7,39 +7,18 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from autolung.errors import InvalidInputError
+from autolung.progress import PredictionTasks
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_name, root_option
 from autolung_cli.multivalue import multi_value_command
+from autolung_cli.progress import RichProgress
 
 _console = Console(stderr=True)
 FORMAT_ENDINGS = {"nii.gz": ".nii.gz", "nii": ".nii", "nrrd": ".nrrd", "mha": ".mha", "png": ".png"}
 # Written besides the NIfTI masks, into OUTPUT/dicom/ (see autolung.reporting.dicom_outputs).
 DICOM_FORMATS = ("dicom-seg", "rtstruct")
-
-
-class _RichProgress:
-    """Two bars: cases overall, and windows of the current case."""
-
-    def __init__(self, progress: Progress) -> None:
-        self._progress = progress
-        self._cases: TaskID | None = None
-        self._windows: TaskID | None = None
-
-    def start(self, total_cases: int) -> None:
-        self._cases = self._progress.add_task("cases", total=total_cases)
-        self._windows = self._progress.add_task("windows", total=None)
-
-    def case_started(self, case_id: str) -> None:
-        self._progress.update(self._windows, description=case_id, completed=0, total=None)
-
-    def windows(self, done: int, total: int) -> None:
-        self._progress.update(self._windows, completed=done, total=total)
-
-    def case_finished(self, case_id: str, skipped: bool) -> None:
-        self._progress.advance(self._cases)
 
 
 def split_values(values: Optional[List[str]]) -> list[str]:
@@ -178,9 +157,8 @@ def predict_command(
         if no_progress:
             written = predict_paths(input_path, output, selection.models, options)
         else:
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=_console) as bars:
-                written = predict_paths(input_path, output, selection.models, options, _RichProgress(bars))
+            with RichProgress(_console) as bars:
+                written = predict_paths(input_path, output, selection.models, options, PredictionTasks(bars))
         label_names = {value: name for name, value in selection.models[0].plans.labels.items() if value != 0}
     _console.print(f"{len(written)} masks in {output} (peak RSS {peak_rss_mb():.0f} MB)")
     if output_format in DICOM_FORMATS:

@@ -10,6 +10,7 @@ from autolung.paths import DataRoot
 from autolung.preprocessing.run import PreprocessSummary, preprocess_dataset
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_folder, dataset_option, root_option
+from autolung_cli.progress import progress_reporter
 from autolung_cli.multivalue import multi_value_command
 
 CONFIG_HELP = "Configurations, several after one flag (-c 2d 3d_fullres); default: all planned."
@@ -55,7 +56,7 @@ def preprocess_command(
     data = data_root(root)
     folder = dataset_folder(dataset, data)
     summary = preprocess_dataset(folder, data, _split_names(configurations), num_processes, planner,
-                                 progress=not no_progress)
+                                 progress=progress_reporter(not no_progress))
     _report(summary, data, folder.name, planner)
 
 
@@ -93,13 +94,13 @@ def plan_and_preprocess_command(
     if clean or not data.fingerprint_file(folder.name).is_file():
         from autolung.fingerprint import fingerprint_dataset
 
-        fingerprint_dataset(folder, data, num_processes=num_processes, progress=not no_progress)
+        fingerprint_dataset(folder, data, num_processes=num_processes, progress=progress_reporter(not no_progress))
     plans = plan_dataset(folder, data, planner=planner, gpu_memory_gb=gpu_memory_gb,
                          overrides=None if overrides.is_empty() else overrides, num_processes=num_processes,
                          device=device, time_budget_s=budget_s)
     typer.echo(f"planned {', '.join(plans.configurations)} -> {data.plans_file(folder.name, planner)}")
     summary = preprocess_dataset(folder, data, _split_names(configurations), num_processes, planner,
-                                 progress=not no_progress)
+                                 progress=progress_reporter(not no_progress))
     _report(summary, data, folder.name, planner)
 
 

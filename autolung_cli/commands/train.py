@@ -9,6 +9,7 @@ import typer
 
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_name, dataset_option, root_option
+from autolung_cli.progress import progress_reporter
 
 
 def _distributed_from_environment() -> object | None:
@@ -77,12 +78,12 @@ def train(
         time_budget_s=parse_duration(time_budget) if time_budget else None, device=device, num_workers=num_workers,
         resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
         num_gpus=num_gpus, final_validation=not no_validation, validation_mode=validation_mode,
-        progress_bar=True, checkpointing=not disable_checkpointing, validation_only=val_only,
+        checkpointing=not disable_checkpointing, validation_only=val_only,
         validation_checkpoint="best" if val_best else "final",
         pretrained_weights=str(pretrained_weights) if pretrained_weights else None,
         num_threads=threads, batch_size=batch_size)
     folder = train_fold(resolved_root, name, configuration, parse_fold(fold), options,
-                        distributed=_distributed_from_environment())
+                        distributed=_distributed_from_environment(), progress=progress_reporter(True))
     typer.echo(f"{'validated' if val_only else 'trained'} {configuration} fold {fold}: {folder}")
 
 

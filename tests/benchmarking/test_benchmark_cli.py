@@ -48,6 +48,9 @@ def test_tiny_benchmark_end_to_end_then_resume(data_root: DataRoot, tiny_msd: Pa
     assert entry["plan"]["patch_size"] and entry["folds"]["0"]["epochs"] == 1
     assert entry["folds"]["0"]["inference_s_per_case"] >= 0
     assert payload["datasets"][0]["best"]["configurations"][0]["configuration"] == "3d_fullres"
+    # Fold 0 alone is a partial cross-validation: chosen anyway, and the report says so.
+    assert payload["datasets"][0]["best"]["partial"]
+    assert "partial cross-validation" in (report / "report.md").read_text()
     fold = data_root.training_output("Tiny_CT", "3d_fullres") / "fold_0"
     checkpoint_time = (fold / "checkpoint_final.pt").stat().st_mtime
 

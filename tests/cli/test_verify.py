@@ -1,6 +1,7 @@
 """`autolung verify`: one broken dataset per problem kind; exit 1 and a line naming the file."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -22,7 +23,8 @@ SHAPE = (4, 8, 8)
 @pytest.fixture
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
     """Run ``autolung <args>`` through the real entry point; only our command module is loaded."""
-    monkeypatch.setattr(app_module, "COMMAND_MODULES", ("data",))
+    monkeypatch.setattr(app_module, "_register_commands",
+                        lambda: importlib.import_module("autolung_cli.commands.data"))
 
     def run(*args: str) -> tuple[int, str]:
         monkeypatch.setattr(sys, "argv", ["autolung", *args])

@@ -105,3 +105,11 @@ def test_unreadable_case_names_the_file(data_root: DataRoot) -> None:
     (folder / "imagesTr" / "case_1.nii.gz").write_bytes(b"not a nifti")
     with pytest.raises(AutolungError, match="case_1"):
         fingerprint_dataset(folder, data_root, num_processes=1, progress=False)
+
+
+def test_fingerprint_reports_one_step_per_case(data_root: DataRoot, recording_progress) -> None:
+    folder = _write_known_dataset(data_root.raw / "Known", num_cases=2)
+    recording = recording_progress
+    fingerprint_dataset(folder, data_root, num_processes=1, progress=recording)
+    assert recording.calls == [("start", "fingerprint", 2), ("advance", "fingerprint", 1),
+                               ("advance", "fingerprint", 1), ("finish", "fingerprint")]

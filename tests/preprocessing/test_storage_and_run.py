@@ -130,3 +130,12 @@ def test_truncated_array_is_redone(data_root: DataRoot, tiny_msd: Path) -> None:
     assert not is_case_complete(folder, "case_001", plans.digest())
     summary = preprocess_dataset(tiny_msd, data_root, configurations=["3d_fullres"], num_processes=1, progress=False)
     assert summary.processed["3d_fullres"] == ["case_001"]
+
+
+def test_preprocess_reports_one_step_per_case(data_root: DataRoot, tiny_msd: Path, recording_progress) -> None:
+    _plans_for_tiny(data_root)
+    preprocess_dataset(tiny_msd, data_root, configurations=["3d_fullres"], num_processes=1,
+                       progress=recording_progress)
+    assert recording_progress.calls == [("start", "preprocess Tiny_CT", 4),
+                                        *[("advance", "preprocess Tiny_CT", 1)] * 4,
+                                        ("finish", "preprocess Tiny_CT")]

@@ -23,9 +23,9 @@ def test_parse_duration_rejects(text):
 
 
 def test_options_validation():
-    with pytest.raises(AutolungError, match="--loss"):
+    with pytest.raises(AutolungError, match="`loss` must be one of"):
         TrainingOptions(loss="focal")
-    with pytest.raises(AutolungError, match="--epochs"):
+    with pytest.raises(AutolungError, match="`epochs` must be at least 1"):
         TrainingOptions(epochs=0)
 
 

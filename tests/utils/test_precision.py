@@ -34,7 +34,7 @@ def test_forced_bf16_on_emulating_cpu_warns_once(monkeypatch, caplog):
         assert hardware.autocast_dtype(torch.device("cpu"), "bfloat16") == torch.bfloat16
     warnings = [r for r in caplog.records if "no native bfloat16" in r.getMessage()]
     assert len(warnings) == 1
-    assert "--precision auto" in warnings[0].getMessage()
+    assert "set `precision` to auto" in warnings[0].getMessage()
 
 
 def test_forced_bf16_on_native_cpu_or_gpu_is_silent(monkeypatch, caplog):
