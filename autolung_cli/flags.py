@@ -14,7 +14,8 @@ PARAMETER_FLAGS: dict[str, str] = {
     "epochs": "--epochs", "iters_per_epoch": "--iters-per-epoch", "val_iters": "--val-iters",
     "num_gpus": "--num-gpus", "num_workers": "--num-workers", "time_budget_s": "--time-budget",
     "loss": "--loss", "device": "--device", "precision": "--precision", "resume": "--continue",
-    "validation_mode": "--validation-mode",
+    "validation_mode": "--validation-mode", "validation_checkpoint": "--val-best", "validation_only": "--val-only",
+    "checkpointing": "--disable-checkpointing", "pretrained_weights": "--pretrained-weights",
     # planning and preprocessing
     "patch_size": "--patch-size", "target_spacing": "--target-spacing", "batch_size": "--batch-size",
     "configurations": "-c", "num_processes": "-np",

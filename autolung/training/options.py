@@ -123,9 +123,11 @@ class TrainingOptions:
             raise AutolungError(f"`validation_checkpoint` must be one of {', '.join(VALIDATION_CHECKPOINTS)}, "
                                 f"got {self.validation_checkpoint!r}")
         if self.validation_checkpoint == "best" and not self.checkpointing:
-            raise AutolungError("`validation_checkpoint` best needs checkpoint_best.pt, but `checkpointing` is off")
+            raise AutolungError("validation with the best checkpoint (`validation_checkpoint`) needs "
+                                "checkpoint_best.pt, which is not written when checkpointing is off (`checkpointing`)")
         if self.validation_only and not self.checkpointing:
-            raise AutolungError("`validation_only` reads the fold's checkpoint; it cannot run with `checkpointing` off")
+            raise AutolungError("validation only (`validation_only`) reads the fold's checkpoint, which is not "
+                                "written when checkpointing is off (`checkpointing`)")
         if not 0.0 <= self.oversample_foreground <= 1.0:
             raise AutolungError(f"`oversample_foreground` must be in [0, 1], got {self.oversample_foreground}")
 

@@ -18,8 +18,8 @@ def test_backquoted_parameters_become_flags() -> None:
     assert with_flags("give `dataset_name` (with `configurations`) or `model_path`") == \
         "give -d (with -c) or --model"
     # Without a flag, or not a parameter: left as the library wrote it.
-    assert with_flags("`checkpointing` is off; run `autolung plan` first") == \
-        "`checkpointing` is off; run `autolung plan` first"
+    assert with_flags("`oversample_foreground` is off; run `autolung plan` first") == \
+        "`oversample_foreground` is off; run `autolung plan` first"
     assert all(flag.startswith("-") for flag in PARAMETER_FLAGS.values())
 
 
