@@ -3,25 +3,27 @@
 Usage::
 
     .venv/bin/python benchmarks/fine_tuning.py [--data ../shared/data] [--work /tmp/autolung_fine_tuning]
-        [--pretrain-budget 240s] [--budget 180s] [--source-cases 100] [--target-cases 8]
-        [--test-cases 20] [--threads 2] [--json results.json]
+        [--configuration 2d] [--batch-size 8] [--pretrain-budget 240s] [--budget 180s]
+        [--source-cases 100] [--target-cases 8] [--test-cases 20] [--threads 2] [--json results.json]
 
 Everything runs through the real CLI (``python -m autolung_cli``), on Task04_Hippocampus
-(3d_fullres, ``cpu`` planner), with the committed patient-disjoint split
+(``--configuration``, default 2d; ``cpu`` planner), with the committed patient-disjoint split
 ``benchmarks/splits/Task04_Hippocampus.json`` (one MRI per subject, so one case is one patient):
 
-1. Two datasets are copied (Decathlon layout) under ``WORK/raw``: the source
+1. Two datasets are copied (Decathlon layout) under ``WORK/root/raw``: the source
    ``HippoSource`` (the first ``source-cases`` training cases of the split) and the small target
    ``HippoTarget`` (the next ``target-cases`` training cases, disjoint from the source). The test
-   cases are the first ``test-cases`` of the split's test side, linked into ``WORK/test_images``
+   cases are the first ``test-cases`` of the split's test side, copied into ``WORK/test_images``
    and ``WORK/test_labels``; neither dataset sees them.
-2. ``plan_and_preprocess -d HippoSource -c 3d_fullres --planner cpu``, then the source is trained
+2. ``plan_and_preprocess -d HippoSource -c CFG --planner cpu``, then the source is trained
    on all its cases (``train -f all --time-budget PRETRAIN --no-final-validation``).
 3. ``transfer_plans -s HippoSource -t HippoTarget -sp cpu -tp cpu_transfer`` and
    ``preprocess -d HippoTarget --planner cpu_transfer``: both target runs use the same network.
 4. Scratch: ``train -d HippoTarget -f all --planner cpu_transfer --time-budget BUDGET``.
    Fine-tuned: the same with ``--pretrained-weights`` set to the source's ``checkpoint_final.pt``.
-   Only the initial weights differ (same seed, budget, iterations per epoch, threads).
+   Only the initial weights differ (same seed, budget, batch, iterations per epoch, threads).
+   Every run overrides the plans' batch with ``--batch-size`` (default 8), so that minutes on two
+   CPU cores buy hundreds of iterations.
 5. Each model predicts the test images (``predict -f all --mode full``) and ``evaluate`` scores
    them against the test labels.
 
@@ -42,7 +44,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "benchmarks" / "splits" / "Task04_Hippocampus.json"
-CONFIG = "3d_fullres"
 SOURCE, TARGET = "HippoSource", "HippoTarget"
 SOURCE_PLANNER, TARGET_PLANNER = "cpu", "cpu_transfer"
 
@@ -91,15 +92,16 @@ def training_figures(fold_folder: Path) -> dict:
             "pretrained": {key: info[key] for key in ("pretrained_weights", "loaded", "skipped_heads") if key in info}}
 
 
-def test_dice(root: Path, work: Path, run: str, threads: int) -> dict:
+def test_dice(root: Path, work: Path, run: str, args: argparse.Namespace) -> dict:
     """Predict the test images with the target's fold ``all`` and score them."""
     prediction = work / f"pred_{run}"
-    autolung("predict", "-i", str(work / "test_images"), "-o", str(prediction), "-d", TARGET, "-c", CONFIG,
+    autolung("predict", "-i", str(work / "test_images"), "-o", str(prediction), "-d", TARGET, "-c", args.configuration,
              "-f", "all", "--planner", TARGET_PLANNER, "--mode", "full", "--device", "cpu",
-             "--threads", str(threads), "--no-progress", "--overwrite", "--root", str(root), threads=threads)
+             "--threads", str(args.threads), "--no-progress", "--overwrite", "--root", str(root),
+             threads=args.threads)
     summary = work / f"summary_{run}.json"
     autolung("evaluate", "-r", str(work / "test_labels"), "-p", str(prediction), "-o", str(summary),
-             threads=threads)
+             threads=args.threads)
     data = json.loads(summary.read_text())
     return {"num_cases": data["num_cases"], "mean_foreground_dice": data["mean_foreground_dice"],
             "dice": {key: value["dice"]["mean"] for key, value in data["per_class"].items()}}
@@ -108,7 +110,7 @@ def test_dice(root: Path, work: Path, run: str, threads: int) -> dict:
 def train_target(root: Path, work: Path, run: str, budget: str, args: argparse.Namespace,
                  pretrained: Path | None) -> dict:
     """Train (or reuse) one target model, then score it on the test cases."""
-    output = root / "results" / TARGET / f"{CONFIG}__{TARGET_PLANNER}"
+    output = root / "results" / TARGET / f"{args.configuration}__{TARGET_PLANNER}"
     kept = work / f"model_{run}"
     if output.exists():
         shutil.rmtree(output)
@@ -121,7 +123,7 @@ def train_target(root: Path, work: Path, run: str, budget: str, args: argparse.N
     row = training_figures(output / "fold_all")
     row["process_wall_s"] = round(wall, 1)
     try:
-        row["test"] = test_dice(root, work, run, args.threads)
+        row["test"] = test_dice(root, work, run, args)
     finally:
         # Kept aside (also when scoring failed) so that the other run can use the same folder.
         shutil.move(str(output), str(kept))
@@ -131,11 +133,11 @@ def train_target(root: Path, work: Path, run: str, budget: str, args: argparse.N
 def train_run(root: Path, run: str, budget: str, args: argparse.Namespace, pretrained: Path | None) -> float:
     """One target training run; returns the process wall time in seconds."""
     extra = ["--pretrained-weights", str(pretrained)] if pretrained else []
-    return autolung("train", "-d", TARGET, "-c", CONFIG, "-f", "all", "--planner", TARGET_PLANNER,
+    return autolung("train", "-d", TARGET, "-c", args.configuration, "-f", "all", "--planner", TARGET_PLANNER,
                     "--time-budget", budget, "--iters-per-epoch", str(args.iters_per_epoch),
                     "--val-iters", str(args.val_iters), "--no-final-validation", "--device", "cpu",
-                    "--threads", str(args.threads), "--num-workers", "0", "--root", str(root), *extra,
-                    threads=args.threads)
+                    "--threads", str(args.threads), "--num-workers", "0", "--batch-size", str(args.batch_size),
+                    "--root", str(root), *extra, threads=args.threads)
 
 
 def _ratio(value: float, reference: float) -> float:
@@ -146,6 +148,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=REPO / ".." / "shared" / "data")
     parser.add_argument("--work", type=Path, default=Path("/tmp/autolung_fine_tuning"))
+    parser.add_argument("--configuration", default="2d",
+                        help="2d (default: hundreds of iterations per minute on 2 CPU cores) or 3d_fullres "
+                             "(about 3 s per iteration there, so minutes teach it little).")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help="Batch of every run (the cpu plans' 2d batch, 97 slices, takes over 3 s per "
+                             "iteration on 2 cores: a few dozen iterations in minutes).")
     parser.add_argument("--pretrain-budget", default="240s")
     parser.add_argument("--budget", default="180s", help="Training budget of each target run.")
     parser.add_argument("--source-cases", type=int, default=100)
@@ -177,26 +185,26 @@ def main() -> int:
     link_files(raw_hippocampus, "labelsTr", work / "test_labels", test_cases)
 
     t = args.threads
-    if not (root / "preprocessed" / SOURCE / f"plans_{SOURCE_PLANNER}.json").is_file():
-        autolung("plan_and_preprocess", "-d", SOURCE, "-c", CONFIG, "--planner", SOURCE_PLANNER, "-np", str(t),
-                 "--no-progress", "--root", str(root), threads=t)
-    source_model = root / "results" / SOURCE / f"{CONFIG}__{SOURCE_PLANNER}" / "fold_all"
+    autolung("plan_and_preprocess", "-d", SOURCE, "-c", args.configuration, "--planner", SOURCE_PLANNER,
+             "-np", str(t), "--no-progress", "--root", str(root), threads=t)
+    source_model = root / "results" / SOURCE / f"{args.configuration}__{SOURCE_PLANNER}" / "fold_all"
     checkpoint = source_model / "checkpoint_final.pt"
     if not checkpoint.is_file():
-        autolung("train", "-d", SOURCE, "-c", CONFIG, "-f", "all", "--planner", SOURCE_PLANNER,
+        autolung("train", "-d", SOURCE, "-c", args.configuration, "-f", "all", "--planner", SOURCE_PLANNER,
                  "--time-budget", args.pretrain_budget, "--iters-per-epoch", str(args.iters_per_epoch),
                  "--val-iters", str(args.val_iters), "--no-final-validation", "--device", "cpu",
-                 "--threads", str(t), "--num-workers", "0", "--root", str(root), threads=t)
+                 "--threads", str(t), "--num-workers", "0", "--batch-size", str(args.batch_size),
+                 "--root", str(root), threads=t)
     pretraining = training_figures(source_model)
     autolung("transfer_plans", "-s", SOURCE, "-t", TARGET, "-sp", SOURCE_PLANNER, "-tp", TARGET_PLANNER,
              "--overwrite", "--root", str(root), threads=t)
-    autolung("preprocess", "-d", TARGET, "-c", CONFIG, "--planner", TARGET_PLANNER, "-np", str(t),
+    autolung("preprocess", "-d", TARGET, "-c", args.configuration, "--planner", TARGET_PLANNER, "-np", str(t),
              "--no-progress", "--root", str(root), threads=t)
 
     runs = {"scratch": train_target(root, work, "scratch", args.budget, args, None),
             "fine_tuned": train_target(root, work, "fine_tuned", args.budget, args, checkpoint)}
     classes = list(runs["scratch"]["test"]["dice"])
-    print(f"\nTask04_Hippocampus {CONFIG}: pretrained on {len(source_cases)} cases "
+    print(f"\nTask04_Hippocampus {args.configuration}: pretrained on {len(source_cases)} cases "
           f"({pretraining['iterations']} iterations, {pretraining['train_s']} s); target {len(target_cases)} "
           f"training cases, {len(test_cases)} test cases (patient-disjoint); budget {args.budget} each; "
           f"{t} threads")
@@ -210,7 +218,7 @@ def main() -> int:
     ratio["mean"] = _ratio(runs["fine_tuned"]["test"]["mean_foreground_dice"],
                            runs["scratch"]["test"]["mean_foreground_dice"])
     print(f"{'ratio ft/sc':<12}" + "".join(f"{ratio[c]:>12.3f}" for c in classes) + f"{ratio['mean']:>8.3f}")
-    result = {"dataset": "Task04_Hippocampus", "configuration": CONFIG, "source_cases": len(source_cases),
+    result = {"dataset": "Task04_Hippocampus", "configuration": args.configuration, "source_cases": len(source_cases),
               "target_cases": target_cases, "test_cases": test_cases, "budget": args.budget,
               "pretrain_budget": args.pretrain_budget, "threads": t, "pretraining": pretraining,
               "runs": runs, "ratio_fine_tuned_vs_scratch": ratio}
