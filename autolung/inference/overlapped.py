@@ -16,14 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from autolung.errors import LockedError
 from autolung.inference import predictor as p
 from autolung.inference.inputs import InputCase, read_input_case
 from autolung.inference.model import TrainedModel
 from autolung.inference.pipeline import CaseStages, run_stages
 from autolung.io.geometry import ImageGeometry
-from autolung.utils.atomic import remove_partial_files_of
-from autolung.utils.locking import file_lock, lock_owner
 
 logger = logging.getLogger(__name__)
 
@@ -55,23 +52,11 @@ class _PredictionStages(CaseStages[InputCase, _Prepared]):
         return case.case_id
 
     def prepare(self, case: InputCase) -> _Prepared | None:
-        lock = contextlib.ExitStack()
-        lock_path = self.output_folder / f"{p.CASE_LOCK_PREFIX}{case.case_id}.lock"
-        try:
-            lock.enter_context(file_lock(lock_path, "predict"))
-        except LockedError:
-            logger.info("%s: being predicted by another process (pid %s), left to it", case.case_id,
-                        lock_owner(lock_path))
-            self.skipped[case.case_id] = None
+        lock, finished = p.claim_case(case, self.output_folder, self.options)
+        if lock is None:
+            self.skipped[case.case_id] = finished
             return None
         try:
-            mask_path, npz_path = p._output_paths(case, self.output_folder, self.options)
-            remove_partial_files_of([mask_path, npz_path])
-            if not self.options.overwrite and p._is_finished(mask_path, npz_path, self.options):
-                logger.info("%s: already predicted, skipped (use overwrite to redo)", case.case_id)
-                self.skipped[case.case_id] = mask_path
-                lock.close()
-                return None
             image, geometry = read_input_case(case, len(self.models[0].plans.channel_names))
             prepared = _Prepared(case, lock, geometry, image=image)
             if self.preprocess_ahead:

@@ -478,25 +478,48 @@ def _record_locked(output_folder: Path, models: Sequence[TrainedModel], options:
         raise AutolungError(f"cannot update {PREDICTIONS_RECORD}: {exc.problem}", path=output_folder) from None
 
 
+def claim_case(case: InputCase, output_folder: Path,
+               options: PredictionOptions) -> tuple[contextlib.ExitStack | None, Path | None]:
+    """Take a case's lock and decide whether it still needs predicting.
+
+    Returns:
+        ``(held lock, None)`` when the case is to be predicted (the caller closes the lock once
+        its mask and record are written); ``(None, mask)`` when it is finished already;
+        ``(None, None)`` when another live process holds it.
+    """
+    lock_path = output_folder / f"{CASE_LOCK_PREFIX}{case.case_id}.lock"
+    lock = contextlib.ExitStack()
+    try:
+        lock.enter_context(file_lock(lock_path, "predict"))
+    except LockedError:
+        logger.info("%s: being predicted by another process (pid %s), left to it", case.case_id,
+                    lock_owner(lock_path))
+        return None, None
+    try:
+        mask_path, npz_path = _output_paths(case, output_folder, options)
+        # Only this case's leftovers: other processes may be writing their cases right now.
+        remove_partial_files_of([mask_path, npz_path])
+        if not options.overwrite and _is_finished(mask_path, npz_path, options):
+            logger.info("%s: already predicted, skipped (use overwrite to redo)", case.case_id)
+            lock.close()
+            return None, mask_path
+    except BaseException:
+        lock.close()
+        raise
+    return lock, None
+
+
 def _predict_locked_case(case: InputCase, output_folder: Path, models: Sequence[TrainedModel],
                          options: PredictionOptions,
                          progress: PredictionProgress | None) -> tuple[Path | None, bool]:
     """Predict one case under its own lock: ``(mask or None when another process has it, skipped)``."""
-    lock = output_folder / f"{CASE_LOCK_PREFIX}{case.case_id}.lock"
-    try:
-        with file_lock(lock, "predict"):
-            mask_path, npz_path = _output_paths(case, output_folder, options)
-            # Only this case's leftovers: other processes may be writing their cases right now.
-            remove_partial_files_of([mask_path, npz_path])
-            if not options.overwrite and _is_finished(mask_path, npz_path, options):
-                logger.info("%s: already predicted, skipped (use overwrite to redo)", case.case_id)
-                return mask_path, True
-            mask_path = predict_case(case, output_folder, models, options, progress)
-            _record_locked(output_folder, models, options, case.case_id)
-            return mask_path, False
-    except LockedError:
-        logger.info("%s: being predicted by another process (pid %s), left to it", case.case_id, lock_owner(lock))
-        return None, True
+    lock, finished = claim_case(case, output_folder, options)
+    if lock is None:
+        return finished, True
+    with lock:
+        mask_path = predict_case(case, output_folder, models, options, progress)
+        _record_locked(output_folder, models, options, case.case_id)
+        return mask_path, False
 
 
 def describe_models(models: Sequence[TrainedModel]) -> list[dict]:
