@@ -39,6 +39,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +79,8 @@ class nnUNetTrainer_autolungBudget(nnUNetTrainer):
         self.num_iterations_per_epoch = int(os.environ.get("AUTOLUNG_ITERS", "250"))
         self.num_val_iterations_per_epoch = int(os.environ.get("AUTOLUNG_VAL_ITERS", "50"))
         self.num_epochs = 1000
+        if "AUTOLUNG_TORCH_THREADS" in os.environ:  # its entry point sets all cores, ignoring pinning
+            torch.set_num_threads(int(os.environ["AUTOLUNG_TORCH_THREADS"]))
 
     def run_training(self):
         self.on_train_start()
@@ -120,11 +123,31 @@ def parse_budget(text: str) -> float:
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
+CORES: dict[str, list[int]] = {}  # thread name -> the cores its tool's commands are pinned to (--pin)
+
+
+def pinned_cores() -> list[int] | None:
+    return CORES.get(threading.current_thread().name)
+
+
+def thread_env(env: dict[str, str] | None) -> dict[str, str] | None:
+    """``env`` with the thread counts of the pinned cores, when this tool is pinned."""
+    cores = pinned_cores()
+    if cores is None:
+        return env
+    count = str(len(cores))
+    return dict(env if env is not None else os.environ, OMP_NUM_THREADS=count, MKL_NUM_THREADS=count,
+                AUTOLUNG_TORCH_THREADS=count)
+
+
 def run(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> float:
     """Run ``command`` (output to ``log_file``); its wall time; exit with the log tail on failure."""
+    cores = pinned_cores()
+    pin = (lambda: os.sched_setaffinity(0, cores)) if cores is not None else None
     start = time.perf_counter()
     with open(log_file, "w") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=thread_env(env),
+                                preexec_fn=pin)
     if result.returncode != 0:
         raise SystemExit(f"failed (exit {result.returncode}): {' '.join(command)}\n{log_file.read_text()[-3000:]}")
     return time.perf_counter() - start
@@ -235,6 +258,8 @@ def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: 
     (root / "preprocessed" / set_name / "splits.json").write_text(json.dumps([inner], indent=1))
     train_cmd = [*autolung, "train", "-d", set_name, "-c", configuration, "-f", "0", "--root", str(root),
                  "--planner", planner, "--no-final-validation", *train_args]
+    if pinned_cores() is not None:
+        train_cmd += ["--threads", str(len(pinned_cores()))]
     # A fixed iteration count (ablations on a machine whose load changes the step time tenfold) or the budget.
     train_cmd += (["--epochs", "1", "--iters-per-epoch", str(iterations), "--val-iters", "10"] if iterations
                   else ["--time-budget", budget])
@@ -280,8 +305,10 @@ def _finite(value) -> float | None:
 # ----------------------------------------------------------------------------------------- nnU-Net
 def nnunet_environment(work: Path) -> dict[str, str]:
     return dict(os.environ, nnUNet_raw=str(work / "nnUNet_raw"), nnUNet_preprocessed=str(work / "nnUNet_preprocessed"),
-                nnUNet_results=str(work / "nnUNet_results"), nnUNet_n_proc_DA="2", OMP_NUM_THREADS="2",
-                MKL_NUM_THREADS="2")
+                nnUNet_results=str(work / "nnUNet_results"),
+                # Pinned to one core, augmentation runs in the training process on both sides.
+                nnUNet_n_proc_DA="2" if pinned_cores() is None or len(pinned_cores()) > 1 else "0",
+                OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
 
 
 def install_nnunet_trainer(venv: Path) -> None:
@@ -433,13 +460,47 @@ def command_report(args: argparse.Namespace) -> None:
 
 
 def command_run(args: argparse.Namespace) -> None:
+    if not args.pin:
+        for tool in args.tool:
+            run_tool(args, tool)
+        return
+    # Paired runs: every tool at the same time, each on its own core, so whatever else loads the
+    # machine loads both alike (wall-clock budgets on a shared 2-core machine are otherwise void).
+    cores = sorted(os.sched_getaffinity(0))
+    if len(args.tool) > len(cores):
+        raise SystemExit(f"--pin needs a core per tool: {len(args.tool)} tools, {len(cores)} cores")
+    failures: list[str] = []
+
+    def work(tool: str) -> None:
+        try:
+            run_tool(args, tool)
+        except BaseException as error:  # SystemExit from run() included: report, let the others finish
+            failures.append(f"{tool}: {error}")
+
+    threads = []
+    for index, tool in enumerate(args.tool):
+        name = f"tool-{index}"
+        CORES[name] = [cores[index]]
+        threads.append(threading.Thread(target=work, args=(tool,), name=name))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise SystemExit("\n".join(failures))
+
+
+def run_tool(args: argparse.Namespace, tool: str) -> None:
     budget_s = parse_budget(args.budget)
-    for tool in args.tool:
+    if True:
         length = f"{args.iterations}it" if args.iterations else f"{int(budget_s)}s"
         work = args.work / f"{args.set}_f{args.fold}_{length}_{tool.replace(':', '_')}_{args.variant}"
         work.mkdir(parents=True, exist_ok=True)
         started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         info = machine()
+        if pinned_cores() is not None:
+            info["pinned_cores"] = pinned_cores()
+            info["note"] = "paired run: every tool at the same time, each pinned to its own core"
         if tool.startswith("autolung:"):
             outcome = run_autolung(args.set, tool.split(":", 1)[1], budget_s, args.fold, work, args.train_arg,
                                    args.configuration, args.iterations)
@@ -472,6 +533,8 @@ def main() -> None:
     run_parser.add_argument("--iterations", type=int,
                             help="train this many iterations instead of a budget (autolung; recipe ablations "
                                  "on a loaded machine); --budget is then only the planning budget")
+    run_parser.add_argument("--pin", action="store_true",
+                            help="run the tools at the same time, each pinned to its own core with one thread")
     run_parser.add_argument("--work", type=Path, default=Path("/tmp/autolung_tta"))
     run_parser.add_argument("--results", type=Path, default=RESULTS)
     run_parser.add_argument("--nnunet-venv", type=Path,

@@ -90,6 +90,18 @@ def use_channels_last(device: torch.device, dim: int, option: bool | None) -> bo
     return device.type == "cuda"
 
 
+def usable_cpu_count() -> int:
+    """Cores this process may run on (its affinity mask: taskset, cgroup cpusets), not the machine's.
+
+    Returns:
+        At least 1.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def default_num_workers(device: torch.device, cpu_count: int | None = None) -> int:
     """Augmentation worker processes when ``--num-workers`` is not given.
 
@@ -98,7 +110,7 @@ def default_num_workers(device: torch.device, cpu_count: int | None = None) -> i
     Returns:
         Worker count (at least 1 when there is more than one core).
     """
-    cpus = cpu_count or os.cpu_count() or 1
+    cpus = cpu_count or usable_cpu_count()
     if cpus <= 1:
         return 0
     if device.type == "cpu":
@@ -113,7 +125,7 @@ def configure_threads(device: torch.device, num_threads: int | None) -> int:
         The thread count in use.
     """
     if num_threads is None:
-        cpus = os.cpu_count() or 1
+        cpus = usable_cpu_count()
         num_threads = cpus if device.type == "cpu" else min(4, cpus)
     torch.set_num_threads(max(1, num_threads))
     return torch.get_num_threads()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -400,7 +399,7 @@ def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distribu
     threads = options.num_threads
     if threads is None and device.type == "cpu":
         # DDP ranks on one CPU share its cores.
-        threads = max(1, (os.cpu_count() or 1) // context.world_size)
+        threads = max(1, hardware.usable_cpu_count() // context.world_size)
     used = hardware.configure_threads(device, threads)
     hardware.seed_everything(options.seed, options.deterministic)
     setup = build_setup(inputs, options, context, device, fold)
