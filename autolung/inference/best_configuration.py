@@ -24,6 +24,7 @@ import numpy as np
 
 from autolung.errors import InvalidInputError
 from autolung.evaluation.metrics import LabelSpec, label_mask, overlap_metrics
+from autolung.inference.case_prediction import probabilities_to_labels
 from autolung.inference.cv_outputs import list_saved_cases, load_cv_probabilities
 from autolung.inference.model import available_folds
 from autolung.inference.postprocessing import choose_postprocessing
@@ -145,8 +146,6 @@ def _candidate_names(configurations: Sequence[str]) -> list[tuple[str, ...]]:
 
 
 def _candidate_labels(case_files: dict[str, Path], members: tuple[str, ...]) -> tuple[np.ndarray, RegionMapping]:
-    from autolung.inference.predictor import probabilities_to_labels
-
     total, mapping = None, None
     for name in members:
         saved = load_cv_probabilities(case_files[name])

@@ -73,7 +73,7 @@ def ensemble_folders(input_folders: Sequence[str | Path], output_folder: str | P
     Returns:
         Written (or already present) mask paths.
     """
-    from autolung.inference.predictor import probabilities_to_labels
+    from autolung.inference.case_prediction import probabilities_to_labels
     from autolung.inference.cv_outputs import save_cv_probabilities
     from autolung.io.formats import write_ending_for
     from autolung.io.images import write_image

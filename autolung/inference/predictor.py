@@ -21,12 +21,14 @@ import numpy as np
 import torch
 
 from autolung.errors import AutolungError, InvalidInputError, LockedError
+from autolung.inference.case_prediction import (CaseOptions, model_entry, predict_preprocessed_case,
+                                                 prediction_settings, probabilities_to_labels)
 from autolung.inference.cv_outputs import save_cv_probabilities
 from autolung.inference.inputs import InputCase, discover_cases, mask_ending, read_input_case
-from autolung.inference.levers import ResolvedLevers, body_threshold, resolve_levers
+from autolung.inference.levers import ResolvedLevers, resolve_levers
 from autolung.inference.model import TrainedModel
 from autolung.inference.postprocessing import apply_postprocessing
-from autolung.inference.sliding_window import ALL_AXES, predict_sliding_window
+from autolung.inference.sliding_window import ALL_AXES
 from autolung.io.geometry import ImageGeometry
 from autolung.labels import RegionMapping
 from autolung.planning.plans import InferencePlan
@@ -35,9 +37,6 @@ from autolung.utils.locking import file_lock, lock_owner
 from autolung.utils.atomic import remove_partial_files_of, write_json_atomic
 
 logger = logging.getLogger(__name__)
-
-# Slab of Z slices converted to labels at once: bounds the temporaries of argmax/threshold.
-LABEL_SLAB = 16
 
 
 @dataclass
@@ -101,6 +100,11 @@ class PredictionOptions:
         return resolve_levers(self.mode, resolve_prediction_device(self.device).type, self.step_size, axes,
                               self.crop_to_body, self.skip_empty_windows)
 
+    def case_options(self) -> CaseOptions:
+        """What :func:`~autolung.inference.case_prediction.predict_preprocessed_case` needs of these options."""
+        device = resolve_prediction_device(self.device) if self.device == "auto" else self.device
+        return CaseOptions(self.levers().levers, device, self.precision, self.window_batch_size)
+
 
 OVERLAY_FOLDER = "overlays"
 
@@ -155,22 +159,8 @@ def _check_models(models: Sequence[TrainedModel]) -> RegionMapping:
 def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOptions,
                     progress: PredictionProgress | None) -> np.ndarray:
     """Fold-averaged probabilities of a preprocessed case on the network grid."""
-    inference = model.configuration.inference or InferencePlan()
-    levers = options.levers().levers
-    mirror_axes = tuple(levers.mirror_axes or ())
-    if inference.mirror_axes is not None:
-        # A model trained without mirroring (nnU-Net checkpoints say so) is never mirrored.
-        mirror_axes = tuple(axis for axis in mirror_axes if axis in tuple(inference.mirror_axes))
-    return predict_sliding_window(
-        model.networks, data, model.configuration.patch_size, step_size=levers.step_size,
-        mirror_axes=mirror_axes, window_batch_size=options.window_batch_size,
-        device=resolve_prediction_device(options.device) if options.device == "auto" else options.device,
-        precision=options.precision,
-        progress=progress.windows if progress is not None else None,
-        average_logits=inference.average_logits, output_activation=inference.output_activation,
-        weights=inference.window_weights,
-        body_threshold=body_threshold(model.configuration.normalization), crop_to_body=levers.crop_to_body,
-        skip_empty_windows=levers.skip_empty_windows)
+    return predict_preprocessed_case(model.networks, data, model.configuration, options.case_options(),
+                                     progress.windows if progress is not None else None)
 
 
 def _model_frame(image: np.ndarray, geometry: ImageGeometry,
@@ -279,22 +269,6 @@ def predict_case_labels(case: InputCase, model: TrainedModel, options: Predictio
     if back is not None:
         labels = np.ascontiguousarray(labels.transpose(back))
     return labels, geometry
-
-
-def probabilities_to_labels(probabilities: np.ndarray, mapping: RegionMapping) -> np.ndarray:
-    """Label map from probabilities, converted in Z slabs so temporaries stay small.
-
-    Args:
-        probabilities: ``(R, Z, Y, X)``.
-        mapping: the plans' region mapping.
-
-    Returns:
-        uint8 label map ``(Z, Y, X)``.
-    """
-    seg = np.zeros(probabilities.shape[1:], dtype=np.uint8)
-    for begin in range(0, seg.shape[0], LABEL_SLAB):
-        seg[begin:begin + LABEL_SLAB] = mapping.probabilities_to_labels(probabilities[:, begin:begin + LABEL_SLAB])
-    return seg
 
 
 def _output_paths(case: InputCase, output_folder: Path, options: PredictionOptions) -> tuple[Path, Path]:
@@ -524,17 +498,15 @@ def _predict_locked_case(case: InputCase, output_folder: Path, models: Sequence[
 
 def describe_models(models: Sequence[TrainedModel]) -> list[dict]:
     """What ``autolung_predictions.json`` says of each model: configuration, folds, source, digest."""
-    return [{"configuration": m.configuration_name, "folds": list(m.folds), "source": str(m.folder),
-             "plans_digest": m.plans.digest(), "checkpoint": m.checkpoint_name} for m in models]
+    return [model_entry(m.configuration_name, m.folds, str(m.folder), m.plans.digest(), m.checkpoint_name)
+            for m in models]
 
 
 def _record_prediction(output_folder: Path, models: Sequence[TrainedModel], options: PredictionOptions,
                        case_id: str) -> None:
     """Add a finished case to the folder's provenance record (rewritten atomically per case)."""
-    levers = options.levers()
-    settings = {**levers.record(), "mirror": bool(levers.levers.mirror_axes), "precision": options.precision,
-                "postprocessing": options.postprocessing if options.postprocessing is not None
-                else models[0].postprocessing}
+    postprocessing = options.postprocessing if options.postprocessing is not None else models[0].postprocessing
+    settings = prediction_settings(options.levers(), options.precision, postprocessing)
     previous = read_predictions_record(output_folder)
     record = predictions_record(describe_models(models), settings, [case_id], previous)
     write_json_atomic(output_folder / PREDICTIONS_RECORD, record)

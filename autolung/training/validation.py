@@ -1,5 +1,6 @@
-"""End-of-training validation: the fold's validation cases through the real sliding-window
-predictor, back to the original image grid, written as masks and probabilities, then evaluated.
+"""End-of-training validation: the fold's validation cases through the per-case prediction path
+that ``predict`` uses (:mod:`autolung.inference.case_prediction`), back to the original image
+grid, written as masks and probabilities, then evaluated.
 
 Writes into ``fold_<k>/validation/``: ``<case><file ending>`` (label map), ``<case>.npz``
 (float16 probabilities for find_best_configuration) and ``summary.json`` (+ per-case CSV).
@@ -14,6 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from autolung.inference.case_prediction import (CaseOptions, configuration_levers, model_entry,
+                                                 predict_preprocessed_case, prediction_settings,
+                                                 probabilities_to_labels)
+from autolung.inference.levers import resolve_levers
 from autolung.inference.model import SoftmaxAsSigmoidLogits
 from autolung.paths import DataRoot
 from autolung.provenance import PREDICTIONS_RECORD, image_metadata, predictions_record
@@ -41,8 +46,6 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
         The validation folder.
     """
     from autolung.inference.cv_outputs import save_cv_probabilities
-    from autolung.inference.levers import body_threshold
-    from autolung.inference.sliding_window import predict_sliding_window
     from autolung.io.geometry import ImageGeometry
     from autolung.io.images import write_image
     from autolung.preprocessing.restore import restore_to_original
@@ -56,11 +59,10 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
     predictor_net = SoftmaxAsSigmoidLogits(network) if options.loss == "ce_dice" else network
     dataset = PreprocessedDataset(inputs.case_folder)
     precision = "bfloat16" if _uses_bf16(device, options) else "float32"
-    chosen = validation_levers(options.validation_mode, device, config.dim)
-    levers = chosen.levers
+    chosen = configuration_levers(resolve_levers(options.validation_mode, torch.device(device).type), config)
+    case_options = CaseOptions(chosen.levers, device, precision)
     logger.info("final validation of %d case(s), after the training budget: %s", len(inputs.val_cases),
                 chosen.explain())
-    threshold = body_threshold(config.normalization)
     digest = plans.digest()
     for index, case_id in enumerate(inputs.val_cases):
         data, _, properties = dataset.load(case_id, mmap=True)
@@ -70,24 +72,18 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
 
             data = with_previous_stage(data, np.load(inputs.previous_stage / f"{case_id}.npy"),
                                        inputs.previous_labels)
-        probabilities = predict_sliding_window(predictor_net, data, config.patch_size,
-                                               step_size=levers.step_size, mirror_axes=levers.mirror_axes,
-                                               device=device, precision=precision, body_threshold=threshold,
-                                               crop_to_body=levers.crop_to_body,
-                                               skip_empty_windows=levers.skip_empty_windows)
+        probabilities = predict_preprocessed_case(predictor_net, data, config, case_options)
         restored = restore_to_original(probabilities, properties, config)
         geometry = ImageGeometry.from_json(properties["original_geometry"])
-        labels = plans.region_mapping.probabilities_to_labels(restored)
+        labels = probabilities_to_labels(restored, plans.region_mapping)
         write_image(labels, geometry, folder / f"{case_id}{plans.file_ending}", metadata=image_metadata(digest))
         save_cv_probabilities(folder, case_id, restored, geometry, plans.region_mapping)
         logger.info("validation case %d/%d: %s", index + 1, len(inputs.val_cases), case_id)
     fold = inputs.fold_folder.name.removeprefix("fold_")
-    model = {"configuration": config.name, "folds": [int(fold) if fold.isdigit() else fold], "source": str(inputs.fold_folder),
-             "plans_digest": digest, "checkpoint": options.validation_checkpoint}
+    model = model_entry(config.name, [int(fold) if fold.isdigit() else fold], str(inputs.fold_folder), digest,
+                        options.validation_checkpoint)
     write_json_atomic(folder / PREDICTIONS_RECORD, predictions_record(
-        [model], {**chosen.record(), "mirror": bool(levers.mirror_axes), "precision": precision,
-                  "postprocessing": None},
-        list(inputs.val_cases)))
+        [model], prediction_settings(chosen, precision, None), list(inputs.val_cases)))
     _evaluate(folder, data_root, dataset_name, plans, list(inputs.val_cases))
     return folder
 
@@ -96,27 +92,6 @@ def _uses_bf16(device: torch.device, options: TrainingOptions) -> bool:
     from autolung.training.hardware import autocast_dtype
 
     return autocast_dtype(device, options.precision) == torch.bfloat16
-
-
-def validation_levers(mode: str, device: torch.device, dim: int):
-    """The levers of the final validation: ``mode``'s, with 2D networks mirrored in (y, x) only.
-
-    Args:
-        mode: "fast", "full" or "auto".
-        device: where validation runs.
-        dim: 2 or 3.
-
-    Returns:
-        The :class:`~autolung.inference.levers.ResolvedLevers`.
-    """
-    from autolung.inference.levers import resolve_levers
-
-    chosen = resolve_levers(mode, torch.device(device).type)
-    if dim == 2 and 0 in chosen.levers.mirror_axes:
-        # 2D networks see (y, x) slices; mirroring z would only reorder slices.
-        axes = tuple(a for a in chosen.levers.mirror_axes if a != 0)
-        chosen = resolve_levers(mode, torch.device(device).type, mirror_axes=axes)
-    return chosen
 
 
 def _evaluate(folder: Path, data_root: DataRoot, dataset_name: str, plans: object, case_ids: list[str]) -> None:

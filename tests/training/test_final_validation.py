@@ -48,14 +48,16 @@ def test_raw_to_validation_predictions_and_summary(data_root: DataRoot, caplog):
 
 
 def test_validation_levers_follow_the_mode_and_2d_never_mirrors_z():
-    import torch
+    from autolung.inference.case_prediction import configuration_levers
+    from autolung.inference.levers import resolve_levers
 
-    from autolung.training.validation import validation_levers
+    from tests.inference.fake_model import tiny_plans
 
-    fast = validation_levers("fast", torch.device("cpu"), 3).levers
+    config_2d, config_3d = tiny_plans(dim=2).configuration("2d"), tiny_plans(dim=3).configuration("3d_fullres")
+    fast = configuration_levers(resolve_levers("fast", "cpu"), config_3d).levers
     assert fast.mirror_axes == () and fast.crop_to_body and fast.skip_empty_windows
-    assert validation_levers("full", torch.device("cpu"), 2).levers.mirror_axes == (1, 2)
-    assert validation_levers("full", torch.device("cpu"), 3).levers.mirror_axes == (0, 1, 2)
+    assert configuration_levers(resolve_levers("full", "cpu"), config_2d).levers.mirror_axes == (1, 2)
+    assert configuration_levers(resolve_levers("full", "cpu"), config_3d).levers.mirror_axes == (0, 1, 2)
 
 
 def test_budget_statement_says_what_the_budget_covers():

@@ -1,0 +1,171 @@
+"""Predicting one preprocessed case: the one path shared by every caller that predicts.
+
+``autolung predict`` (:mod:`autolung.inference.predictor`, serial and overlapped), training's final
+validation (:mod:`autolung.training.validation`, modes fast and full) and, through the
+probabilities validation saves, ``find_best_configuration`` all go through this module:
+
+- :func:`configuration_levers` narrows the chosen levers to what a configuration's networks are
+  mirrored along (a 2D network never mirrors z; an imported model only along the axes it allows);
+- :func:`predict_preprocessed_case` runs the sliding window on a preprocessed case with those
+  levers, the device, the precision and the configuration's inference plan;
+- :func:`probabilities_to_labels` turns probabilities into a label map;
+- :func:`prediction_settings` and :func:`model_entry` are what ``autolung_predictions.json``
+  records of how the cases were predicted and by which model.
+
+So the same preprocessed case with the same options gives the same probabilities whichever
+command predicts it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from autolung.inference.levers import Levers, ResolvedLevers, body_threshold
+from autolung.inference.sliding_window import predict_sliding_window
+from autolung.labels import RegionMapping
+from autolung.planning.plans import ConfigurationPlan, InferencePlan
+
+# Slab of Z slices converted to labels at once: bounds the temporaries of argmax/threshold.
+LABEL_SLAB = 16
+
+
+@dataclass(frozen=True)
+class CaseOptions:
+    """How one preprocessed case is predicted.
+
+    Attributes:
+        levers: step size, mirror axes, body crop and window skipping
+            (:class:`~autolung.inference.levers.Levers`); the mirror axes are narrowed per
+            configuration by :func:`network_mirror_axes`.
+        device: torch device the networks run on (the networks are moved there).
+        precision: "float32", "bfloat16" or "auto"
+            (:func:`~autolung.inference.sliding_window.resolve_precision`).
+        window_batch_size: windows per network call; None: the precision's default.
+    """
+
+    levers: Levers
+    device: str | torch.device = "cpu"
+    precision: str = "float32"
+    window_batch_size: int | None = None
+
+
+def network_mirror_axes(axes: Sequence[int], dim: int, allowed: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The requested mirror axes a configuration's networks are mirrored along.
+
+    Args:
+        axes: requested array axes (0=z, 1=y, 2=x).
+        dim: the networks' dimension; 2D networks see (y, x) slices, so mirroring z would only
+            reorder slices and is dropped.
+        allowed: the axes the model allows (``InferencePlan.mirror_axes``: a model trained
+            without mirroring allows none); None allows all.
+
+    Returns:
+        The kept axes, in the order given.
+    """
+    kept = tuple(int(axis) for axis in axes if dim != 2 or int(axis) != 0)
+    if allowed is not None:
+        kept = tuple(axis for axis in kept if axis in tuple(allowed))
+    return kept
+
+
+def configuration_levers(chosen: ResolvedLevers, configuration: ConfigurationPlan) -> ResolvedLevers:
+    """``chosen`` with its mirror axes narrowed to those ``configuration``'s networks are mirrored along.
+
+    Args:
+        chosen: levers resolved for a mode and device
+            (:func:`~autolung.inference.levers.resolve_levers`).
+        configuration: the configuration that predicts.
+
+    Returns:
+        ``chosen`` itself when nothing is narrowed, else a copy saying why.
+    """
+    allowed = (configuration.inference or InferencePlan()).mirror_axes
+    axes = network_mirror_axes(chosen.levers.mirror_axes, configuration.dim, allowed)
+    if axes == tuple(chosen.levers.mirror_axes):
+        return chosen
+    reason = (f"mirror_axes={list(axes)}: the axes {configuration.name}'s {configuration.dim}D networks "
+              "are mirrored along")
+    return ResolvedLevers(chosen.mode, replace(chosen.levers, mirror_axes=axes), [*chosen.reasons, reason])
+
+
+def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: np.ndarray,
+                              configuration: ConfigurationPlan, options: CaseOptions,
+                              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Probabilities of one preprocessed case on the network grid, averaged over networks and mirrorings.
+
+    Args:
+        networks: one network or several (folds) of ``configuration``, each giving one sigmoid
+            logit per region (softmax-trained networks wrapped in
+            :class:`~autolung.inference.model.SoftmaxAsSigmoidLogits`, or raw outputs when the
+            configuration's inference plan averages logits).
+        data: the preprocessed case ``(C, Z, Y, X)`` (with a cascade's previous-stage channels).
+        configuration: its configuration: patch size, dimension, normalization (for the body
+            levers) and inference plan (activation, window weights, allowed mirror axes).
+        options: levers, device, precision and window batch size.
+        progress: optional ``progress(done, total)`` called after each window batch.
+
+    Returns:
+        float32 ``(R, Z, Y, X)`` probabilities, the shape of ``data``.
+    """
+    inference = configuration.inference or InferencePlan()
+    levers = options.levers
+    return predict_sliding_window(
+        networks, data, configuration.patch_size, step_size=levers.step_size,
+        mirror_axes=network_mirror_axes(levers.mirror_axes, configuration.dim, inference.mirror_axes),
+        window_batch_size=options.window_batch_size, device=options.device, precision=options.precision,
+        progress=progress, average_logits=inference.average_logits, output_activation=inference.output_activation,
+        weights=inference.window_weights, body_threshold=body_threshold(configuration.normalization),
+        crop_to_body=levers.crop_to_body, skip_empty_windows=levers.skip_empty_windows)
+
+
+def probabilities_to_labels(probabilities: np.ndarray, mapping: RegionMapping) -> np.ndarray:
+    """Label map from probabilities, converted in Z slabs so temporaries stay small.
+
+    Args:
+        probabilities: ``(R, Z, Y, X)``.
+        mapping: the plans' region mapping.
+
+    Returns:
+        uint8 label map ``(Z, Y, X)``.
+    """
+    seg = np.zeros(probabilities.shape[1:], dtype=np.uint8)
+    for begin in range(0, seg.shape[0], LABEL_SLAB):
+        seg[begin:begin + LABEL_SLAB] = mapping.probabilities_to_labels(probabilities[:, begin:begin + LABEL_SLAB])
+    return seg
+
+
+def prediction_settings(chosen: ResolvedLevers, precision: str, postprocessing: dict | None) -> dict:
+    """The ``options`` of ``autolung_predictions.json``: the settings that change results.
+
+    Args:
+        chosen: the levers used.
+        precision: the precision asked for.
+        postprocessing: the rules applied, or None.
+
+    Returns:
+        JSON-ready settings.
+    """
+    return {**chosen.record(), "mirror": bool(chosen.levers.mirror_axes), "precision": precision,
+            "postprocessing": postprocessing}
+
+
+def model_entry(configuration: str, folds: Sequence[int | str], source: str, plans_digest: str,
+                checkpoint: str) -> dict:
+    """One entry of the ``models`` of ``autolung_predictions.json``.
+
+    Args:
+        configuration: configuration name.
+        folds: the folds that predicted.
+        source: the folder the model came from.
+        plans_digest: its plans' digest.
+        checkpoint: which checkpoint the folds were loaded from.
+
+    Returns:
+        JSON-ready entry.
+    """
+    return {"configuration": configuration, "folds": list(folds), "source": source, "plans_digest": plans_digest,
+            "checkpoint": checkpoint}
