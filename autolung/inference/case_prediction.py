@@ -4,8 +4,9 @@
 validation (:mod:`autolung.training.validation`, modes fast and full) and, through the
 probabilities validation saves, ``find_best_configuration`` all go through this module:
 
-- :func:`configuration_levers` narrows the chosen levers to what a configuration's networks are
-  mirrored along (a 2D network never mirrors z; an imported model only along the axes it allows);
+- :func:`resolve_configuration_levers` and :func:`configuration_levers` narrow the chosen levers
+  to what a configuration's networks are mirrored along (a 2D network never mirrors z; an
+  imported model only along the axes it allows);
 - :func:`predict_preprocessed_case` runs the sliding window on a preprocessed case with those
   levers, the device, the precision and the configuration's inference plan;
 - :func:`probabilities_to_labels` turns probabilities into a label map;
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autolung.inference.levers import Levers, ResolvedLevers, body_threshold
+from autolung.inference.levers import Levers, ResolvedLevers, body_threshold, resolve_levers
 from autolung.inference.sliding_window import predict_sliding_window
 from autolung.labels import RegionMapping
 from autolung.planning.plans import ConfigurationPlan, InferencePlan
@@ -90,6 +91,21 @@ def configuration_levers(chosen: ResolvedLevers, configuration: ConfigurationPla
     reason = (f"mirror_axes={list(axes)}: the axes {configuration.name}'s {configuration.dim}D networks "
               "are mirrored along")
     return ResolvedLevers(chosen.mode, replace(chosen.levers, mirror_axes=axes), [*chosen.reasons, reason])
+
+
+def resolve_configuration_levers(mode: str, device: str | torch.device,
+                                 configuration: ConfigurationPlan) -> ResolvedLevers:
+    """The levers of ``mode`` on ``device``, narrowed to ``configuration`` (:func:`configuration_levers`).
+
+    Args:
+        mode: "auto", "full" or "fast" (:mod:`autolung.inference.levers`).
+        device: where the networks run; decides what "auto" means.
+        configuration: the configuration that predicts.
+
+    Returns:
+        The resolved levers, with the reasons.
+    """
+    return configuration_levers(resolve_levers(mode, torch.device(device).type), configuration)
 
 
 def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: np.ndarray,

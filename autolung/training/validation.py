@@ -15,10 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from autolung.inference.case_prediction import (CaseOptions, configuration_levers, model_entry,
-                                                 predict_preprocessed_case, prediction_settings,
-                                                 probabilities_to_labels)
-from autolung.inference.levers import resolve_levers
+from autolung.inference.case_prediction import (CaseOptions, model_entry, predict_preprocessed_case,
+                                                 prediction_settings, probabilities_to_labels,
+                                                 resolve_configuration_levers)
 from autolung.inference.model import SoftmaxAsSigmoidLogits
 from autolung.paths import DataRoot
 from autolung.provenance import PREDICTIONS_RECORD, image_metadata, predictions_record
@@ -59,7 +58,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
     predictor_net = SoftmaxAsSigmoidLogits(network) if options.loss == "ce_dice" else network
     dataset = PreprocessedDataset(inputs.case_folder)
     precision = "bfloat16" if _uses_bf16(device, options) else "float32"
-    chosen = configuration_levers(resolve_levers(options.validation_mode, torch.device(device).type), config)
+    chosen = resolve_configuration_levers(options.validation_mode, device, config)
     case_options = CaseOptions(chosen.levers, device, precision)
     logger.info("final validation of %d case(s), after the training budget: %s", len(inputs.val_cases),
                 chosen.explain())
