@@ -13,9 +13,10 @@ from autolung.inference.case_prediction import (CaseOptions, configuration_lever
                                                  predict_preprocessed_case, probabilities_to_labels)
 from autolung.inference.cv_outputs import load_cv_probabilities
 from autolung.inference.levers import resolve_levers
-from autolung.inference.model import load_trained_model
+from autolung.inference.model import load_checkpoint, load_trained_model
 from autolung.inference.predictor import PredictionOptions, predict_paths
 from autolung.io.images import read_image
+from autolung.network import build_network
 from autolung.planning.plans import InferencePlan
 from autolung.preprocessing.case import preprocess_case
 from autolung.preprocessing.storage import write_case
@@ -49,7 +50,9 @@ def test_validation_and_predict_give_the_same_probabilities(tmp_path, data_root,
     raw, case_folder = _case_on_disk(tmp_path, plans, name)
     folder = write_fake_model(tmp_path / "model", plans, folds=(0,), bias=0.3, softmax=softmax)
     model = load_trained_model(folder)
-    network = model.networks[0].network if softmax else model.networks[0]  # validation wraps it itself
+    # Validation gets the bare trained network, as training hands it over, and chooses its output layer itself.
+    network = build_network(plans.configuration(name).architecture, 1, 2 + int(softmax), deep_supervision=False)
+    network.load_state_dict(load_checkpoint(folder / "fold_0" / "checkpoint_final.pt")["network_weights"])
 
     inputs = FoldInputs(plans=plans, configuration=plans.configuration(name), case_folder=case_folder,
                         train_cases=[], val_cases=[CASE], fold_folder=folder / "fold_0", in_channels=1)
