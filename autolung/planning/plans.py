@@ -15,7 +15,7 @@ from typing import Any
 from autolung import __version__
 from autolung.errors import InvalidPlansError
 from autolung.labels import RegionMapping
-from autolung.output_kind import ACTIVATIONS
+from autolung.output_kind import ACTIVATIONS, SIGMOID_REGIONS
 from autolung.utils.atomic import write_json_atomic
 
 PLANS_VERSION = 1
@@ -102,7 +102,7 @@ class InferencePlan:
         transpose: axis order the network works in (nnU-Net's ``transpose_forward``); None is (0, 1, 2).
     """
 
-    output_activation: str = "sigmoid"
+    output_activation: str = SIGMOID_REGIONS.activation
     average_logits: bool = False
     window_weights: str = "autolung"
     mirror_axes: list[int] | None = None

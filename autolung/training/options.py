@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from autolung.errors import AutolungError
-from autolung.output_kind import LOSSES, OutputKind, as_output_kind
+from autolung.output_kind import LOSSES, SIGMOID_REGIONS, OutputKind, as_output_kind
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -70,7 +70,7 @@ class TrainingOptions:
     deterministic: bool = False
     compile: bool = False
     seed: int = 12345
-    loss: str = "bce_dice"
+    loss: str = SIGMOID_REGIONS.loss
     planner: str = "default"
     num_gpus: int = 1
     batch_size: int | None = None
