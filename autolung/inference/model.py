@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from autolung.errors import InvalidInputError, InvalidPlansError, UnsafeFileError
+from autolung.output_kind import RAW_LOGITS, SOFTMAX_CLASSES, output_kind_from_training_info
 from autolung.planning.plans import ConfigurationPlan, Plans
 
 logger = logging.getLogger(__name__)
@@ -60,8 +61,9 @@ class TrainedModel:
 class SoftmaxAsSigmoidLogits(nn.Module):
     """Wraps a softmax-trained network (background + one channel per label) for the predictor.
 
-    The sliding window applies a sigmoid per channel; returning ``logit(softmax[1:])`` makes that
-    sigmoid give back exactly the softmax probabilities of the foreground labels.
+    The sliding window applies a sigmoid per channel; returning ``logit(softmax[1:])``
+    (:meth:`~autolung.output_kind.OutputKind.foreground_logits`) makes that sigmoid give back
+    exactly the softmax probabilities of the foreground labels.
 
     Args:
         network: the network with ``1 + labels`` output channels.
@@ -74,9 +76,7 @@ class SoftmaxAsSigmoidLogits(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output = self.network(x)
         output = output[0] if isinstance(output, (list, tuple)) else output
-        # Clamped so logit stays finite; 1e-6 is far below any decision threshold.
-        foreground = torch.softmax(output.float(), dim=1)[:, 1:].clamp(1e-6, 1 - 1e-6)
-        return torch.logit(foreground)
+        return SOFTMAX_CLASSES.foreground_logits(output)
 
 
 def parse_fold(value: int | str) -> int | str:
@@ -186,18 +186,15 @@ def _load_fold(folder: Path, fold: int | str, plans: Plans, checkpoint_name: str
         raise InvalidInputError(f"weights do not fit the planned architecture ({str(exc).splitlines()[0]})",
                                 path=checkpoint_path) from None
     network.eval()
-    activation = info.get("output_activation", "sigmoid")
-    inference = plans.configuration(configuration).inference
-    if activation == "softmax":
-        network = SoftmaxAsSigmoidLogits(network).eval()
-    elif activation == "logits":
+    info_path = fold_folder / "training_info.json"
+    if info.get("output_activation") == RAW_LOGITS:
         # Raw outputs (imported nnU-Net models): the plans' inference section applies the activation.
+        inference = plans.configuration(configuration).inference
         if inference is None or not inference.average_logits:
-            raise InvalidInputError("output_activation 'logits' needs plans with inference.average_logits",
-                                    path=fold_folder / "training_info.json")
-    elif activation != "sigmoid":
-        raise InvalidInputError(f"unknown output_activation {activation!r}", path=fold_folder / "training_info.json")
-    return configuration, network
+            raise InvalidInputError(f"output_activation '{RAW_LOGITS}' needs plans with inference.average_logits",
+                                    path=info_path)
+        return configuration, network
+    return configuration, output_kind_from_training_info(info, info_path).prediction_network(network)
 
 
 def load_trained_model(folder: str | Path, folds: list[int | str] | None = None,

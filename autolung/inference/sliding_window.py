@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autolung.output_kind import ACTIVATIONS, SIGMOID_REGIONS, OutputKind, output_kind_for_activation
 from autolung.utils.precision import (bf16_matches_float32, convolution_shapes, cpu_has_native_bf16,
                                      warn_if_emulated_bf16)
 
@@ -292,9 +293,11 @@ def predict_sliding_window(
     Returns:
         float32 array ``(R, Z, Y, X)`` of probabilities in [0, 1].
     """
-    if output_activation not in ("sigmoid", "softmax") or (output_activation == "softmax" and not average_logits):
+    kind = output_kind_for_activation(output_activation)
+    if kind != SIGMOID_REGIONS and not average_logits:
+        # Without it each network's outputs get a sigmoid (see OutputKind.prediction_network).
         raise ValueError(f"output_activation {output_activation!r} needs average_logits for softmax; "
-                         "known: sigmoid, softmax")
+                         f"known: {', '.join(ACTIVATIONS)}")
     networks = [networks] if isinstance(networks, nn.Module) else list(networks)
     if not networks:
         raise ValueError("no networks given")
@@ -311,7 +314,7 @@ def predict_sliding_window(
         network.to(device)
         network.eval()
     flips = mirror_combinations(mirror_axes, is_2d)
-    outputs = {"average_logits": average_logits, "output_activation": output_activation, "weights": weights}
+    outputs = {"average_logits": average_logits, "output_kind": kind, "weights": weights}
     body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows)
     box = _body_box(body, patch) if crop_to_body and body is not None else None
     if box is None:
@@ -357,7 +360,7 @@ def _tile(networks: list[nn.Module], tensor: torch.Tensor, body: np.ndarray | No
           precision: str, is_2d: bool, progress: object | None, outputs: dict) -> np.ndarray:
     """Pad ``tensor`` to at least ``patch``, run the windows (those touching ``body`` when given), unpad.
 
-    ``outputs`` holds :func:`_run_windows`'s ``average_logits``, ``output_activation`` and ``weights``.
+    ``outputs`` holds :func:`_run_windows`'s ``average_logits``, ``output_kind`` and ``weights``.
     """
     padded, crop = _pad_to_patch(tensor, patch)
     if body is not None and padded.shape[1:] != body.shape:
@@ -372,7 +375,7 @@ def _tile(networks: list[nn.Module], tensor: torch.Tensor, body: np.ndarray | No
 def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int, ...], step_size: float,
                  flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device, precision: str,
                  is_2d: bool, progress: object | None, body: np.ndarray | None = None,
-                 average_logits: bool = False, output_activation: str = "sigmoid",
+                 average_logits: bool = False, output_kind: OutputKind = SIGMOID_REGIONS,
                  weights: str = "autolung") -> np.ndarray:
     """Tile ``data`` (already at least ``patch``), accumulate weighted outputs, normalise.
 
@@ -416,8 +419,7 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
         weight_sum[uncovered] = 1.0
     accumulator /= weight_sum
     if average_logits:
-        accumulator = torch.softmax(accumulator, dim=0) if output_activation == "softmax" else torch.sigmoid(
-            accumulator)
+        accumulator = output_kind.probabilities(accumulator, channel_axis=0)
         if uncovered is not None:
             accumulator[:, uncovered] = 0.0
     return accumulator.cpu().numpy()

@@ -35,6 +35,7 @@ from autolung.errors import InvalidInputError, InvalidPlansError, UnsafeFileErro
 from autolung.nnunet.checkpoint import load_nnunet_checkpoint
 from autolung.nnunet.translate import TranslatedModel, translate_plans
 from autolung.nnunet.weights import convert_state_dict
+from autolung.output_kind import RAW_LOGITS
 from autolung.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -208,7 +209,7 @@ def convert_model_folder(model: NnunetModelFolder, destination: Path, folds: Seq
         write_json_atomic(fold_folder / "training_info.json", {
             "configuration": model.configuration, "planner": plans.planner, "fold": _fold_number(fold),
             "plans_digest": digest, "in_channels": translated.in_channels, "out_channels": translated.out_channels,
-            "autolung_version": __version__, "output_activation": "logits",
+            "autolung_version": __version__, "output_activation": RAW_LOGITS,
             "imported_from": SOURCE_FORMAT, "trainer_name": trainer})
         record_folds.append({"fold": _fold_number(fold), "checkpoint": path.name, "trainer_name": trainer,
                              "epoch": epoch, "sha256": _sha256(path)})

@@ -29,6 +29,7 @@ from typing import Any
 
 from autolung.errors import InvalidPlansError
 from autolung.labels import RegionMapping
+from autolung.output_kind import SIGMOID_REGIONS, SOFTMAX_CLASSES
 from autolung.planning.plans import (ArchitecturePlan, ConfigurationPlan, InferencePlan, NormalizationPlan,
                                      Plans)
 
@@ -128,7 +129,8 @@ def translate_plans(plans: dict[str, Any], dataset: dict[str, Any], configuratio
     if sorted(transpose) != [0, 1, 2]:
         raise InvalidPlansError(f"transpose_forward {transpose} is not a permutation of (0, 1, 2)")
     inference = InferencePlan(
-        output_activation="sigmoid" if _has_regions(dataset) else "softmax", average_logits=True,
+        output_activation=(SIGMOID_REGIONS if _has_regions(dataset) else SOFTMAX_CLASSES).activation,
+        average_logits=True,
         window_weights="nnunet", mirror_axes=_mirror_axes(mirror_axes, dim),
         transpose=None if transpose == [0, 1, 2] else transpose)
     data_kwargs = config.get("resampling_fn_data_kwargs") or {}

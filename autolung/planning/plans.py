@@ -15,12 +15,13 @@ from typing import Any
 from autolung import __version__
 from autolung.errors import InvalidPlansError
 from autolung.labels import RegionMapping
+from autolung.output_kind import ACTIVATIONS, SIGMOID_REGIONS
 from autolung.utils.atomic import write_json_atomic
 
 PLANS_VERSION = 1
 NORMALIZATION_SCHEMES = ("ct", "zscore", "zscore_nonzero", "rescale_0_1", "none")
 NETWORK_KINDS = ("unet", "resenc_unet")
-OUTPUT_ACTIVATIONS = ("sigmoid", "softmax")
+OUTPUT_ACTIVATIONS = ACTIVATIONS
 WINDOW_WEIGHTS = ("autolung", "nnunet")
 
 
@@ -92,7 +93,8 @@ class InferencePlan:
     plans' axis transposition.
 
     Attributes:
-        output_activation: "sigmoid" (one channel per region) or "softmax" (background first).
+        output_activation: "sigmoid" (one channel per region) or "softmax" (background first): the
+            :mod:`autolung.output_kind` of the imported model.
         average_logits: average raw network outputs, apply the activation afterwards.
         window_weights: "autolung" (analytic Gaussian) or "nnunet" (nnU-Net's discrete one).
         mirror_axes: array axes (0=z, 1=y, 2=x, after ``transpose``) allowed for test-time
@@ -100,7 +102,7 @@ class InferencePlan:
         transpose: axis order the network works in (nnU-Net's ``transpose_forward``); None is (0, 1, 2).
     """
 
-    output_activation: str = "sigmoid"
+    output_activation: str = SIGMOID_REGIONS.activation
     average_logits: bool = False
     window_weights: str = "autolung"
     mirror_axes: list[int] | None = None

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from autolung.errors import AutolungError
 from autolung.labels import RegionMapping
+from autolung.output_kind import OutputKind, as_output_kind, split_annotated
 
 DICE_SMOOTH = 1e-5
 
@@ -39,22 +39,6 @@ def soft_dice(probabilities: torch.Tensor, targets: torch.Tensor, smooth: float 
     intersection = (probabilities * targets).sum(axes)
     total = probabilities.sum(axes) + targets.sum(axes)
     return (2 * intersection + smooth) / (total + smooth).clamp_min(1e-8)
-
-
-def split_annotated(targets: torch.Tensor, has_ignore: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Targets without their last (annotated-voxel) channel, and that channel as a mask.
-
-    Args:
-        targets: (B, K, *spatial); with ``has_ignore`` the last channel is the annotated mask
-            (see :func:`autolung.training.data.targets.make_targets`).
-        has_ignore: whether the dataset has an ignore label.
-
-    Returns:
-        ``(targets, mask)``; mask is None without an ignore label.
-    """
-    if not has_ignore:
-        return targets, None
-    return targets[:, :-1], targets[:, -1:]
 
 
 class RegionBCEDiceLoss(nn.Module):
@@ -175,38 +159,27 @@ class DeepSupervisionLoss(nn.Module):
         return total
 
 
-def build_loss(kind: str, has_ignore: bool = False) -> nn.Module:
-    """The deep-supervised training loss for ``kind`` ("bce_dice" or "ce_dice").
+def build_loss(kind: OutputKind | str, has_ignore: bool = False) -> nn.Module:
+    """The deep-supervised training loss of ``kind`` (:meth:`OutputKind.build_loss`).
 
     Args:
-        kind: loss name from :class:`~autolung.training.options.TrainingOptions`.
+        kind: the output kind, or its loss name ("bce_dice" or "ce_dice").
         has_ignore: the dataset has an ignore label (targets carry an annotated-voxel channel).
 
     Returns:
         A :class:`DeepSupervisionLoss`.
     """
-    if kind == "bce_dice":
-        return DeepSupervisionLoss(RegionBCEDiceLoss(has_ignore=has_ignore))
-    if kind == "ce_dice":
-        return DeepSupervisionLoss(CEDiceLoss(has_ignore=has_ignore))
-    raise AutolungError(f"unknown loss {kind!r}")
+    return as_output_kind(kind).build_loss(has_ignore)
 
 
-def output_channels(kind: str, regions: RegionMapping) -> int:
-    """Network output channels for ``kind``: one per region, or background + one per label.
+def output_channels(kind: OutputKind | str, regions: RegionMapping) -> int:
+    """Network output channels of ``kind`` (:meth:`OutputKind.output_channels`).
 
     Args:
-        kind: loss name.
+        kind: the output kind, or its loss name.
         regions: the plans' region mapping.
 
     Returns:
         Channel count.
-
-    Raises:
-        AutolungError: for "ce_dice" with overlapping (nested) regions, which softmax cannot express.
     """
-    if kind == "bce_dice":
-        return regions.num_channels
-    if not regions.is_disjoint:
-        raise AutolungError("`loss` ce_dice needs disjoint labels; this dataset declares nested regions")
-    return regions.num_channels + 1
+    return as_output_kind(kind).output_channels(regions)

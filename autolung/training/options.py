@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from autolung.errors import AutolungError
+from autolung.output_kind import LOSSES, SIGMOID_REGIONS, OutputKind, as_output_kind
 
-LOSSES = ("bce_dice", "ce_dice")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$", re.IGNORECASE)
@@ -32,7 +32,8 @@ class TrainingOptions:
         deterministic: deterministic algorithms and seeded everything (bitwise resumable on CPU).
         compile: wrap the network in ``torch.compile``.
         seed: seed for splits-independent randomness (initialisation, patches, augmentation).
-        loss: "bce_dice" (sigmoid per region) or "ce_dice" (softmax over background + labels).
+        loss: "bce_dice" (sigmoid per region) or "ce_dice" (softmax over background + labels);
+            selects the :attr:`output_kind`.
         planner: which plans to use ("default" reads plans.json).
         num_gpus: processes to spawn for DDP (1 = no spawn).
         batch_size: override the plan's (global) batch size.
@@ -69,7 +70,7 @@ class TrainingOptions:
     deterministic: bool = False
     compile: bool = False
     seed: int = 12345
-    loss: str = "bce_dice"
+    loss: str = SIGMOID_REGIONS.loss
     planner: str = "default"
     num_gpus: int = 1
     batch_size: int | None = None
@@ -93,6 +94,11 @@ class TrainingOptions:
 
     def __post_init__(self) -> None:
         self.validate()
+
+    @property
+    def output_kind(self) -> OutputKind:
+        """The network's output kind, chosen by ``loss``."""
+        return as_output_kind(self.loss)
 
     def validate(self) -> None:
         """Raise :class:`AutolungError` for values that cannot work.

@@ -18,6 +18,7 @@ from torch import nn
 
 from autolung import __version__
 from autolung.errors import AutolungError
+from autolung.output_kind import output_kind_from_training_info
 from autolung.paths import DataRoot
 from autolung.planning.plans import ConfigurationPlan, Plans
 from autolung.progress import ProgressReporter
@@ -28,7 +29,6 @@ from autolung.training.augmentation.recipe import default_pipeline, plan_augment
 from autolung.training.data.batches import STREAM_TRAIN, STREAM_VAL, BatchBuilder
 from autolung.training.data.cases import CaseStore, list_cases
 from autolung.training.data.workers import BatchStream
-from autolung.training.loss import build_loss, output_channels
 from autolung.training.options import TrainingOptions
 from autolung.training.schedule import Schedule, make_optimizer
 from autolung.training.splits import fold_cases, load_or_create_splits
@@ -128,16 +128,15 @@ def write_run_metadata(data_root: DataRoot, dataset_name: str, inputs: FoldInput
 
 
 def training_info(inputs: FoldInputs, fold: int | str, options: TrainingOptions) -> dict:
-    """The ``training_info.json`` contract (plus the loss, which decides sigmoid vs softmax).
+    """The ``training_info.json`` contract (plus the output kind: sigmoid regions or softmax classes).
 
     Returns:
         The dict.
     """
     return {"configuration": inputs.configuration.name, "planner": options.planner, "fold": fold,
             "plans_digest": inputs.plans.digest(), "in_channels": inputs.in_channels,
-            "out_channels": output_channels(options.loss, inputs.plans.region_mapping),
-            "autolung_version": __version__, "loss": options.loss,
-            "output_activation": "softmax" if options.loss == "ce_dice" else "sigmoid"}
+            "out_channels": options.output_kind.output_channels(inputs.plans.region_mapping),
+            "autolung_version": __version__, **options.output_kind.training_info()}
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
@@ -168,8 +167,8 @@ def build_setup(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distr
     Returns:
         The :class:`TrainerSetup`.
     """
-    config, plans = inputs.configuration, inputs.plans
-    network = _build_network(config, inputs.in_channels, output_channels(options.loss, plans.region_mapping))
+    config, plans, kind = inputs.configuration, inputs.plans, options.output_kind
+    network = _build_network(config, inputs.in_channels, kind.output_channels(plans.region_mapping))
     channels_last = hardware.use_channels_last(device, config.dim, options.channels_last)
     network = network.to(device)
     if channels_last:
@@ -186,17 +185,17 @@ def build_setup(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distr
     train_builder, val_builder = _builders(inputs, options, forced, context.rank)
     return TrainerSetup(
         network=network, module=module,
-        loss=build_loss(options.loss, has_ignore=plans.region_mapping.ignore_label is not None),
+        loss=kind.build_loss(has_ignore=plans.region_mapping.ignore_label is not None),
         optimizer=make_optimizer(module.parameters(), options.initial_lr, options.momentum, options.weight_decay),
         schedule=Schedule(options.epochs, options.iters_per_epoch, options.time_budget_s, options.initial_lr,
                           options.poly_exponent),
         train_stream=_stream_factory(train_builder, workers),
         val_stream=_stream_factory(val_builder, min(workers, 1) if options.val_iters > 0 else 0),
         device=device, amp_dtype=hardware.autocast_dtype(device, options.precision), channels_last=channels_last,
-        loss_kind=options.loss, class_names=class_names(plans), folder=inputs.fold_folder,
+        output_kind=kind, class_names=class_names(plans), folder=inputs.fold_folder,
         header={"plans_digest": plans.digest(), "configuration": config.name, "fold": fold,
                 "planner": options.planner, "in_channels": inputs.in_channels,
-                "out_channels": output_channels(options.loss, plans.region_mapping), "loss": options.loss},
+                "out_channels": kind.output_channels(plans.region_mapping), "loss": kind.loss},
         context=context, options=options, has_ignore=plans.region_mapping.ignore_label is not None)
 
 
@@ -211,11 +210,11 @@ def _builders(inputs: FoldInputs, options: TrainingOptions, forced: list[bool],
     config = inputs.configuration
     augmentation = plan_augmentation(config.patch_size, config.spacing)
     store = CaseStore(inputs.case_folder, previous_stage=inputs.previous_stage, previous_labels=inputs.previous_labels)
-    regions = inputs.plans.region_mapping
+    regions, kind = inputs.plans.region_mapping, options.output_kind
     train = BatchBuilder(store, inputs.train_cases, augmentation.patch_size, augmentation.sample_size, forced,
-                         regions, options.loss, default_pipeline(augmentation), options.seed, STREAM_TRAIN, rank)
+                         regions, kind, default_pipeline(augmentation), options.seed, STREAM_TRAIN, rank)
     val = BatchBuilder(store, inputs.val_cases, augmentation.patch_size, augmentation.patch_size, forced,
-                       regions, options.loss, None, options.seed, STREAM_VAL, rank)
+                       regions, kind, None, options.seed, STREAM_VAL, rank)
     logger.info("patch %s sampled at %s%s; batch %d on this rank (%d forced foreground)",
                 augmentation.patch_size, augmentation.sample_size,
                 " (in-plane augmentation)" if augmentation.in_plane_axis is not None else "",
@@ -354,7 +353,7 @@ def _network_from_checkpoint(inputs: FoldInputs, options: TrainingOptions, devic
     if payload.get("plans_digest") != inputs.plans.digest():
         raise AutolungError("checkpoint was trained with different plans (digest mismatch)", path=path)
     network = _build_network(inputs.configuration, inputs.in_channels,
-                             output_channels(options.loss, inputs.plans.region_mapping))
+                             options.output_kind.output_channels(inputs.plans.region_mapping))
     network.load_state_dict(payload["network_weights"])
     logger.info("validating with %s (epoch %s)", path, payload.get("epoch"))
     return network.to(device)
@@ -369,8 +368,10 @@ def _validate_trained_fold(inputs: FoldInputs, data_root: DataRoot, dataset_name
 
     info_path = inputs.fold_folder / TRAINING_INFO
     if info_path.is_file():
-        # The fold's own loss decides its output layer, whatever this call's default is.
-        options = replace(options, loss=json.loads(info_path.read_text(encoding="utf-8")).get("loss", options.loss))
+        # The fold's own output kind decides its output layer, whatever this call's default is.
+        kind = output_kind_from_training_info(json.loads(info_path.read_text(encoding="utf-8")), info_path,
+                                              default=options.output_kind)
+        options = replace(options, loss=kind.loss)
     name = ckpt.BEST if options.validation_checkpoint == "best" else ckpt.FINAL
     with folder_lock(inputs.fold_folder, "validation"):
         network = _network_from_checkpoint(inputs, options, device, name)

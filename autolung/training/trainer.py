@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autolung.output_kind import OutputKind, as_output_kind
 from autolung.progress import ProgressReporter, reporter
 from autolung.training import checkpoint as ckpt
 from autolung.training.data.batches import Batch
@@ -33,7 +34,6 @@ from autolung.training.distributed import (
     check_replicas_identical,
 )
 from autolung.training.logger import TrainingLogger
-from autolung.training.loss import split_annotated
 from autolung.training.options import TrainingOptions
 from autolung.training.schedule import Schedule, set_learning_rate
 
@@ -84,7 +84,7 @@ class TrainerSetup:
         device: training device.
         amp_dtype: autocast dtype or None.
         channels_last: convert inputs to channels-last.
-        loss_kind: "bce_dice" or "ce_dice" (decides the pseudo-Dice).
+        output_kind: the network's output kind (decides the pseudo-Dice).
         class_names: one name per pseudo-Dice channel.
         folder: fold folder.
         header: checkpoint header fields (plans digest, configuration, fold, metadata).
@@ -103,7 +103,7 @@ class TrainerSetup:
     device: torch.device
     amp_dtype: torch.dtype | None
     channels_last: bool
-    loss_kind: str
+    output_kind: OutputKind
     class_names: list[str]
     folder: Path
     header: dict[str, Any]
@@ -131,34 +131,20 @@ class EpochStats:
             self.tp, self.fp, self.fn = self.tp + tp, self.fp + fp, self.fn + fn
 
 
-def pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, loss_kind: str,
+def pseudo_dice_counts(logits: torch.Tensor, target: torch.Tensor, kind: OutputKind | str,
                        has_ignore: bool = False) -> tuple[torch.Tensor, ...]:
-    """True/false positives and false negatives per foreground channel, summed over the batch.
+    """True/false positives and false negatives per foreground channel (:meth:`OutputKind.pseudo_dice_counts`).
 
     Args:
         logits: full-resolution output (B, K, *spatial).
         target: matching target (regions (B, R, ...) or class map (B, 1, ...)).
-        loss_kind: "bce_dice" (threshold sigmoid at 0.5) or "ce_dice" (argmax).
+        kind: the output kind, or its loss name.
         has_ignore: the target's last channel is the annotated-voxel mask; other voxels count nowhere.
 
     Returns:
         ``(tp, fp, fn)``, float64 tensors of one value per channel.
     """
-    target, annotated = split_annotated(target, has_ignore)
-    if loss_kind == "ce_dice":
-        classes = logits.shape[1]
-        prediction = nn.functional.one_hot(logits.argmax(1), classes).movedim(-1, 1)[:, 1:].bool()
-        truth = nn.functional.one_hot(target[:, 0].long(), classes).movedim(-1, 1)[:, 1:].bool()
-    else:
-        prediction, truth = logits > 0, target.bool()
-    if annotated is not None:
-        prediction = prediction & annotated.bool()
-        truth = truth & annotated.bool()
-    axes = [0, *range(2, logits.ndim)]
-    tp = (prediction & truth).sum(axes).double().cpu()
-    fp = (prediction & ~truth).sum(axes).double().cpu()
-    fn = (~prediction & truth).sum(axes).double().cpu()
-    return tp, fp, fn
+    return as_output_kind(kind).pseudo_dice_counts(logits, target, has_ignore)
 
 
 class Trainer:
@@ -277,7 +263,7 @@ class Trainer:
             output = s.network(data)
         output = output[0] if isinstance(output, (list, tuple)) else output
         stats.val_losses.append(float(s.loss(output.float(), target)))
-        stats.add_counts(*pseudo_dice_counts(output.float(), target, s.loss_kind, s.has_ignore))
+        stats.add_counts(*s.output_kind.pseudo_dice_counts(output.float(), target, s.has_ignore))
 
     # --- epochs --------------------------------------------------------------------------------
 

@@ -16,9 +16,7 @@ import torch
 from torch import nn
 
 from autolung.inference.case_prediction import (CaseOptions, model_entry, predict_preprocessed_case,
-                                                 prediction_settings, probabilities_to_labels,
-                                                 resolve_configuration_levers)
-from autolung.inference.model import SoftmaxAsSigmoidLogits
+                                                 prediction_settings, resolve_configuration_levers)
 from autolung.paths import DataRoot
 from autolung.provenance import PREDICTIONS_RECORD, image_metadata, predictions_record
 from autolung.training.options import TrainingOptions
@@ -39,7 +37,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
         data_root: the data root (reference labels come from ``raw/<dataset>/labelsTr``).
         dataset_name: dataset name.
         device: where to predict.
-        options: training options (loss kind, precision).
+        options: training options (output kind, precision).
 
     Returns:
         The validation folder.
@@ -55,7 +53,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
     folder.mkdir(parents=True, exist_ok=True)
     network.deep_supervision = False
     network.eval()
-    predictor_net = SoftmaxAsSigmoidLogits(network) if options.loss == "ce_dice" else network
+    predictor_net = options.output_kind.prediction_network(network)
     dataset = PreprocessedDataset(inputs.case_folder)
     precision = "bfloat16" if _uses_bf16(device, options) else "float32"
     chosen = resolve_configuration_levers(options.validation_mode, device, config)
@@ -74,7 +72,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
         probabilities = predict_preprocessed_case(predictor_net, data, config, case_options)
         restored = restore_to_original(probabilities, properties, config)
         geometry = ImageGeometry.from_json(properties["original_geometry"])
-        labels = probabilities_to_labels(restored, plans.region_mapping)
+        labels = options.output_kind.label_map(restored, plans.region_mapping)
         write_image(labels, geometry, folder / f"{case_id}{plans.file_ending}", metadata=image_metadata(digest))
         save_cv_probabilities(folder, case_id, restored, geometry, plans.region_mapping)
         logger.info("validation case %d/%d: %s", index + 1, len(inputs.val_cases), case_id)

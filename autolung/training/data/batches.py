@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from autolung.labels import RegionMapping
+from autolung.output_kind import OutputKind, as_output_kind
 from autolung.training.augmentation.base import RandomTransform, Sample
 from autolung.training.augmentation.spatial import centre_crop
 from autolung.training.data.cases import CaseStore
 from autolung.training.data.sampler import sample_patch
-from autolung.training.data.targets import make_targets
 
 STREAM_TRAIN = 0
 STREAM_VAL = 1
@@ -26,7 +26,7 @@ class Batch:
     Attributes:
         index: the batch number in its stream.
         data: float32 (B, C, *patch).
-        target: uint8 targets (see :func:`~autolung.training.data.targets.make_targets`).
+        target: uint8 targets (see :meth:`~autolung.output_kind.OutputKind.targets`).
         case_ids: the case of each sample.
     """
 
@@ -46,7 +46,7 @@ class BatchBuilder:
         sample_size: size read before augmentation (equal to ``patch_size`` without augmentation).
         forced: per local sample, whether it is forced to contain foreground.
         regions: region mapping for the targets.
-        loss: loss kind, decides the target format.
+        output_kind: the network's output kind (or its loss name), decides the target format.
         augmentation: transform from ``sample_size`` to ``patch_size``; None = centre crop only.
         seed: run seed.
         stream: :data:`STREAM_TRAIN` or :data:`STREAM_VAL`.
@@ -54,7 +54,8 @@ class BatchBuilder:
     """
 
     def __init__(self, store: CaseStore, case_ids: Sequence[str], patch_size: Sequence[int],
-                 sample_size: Sequence[int], forced: Sequence[bool], regions: RegionMapping, loss: str,
+                 sample_size: Sequence[int], forced: Sequence[bool], regions: RegionMapping,
+                 output_kind: OutputKind | str,
                  augmentation: RandomTransform | None, seed: int, stream: int, rank: int = 0) -> None:
         if not case_ids:
             raise ValueError("a batch stream needs at least one case")
@@ -64,7 +65,7 @@ class BatchBuilder:
         self.sample_size = tuple(sample_size)
         self.forced = list(forced)
         self.regions = regions
-        self.loss = loss
+        self.output_kind = as_output_kind(output_kind)
         self.augmentation = augmentation
         self.seed = seed
         self.stream = stream
@@ -93,7 +94,7 @@ class BatchBuilder:
             chosen.append(case_id)
         data = np.stack([self._with_previous_stage(s) for s in samples])
         seg = np.stack([s.seg[:1] for s in samples])
-        return Batch(index, data, make_targets(seg, self.regions, self.loss), chosen)
+        return Batch(index, data, self.output_kind.targets(seg, self.regions), chosen)
 
     def _with_previous_stage(self, sample: Sample) -> np.ndarray:
         """The sample's image channels, then (cascade) its previous-stage labels one-hot."""

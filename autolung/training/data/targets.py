@@ -7,48 +7,23 @@ import numpy as np
 import torch
 
 from autolung.labels import RegionMapping
+from autolung.output_kind import OutputKind, as_output_kind
 
 
-def label_to_class_lookup(regions: RegionMapping) -> np.ndarray:
-    """Lookup table label value -> class index (0 background, i + 1 for region i) for softmax losses.
-
-    Args:
-        regions: a disjoint region mapping.
-
-    Returns:
-        uint8 lookup of length max label + 1.
-    """
-    top = max([0, *(v for r in regions.regions for v in r)])
-    lookup = np.zeros(top + 1, dtype=np.uint8)
-    for index, region in enumerate(regions.regions):
-        lookup[list(region)] = index + 1
-    return lookup
-
-
-def make_targets(seg: np.ndarray, regions: RegionMapping, loss: str) -> np.ndarray:
-    """Targets for one batch of labels.
+def make_targets(seg: np.ndarray, regions: RegionMapping, kind: OutputKind | str) -> np.ndarray:
+    """Targets for one batch of labels, as ``kind`` encodes them (:meth:`OutputKind.targets`).
 
     Args:
         seg: (B, 1, *spatial) integer labels (negative values count as background).
         regions: the plans' region mapping.
-        loss: "bce_dice" gives (B, R, *spatial) binary regions; "ce_dice" (B, 1, *spatial) class indices.
+        kind: the output kind, or its loss name: sigmoid regions give (B, R, *spatial) binary
+            regions; softmax classes (B, 1, *spatial) class indices.
 
     Returns:
         uint8 targets. With an ignore label one more channel comes last: 1 where the voxel is
         annotated, 0 where it is not (the losses and the pseudo-Dice leave those voxels out).
     """
-    labels = np.maximum(seg[:, 0], 0)
-    annotated = regions.annotated(labels)
-    if annotated is not None:
-        labels = np.where(annotated, labels, 0)
-    if loss == "ce_dice":
-        lookup = label_to_class_lookup(regions)
-        targets = lookup[np.minimum(labels, len(lookup) - 1)][:, None]
-    else:
-        targets = np.stack([regions.labels_to_targets(sample) for sample in labels])
-    if annotated is None:
-        return targets
-    return np.concatenate([targets, annotated[:, None].astype(np.uint8)], axis=1)
+    return as_output_kind(kind).targets(seg, regions)
 
 
 def downsample_targets(target: torch.Tensor, shapes: Sequence[Sequence[int]]) -> list[torch.Tensor]:
