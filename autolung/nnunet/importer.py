@@ -35,6 +35,7 @@ from autolung.errors import InvalidInputError, InvalidPlansError, UnsafeFileErro
 from autolung.nnunet.checkpoint import load_nnunet_checkpoint
 from autolung.nnunet.translate import TranslatedModel, translate_plans
 from autolung.nnunet.weights import convert_state_dict
+from autolung.results import FoldFolder, TrainingInfo
 from autolung.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -181,7 +182,6 @@ def convert_model_folder(model: NnunetModelFolder, destination: Path, folds: Seq
         InvalidPlansError: what autolung cannot represent (named), or weights that do not fit the plans.
         UnsafeFileError: a checkpoint that would run code when unpickled.
     """
-    from autolung.inference.model import CHECKPOINT_NAME
     from autolung.network import build_network
     from autolung.training.checkpoint import checkpoint_header, save_checkpoint
 
@@ -199,17 +199,16 @@ def convert_model_folder(model: NnunetModelFolder, destination: Path, folds: Seq
     for (fold, path), checkpoint in zip(fold_files, checkpoints):
         trainer = str(checkpoint.get("trainer_name", model.trainer))
         weights = _fitted_weights(checkpoint, translated, architecture, trainer, path, build_network)
-        fold_folder = target / f"fold_{fold}"
-        fold_folder.mkdir(exist_ok=True)
+        fold_folder = FoldFolder.of(target, fold)
+        fold_folder.path.mkdir(exist_ok=True)
         epoch = int(checkpoint.get("current_epoch", 0) or 0)
         payload = {**checkpoint_header(digest, model.configuration, _fold_number(fold), epoch),
                    "network_weights": weights}
-        save_checkpoint(fold_folder / CHECKPOINT_NAME, payload)
-        write_json_atomic(fold_folder / "training_info.json", {
-            "configuration": model.configuration, "planner": plans.planner, "fold": _fold_number(fold),
-            "plans_digest": digest, "in_channels": translated.in_channels, "out_channels": translated.out_channels,
-            "autolung_version": __version__, "output_activation": "logits",
-            "imported_from": SOURCE_FORMAT, "trainer_name": trainer})
+        save_checkpoint(fold_folder.final_checkpoint, payload)
+        fold_folder.write_training_info(TrainingInfo(
+            configuration=model.configuration, planner=plans.planner, fold=fold_folder.fold, plans_digest=digest,
+            in_channels=translated.in_channels, out_channels=translated.out_channels, autolung_version=__version__,
+            output_activation="logits", extra={"imported_from": SOURCE_FORMAT, "trainer_name": trainer}))
         record_folds.append({"fold": _fold_number(fold), "checkpoint": path.name, "trainer_name": trainer,
                              "epoch": epoch, "sha256": _sha256(path)})
     write_json_atomic(target / IMPORT_RECORD, import_record(model, translated, record_folds))
