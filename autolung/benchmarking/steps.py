@@ -265,7 +265,8 @@ def fold_is_complete(fold_folder: Path, plans_digest: str) -> bool:
     fold = FoldFolder.from_path(fold_folder)
     if fold is None:
         raise AutolungError("not a fold folder (fold_<k> or fold_all)", path=fold_folder)
-    return fold.is_finished() and fold.trained_plans_digest() == plans_digest and bool(validation_predictions(fold.path))
+    return (fold.is_finished() and fold.trained_plans_digest() == plans_digest
+            and bool(validation_predictions(fold.path)))
 
 
 def fold_has_predictions(job: DatasetJob, configuration: str, fold: int) -> bool:
