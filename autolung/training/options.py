@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from autolung.errors import AutolungError
+from autolung.results import BEST_CHECKPOINT
 
 LOSSES = ("bce_dice", "ce_dice")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -124,7 +125,7 @@ class TrainingOptions:
                                 f"got {self.validation_checkpoint!r}")
         if self.validation_checkpoint == "best" and not self.checkpointing:
             raise AutolungError("validation with the best checkpoint (`validation_checkpoint`) needs "
-                                "checkpoint_best.pt, which is not written when checkpointing is off (`checkpointing`)")
+                                f"{BEST_CHECKPOINT}, which is not written when checkpointing is off (`checkpointing`)")
         if self.validation_only and not self.checkpointing:
             raise AutolungError("validation only (`validation_only`) reads the fold's checkpoint, which is not "
                                 "written when checkpointing is off (`checkpointing`)")
