@@ -35,7 +35,7 @@ from autolung.errors import InvalidInputError, InvalidPlansError, UnsafeFileErro
 from autolung.nnunet.checkpoint import load_nnunet_checkpoint
 from autolung.nnunet.translate import TranslatedModel, translate_plans
 from autolung.nnunet.weights import convert_state_dict
-from autolung.results import FoldFolder, TrainingInfo
+from autolung.results import FoldFolder, TrainingInfo, fold_folders
 from autolung.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -133,16 +133,17 @@ def _fold_checkpoints(model: NnunetModelFolder, folds: Sequence[int | str] | Non
     names = (checkpoint_name,) if checkpoint_name else CHECKPOINT_NAMES
     found = []
     wanted = None if folds is None else {str(f) for f in folds}
-    for fold_folder in sorted(model.folder.glob("fold_*")):
-        fold = fold_folder.name[len("fold_"):]
+    # nnU-Net names its fold folders as autolung does (fold_<k>, fold_all); others are not folds.
+    for fold_folder in fold_folders(model.folder):
+        fold = str(fold_folder.fold)
         if wanted is not None and fold not in wanted:
             continue
-        checkpoint = next((fold_folder / n for n in names if (fold_folder / n).is_file()), None)
+        checkpoint = next((fold_folder.path / n for n in names if (fold_folder.path / n).is_file()), None)
         if checkpoint is None:
             continue
         if checkpoint.name != names[0]:
             logger.warning("%s: no %s, using %s (the best validation epoch, not the final one)",
-                           fold_folder, names[0], checkpoint.name)
+                           fold_folder.path, names[0], checkpoint.name)
         found.append((fold, checkpoint))
     if wanted is not None and {f for f, _ in found} != wanted:
         missing = sorted(wanted - {f for f, _ in found})
