@@ -132,17 +132,17 @@ def train(data_root: DataRoot, options: DemoOptions) -> Path:
     from autolung.training.options import TrainingOptions
     from autolung.training.run import train_fold
 
-    fold_folder = data_root.training_output(DEMO_DATASET_NAME, CONFIGURATION, options.planner) / f"fold_{FOLD}"
-    if (fold_folder / "checkpoint_final.pt").is_file():
-        logger.info("demo model already trained at %s, reused", fold_folder)
-        return fold_folder
+    fold_folder = data_root.fold_folder(DEMO_DATASET_NAME, CONFIGURATION, FOLD, options.planner)
+    if fold_folder.is_finished():
+        logger.info("demo model already trained at %s, reused", fold_folder.path)
+        return fold_folder.path
     budget = options.time_budget_s
     if budget is None:
         budget = default_time_budget_s(options.device)
         logger.info("training budget %.0f s, the default for %s", budget, options.device)
     training = TrainingOptions(epochs=1000, iters_per_epoch=options.iters_per_epoch, val_iters=5,
                                time_budget_s=budget, device=options.device,
-                               resume=(fold_folder / "checkpoint_latest.pt").is_file(),
+                               resume=fold_folder.is_resumable(),
                                seed=options.seed + 12345, planner=options.planner)
     return train_fold(data_root, DEMO_DATASET_NAME, CONFIGURATION, FOLD, training, progress=options.progress)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autolung.errors import InvalidInputError
+from autolung.results import FoldFolder
 
 ROOT_ENV_VAR = "AUTOLUNG_ROOT"
 DEFAULT_ROOT = Path("~/autolung_data")
@@ -89,6 +90,11 @@ class DataRoot:
     def training_output(self, dataset_name: str, configuration: str, planner: str = "default") -> Path:
         """Folder holding ``fold_<k>`` subfolders of one configuration and planner."""
         return self.results / dataset_name / f"{configuration}__{planner}"
+
+    def fold_folder(self, dataset_name: str, configuration: str, fold: int | str,
+                    planner: str = "default") -> FoldFolder:
+        """The :class:`~autolung.results.FoldFolder` ``fold_<k>`` (or ``fold_all``) of one configuration."""
+        return FoldFolder.of(self.training_output(dataset_name, configuration, planner), fold)
 
 
 def resolve_root(option: str | Path | None, environ: dict[str, str] | None = None) -> DataRoot:

@@ -11,9 +11,10 @@ the choice, so ``autolung plan --explain`` shows them. The budget is recorded as
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from autolung.fingerprint.schema import Fingerprint
 from autolung.planning import budget as sizing
 from autolung.planning.overrides import PlanOverrides
 from autolung.planning.plans import ConfigurationPlan, Decision, Plans
@@ -54,7 +55,7 @@ class AutoPlanner:
     """Choose the plan from the device and the training budget.
 
     Args:
-        fingerprint: the dataset fingerprint.
+        fingerprint: the dataset fingerprint (or its fingerprint.json payload).
         gpu_memory_gb: GPU memory budget (used on a GPU; the CPU ladder has its own).
         overrides: forced patch, batch or spacing (applied to every candidate).
         device: "auto", "cpu", "cuda" or "mps": the device training will run on.
@@ -67,10 +68,10 @@ class AutoPlanner:
     name = "auto"
     accepts_device_and_budget = True
 
-    def __init__(self, fingerprint: dict[str, Any], gpu_memory_gb: float | None = None,
+    def __init__(self, fingerprint: Fingerprint | Mapping[str, Any], gpu_memory_gb: float | None = None,
                  overrides: PlanOverrides | None = None, device: str = "auto", time_budget_s: float | None = None,
                  probe: sizing.StepProbe | None = None, min_iterations: int = sizing.MIN_ITERATIONS) -> None:
-        self.fingerprint = fingerprint
+        self.fingerprint = Fingerprint.coerce(fingerprint)
         self.gpu_memory_gb = gpu_memory_gb
         self.overrides = overrides
         self.requested_device = device

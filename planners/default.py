@@ -17,12 +17,12 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from autolung.labels import RegionMapping
+from autolung.fingerprint.schema import Fingerprint
 from autolung.network.estimate import estimate_feature_map_elements
 from autolung.planning import rules
 from autolung.planning.overrides import PlanOverrides
@@ -40,7 +40,8 @@ class DefaultPlanner:
     """Plan a plain U-Net (``network = "unet"``) for a dataset fingerprint.
 
     Args:
-        fingerprint: the dict written by :func:`autolung.fingerprint.fingerprint_dataset`.
+        fingerprint: the dataset's :class:`~autolung.fingerprint.schema.Fingerprint` (or its
+            fingerprint.json payload, which is read into one).
         gpu_memory_gb: GPU memory budget; None uses the planner's preset (8 GB here).
         overrides: forced patch size, batch size or spacing.
     """
@@ -67,15 +68,15 @@ class DefaultPlanner:
     lowres_spacing_step = 1.03
     initial_patch_voxels = {2: 2048 ** 2, 3: 256 ** 3}
 
-    def __init__(self, fingerprint: dict[str, Any], gpu_memory_gb: float | None = None,
+    def __init__(self, fingerprint: Fingerprint | Mapping[str, Any], gpu_memory_gb: float | None = None,
                  overrides: PlanOverrides | None = None) -> None:
-        self.fingerprint = fingerprint
+        self.fingerprint = Fingerprint.coerce(fingerprint)
         self.gpu_memory_gb = float(gpu_memory_gb if gpu_memory_gb is not None else self.default_gpu_memory_gb)
         # A budget other than the preset is an override like any other, recorded in every configuration.
         self.budget_override = self.gpu_memory_gb if self.gpu_memory_gb != self.default_gpu_memory_gb else None
         self.overrides = overrides or PlanOverrides()
-        self.out_channels = max(1, len(fingerprint["region_mapping"]["regions"]))
-        self.num_cases = int(fingerprint["num_cases"])
+        self.out_channels = max(1, len(self.fingerprint.region_mapping.regions))
+        self.num_cases = self.fingerprint.num_cases
 
     # ----------------------------------------------------------------------------- memory model
     def gb_per_element(self, dim: int) -> float:
@@ -329,11 +330,11 @@ class DefaultPlanner:
     def plan_2d(self, normalization: list[NormalizationPlan]) -> ConfigurationPlan:
         """In-plane configuration; the slice axis keeps its median spacing and is not resampled."""
         spacing, spacing_decision = self.fullres_spacing("2d")
-        slice_spacing = float(np.median([c["spacing"][0] for c in self.fingerprint["cases"]]))
+        slice_spacing = float(np.median([spacing[0] for spacing in self.fingerprint.spacings]))
         full_spacing = [slice_spacing, spacing[1], spacing[2]]
         median3, _ = rules.median_shape(self.fingerprint, full_spacing)
         # Slices are not resampled in 2d: the slice count is the original (cropped) one.
-        median3[0] = int(round(float(np.median([c["shape_after_crop"][0] for c in self.fingerprint["cases"]]))))
+        median3[0] = int(round(float(np.median([shape[0] for shape in self.fingerprint.shapes_after_crop]))))
         shape_decision = Decision("median shape after resampling", median3,
                                   f"median nonzero-cropped shape with in-plane spacing {_fmt(full_spacing[1:])} mm; "
                                   "slices keep their spacing")
@@ -354,11 +355,11 @@ class DefaultPlanner:
         """
         normalization = rules.normalization(self.fingerprint)
         configurations: dict[str, ConfigurationPlan] = {"2d": self.plan_2d(normalization)}
-        if not self.fingerprint.get("is_2d"):
+        if not self.fingerprint.is_2d:
             configurations.update(self.plan_3d(normalization))
         fp = self.fingerprint
-        labels = {str(k): int(max(v) if isinstance(v, list) else v) for k, v in fp["labels"].items()}
-        return Plans(dataset_name=dataset_name or fp["dataset_name"], planner=self.name,
-                     channel_names=list(fp["channel_names"]), labels=labels,
-                     region_mapping=RegionMapping.from_json(fp["region_mapping"]), configurations=configurations,
-                     gpu_memory_gb=self.gpu_memory_gb, file_ending=str(fp.get("file_ending", ".nii.gz")))
+        labels = {str(k): int(max(v) if isinstance(v, list) else v) for k, v in fp.labels.items()}
+        return Plans(dataset_name=dataset_name or fp.dataset_name, planner=self.name,
+                     channel_names=list(fp.channel_names), labels=labels, region_mapping=fp.region_mapping,
+                     configurations=configurations, gpu_memory_gb=self.gpu_memory_gb,
+                     file_ending=str(fp.file_ending if fp.file_ending is not None else ".nii.gz"))

@@ -19,11 +19,16 @@ from typing import Any
 
 from autolung.io.formats import image_ending
 from autolung.planning.plans import ConfigurationPlan, Plans
+from autolung.results import (
+    FINAL_CHECKPOINT,
+    LATEST_CHECKPOINT,
+    PROGRESS_PLOT_FILE,
+    TRAINING_LOG_FILE,
+    VALIDATION_FOLDER,
+)
 
-TRAINING_LOG = "training_log.jsonl"
-VALIDATION_FOLDER = "validation"
 # Written by the trainer right before the fold's validation starts.
-_END_OF_TRAINING_FILES = ("checkpoint_final.pt", "checkpoint_latest.pt", TRAINING_LOG, "progress.png")
+_END_OF_TRAINING_FILES = (FINAL_CHECKPOINT, LATEST_CHECKPOINT, TRAINING_LOG_FILE, PROGRESS_PLOT_FILE)
 
 
 def plan_summary(configuration: ConfigurationPlan) -> dict[str, Any]:
@@ -67,7 +72,7 @@ def read_training_log(fold_folder: Path) -> tuple[float | None, int | None]:
         ``(seconds, epochs)``: the last record's accumulated ``elapsed_s`` (the sum of the
         epoch times when absent) and its epoch; ``(None, None)`` without a log.
     """
-    path = fold_folder / TRAINING_LOG
+    path = fold_folder / TRAINING_LOG_FILE
     if not path.is_file():
         return None, None
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -15,6 +15,7 @@ from autolung.benchmarking.settings import BenchmarkSettings
 from autolung.errors import AutolungError, InvalidInputError
 from autolung.paths import DataRoot, resolve_dataset_folder
 from autolung.planning.plans import Plans
+from autolung.results import FoldFolder
 from autolung.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class DatasetJob:
         Returns:
             The folder.
         """
-        return self.configuration_folder(configuration) / f"fold_{fold}"
+        return FoldFolder.of(self.configuration_folder(configuration), fold).path
 
     def cv_folder(self, configuration: str) -> Path:
         """Where the cross-validation predictions of a configuration are gathered.
@@ -261,8 +262,11 @@ def fold_is_complete(fold_folder: Path, plans_digest: str) -> bool:
     """
     from autolung.benchmarking.collect import validation_predictions
 
-    return ((fold_folder / "checkpoint_final.pt").is_file() and _trained_digest(fold_folder) == plans_digest
-            and bool(validation_predictions(fold_folder)))
+    fold = FoldFolder.from_path(fold_folder)
+    if fold is None:
+        raise AutolungError("not a fold folder (fold_<k> or fold_all)", path=fold_folder)
+    return (fold.is_finished() and fold.trained_plans_digest() == plans_digest
+            and bool(validation_predictions(fold.path)))
 
 
 def fold_has_predictions(job: DatasetJob, configuration: str, fold: int) -> bool:
@@ -281,16 +285,6 @@ def fold_has_predictions(job: DatasetJob, configuration: str, fold: int) -> bool
     return bool(validation_predictions(job.fold_folder(configuration, fold)))
 
 
-def _trained_digest(fold_folder: Path) -> str | None:
-    import json
-
-    info = fold_folder / "training_info.json"
-    try:
-        return json.loads(info.read_text(encoding="utf-8")).get("plans_digest")
-    except (OSError, ValueError):
-        return None
-
-
 def train_step(job: DatasetJob, configuration: str, fold: int) -> dict[str, Any]:
     """Train one fold (with its final validation), resuming an interrupted one; skip a finished one.
 
@@ -305,12 +299,13 @@ def train_step(job: DatasetJob, configuration: str, fold: int) -> dict[str, Any]
     from autolung.training.run import train_fold
 
     folder = job.fold_folder(configuration, fold)
+    layout = FoldFolder(folder, fold)
     digest = job.plans().digest()
     if fold_is_complete(folder, digest):
         logger.info("%s %s fold %d is already trained and validated; reusing it", job.name, configuration, fold)
         return {"fold_folder": str(folder), "reused": True}
     # Resume only a run of the same plans; train_fold refuses a checkpoint of other plans.
-    resume = (folder / "checkpoint_latest.pt").is_file() and _trained_digest(folder) == digest
+    resume = layout.is_resumable() and layout.trained_plans_digest() == digest
     options = replace(job.settings.training, final_validation=True, resume=resume)
     logger.info("%s: training %s fold %d%s", job.name, configuration, fold, " (resuming)" if resume else "")
     train_fold(job.data_root, job.name, configuration, fold, options)

@@ -21,15 +21,13 @@ from autolung.dataset.layout import load_dataset, read_case
 from autolung.errors import AutolungError, InvalidInputError
 from autolung.fingerprint import summary
 from autolung.fingerprint.case import DEFAULT_NUM_SAMPLES, case_statistics
+from autolung.fingerprint.schema import FINGERPRINT_VERSION, Fingerprint
 from autolung.paths import DataRoot
 from autolung.progress import ProgressReporter, reporter, track
 from autolung.provenance import provenance
 from autolung.utils.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
-
-FINGERPRINT_VERSION = 1
-
 
 def _channel_names(spec: Any) -> list[str]:
     names = spec.channel_names
@@ -133,7 +131,7 @@ def fingerprint_dataset(dataset_folder: str | Path, data_root: DataRoot, num_pro
         seed: base seed of the (deterministic) sampling.
 
     Returns:
-        The fingerprint dict, as written to fingerprint.json.
+        The fingerprint.json payload as written (``Fingerprint.from_json`` checked it first).
 
     Raises:
         InvalidInputError: when the dataset has no training case or a case lacks its label.
@@ -149,25 +147,14 @@ def fingerprint_dataset(dataset_folder: str | Path, data_root: DataRoot, num_pro
     for record, case_samples in track(results, reporter(progress), "fingerprint", len(spec.cases)):
         records.append(record)
         samples.append(case_samples)
-    fingerprint = summarise(spec, dataset_folder.name, records, samples)
     target = data_root.fingerprint_file(dataset_folder.name)
+    fingerprint = Fingerprint.from_json(summarise(spec, dataset_folder.name, records, samples), target).to_json()
     write_json_atomic(target, fingerprint)
     data_root.record_dataset_source(dataset_folder)
     log.info("wrote %s", target)
     return fingerprint
 
 
-def load_fingerprint(path: str | Path) -> dict[str, Any]:
-    """Read a fingerprint.json, raising a clear error when it is missing or unreadable."""
-    import json
-
-    path = Path(path)
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInputError("fingerprint not found (run `autolung fingerprint` first)", path=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"fingerprint is not valid JSON ({exc})", path=path) from None
-    if not isinstance(payload, dict) or payload.get("fingerprint_version") != FINGERPRINT_VERSION:
-        raise InvalidInputError(f"not a version-{FINGERPRINT_VERSION} autolung fingerprint", path=path)
-    return payload
+def load_fingerprint(path: str | Path) -> Fingerprint:
+    """Read a fingerprint.json, raising a clear error when it is missing, unreadable or invalid."""
+    return Fingerprint.load(path)

@@ -32,6 +32,7 @@ from autolung.labels import RegionMapping, mask_ignored
 from autolung.paths import DataRoot
 from autolung.planning.plans import Plans
 from autolung.provenance import provenance
+from autolung.results import FOLD_ALL, FoldFolder, fold_folders
 from autolung.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -51,14 +52,12 @@ def cv_probability_files(configuration_folder: Path) -> dict[str, Path]:
             folds trained with different splits), naming the case and the folds.
     """
     found: dict[str, Path] = {}
-    for fold_folder in sorted(configuration_folder.glob("fold_*")):
-        if not fold_folder.name.removeprefix("fold_").isdigit():
-            continue
-        for case_id, path in list_saved_cases(fold_folder / "validation").items():
+    for fold_folder in fold_folders(configuration_folder, numbered_only=True):
+        for case_id, path in list_saved_cases(fold_folder.validation_folder).items():
             if case_id in found:
                 raise InvalidInputError(
                     f"case {case_id!r} was validated by both {found[case_id].parent.parent.name} and "
-                    f"{fold_folder.name}: the folds do not come from one cross-validation split",
+                    f"{fold_folder.path.name}: the folds do not come from one cross-validation split",
                     path=configuration_folder)
             found[case_id] = path
     return found
@@ -78,7 +77,7 @@ def trained_configurations(results_dataset: Path, names: Sequence[str] | None = 
     found = {f.name: cv_probability_files(f) for f in folders}
     found = {name: files for name, files in found.items() if files}
     if not found:
-        only_all = any((f / "fold_all").is_dir() for f in folders)
+        only_all = any(FoldFolder.of(f, FOLD_ALL).path.is_dir() for f in folders)
         raise InvalidInputError("no trained configuration with cross-validation probabilities "
                                 "(fold_<k>/validation/<case>.npz) found"
                                 + ("; fold all has no cross-validation to choose from: predict with its "
@@ -198,7 +197,8 @@ def _missing_folds(data_root: DataRoot, dataset_name: str, results_dataset: Path
         return {}
     missing = {}
     for name in names:
-        absent = [k for k in range(num_folds) if not list_saved_cases(results_dataset / name / f"fold_{k}" / "validation")]
+        absent = [k for k in range(num_folds)
+                  if not list_saved_cases(FoldFolder.of(results_dataset / name, k).validation_folder)]
         if absent:
             missing[name] = absent
     return missing

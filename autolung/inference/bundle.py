@@ -39,6 +39,7 @@ from autolung.inference.model import (
     sorted_folds,
 )
 from autolung.planning.plans import Plans
+from autolung.results import FOLD_PREFIX, TRAINING_INFO_FILE, FoldFolder
 from autolung.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -78,11 +79,12 @@ def _configuration_files(folder: Path, folds: Sequence[int | str]) -> dict[str, 
         if (folder / name).is_file():
             members[f"{prefix}/{name}"] = (folder / name).read_bytes()
     for fold in folds:
-        fold_folder = folder / f"fold_{fold}"
-        if not (fold_folder / CHECKPOINT_NAME).is_file():
-            raise InvalidInputError(f"fold {fold} has no {CHECKPOINT_NAME}", path=fold_folder)
-        members[f"{prefix}/fold_{fold}/{CHECKPOINT_NAME}"] = _stripped_checkpoint(fold_folder / CHECKPOINT_NAME)
-        members[f"{prefix}/fold_{fold}/training_info.json"] = (fold_folder / "training_info.json").read_bytes()
+        fold_folder = FoldFolder.of(folder, fold)
+        if not fold_folder.is_finished(CHECKPOINT_NAME):
+            raise InvalidInputError(f"fold {fold} has no {CHECKPOINT_NAME}", path=fold_folder.path)
+        member = f"{prefix}/{fold_folder.path.name}"
+        members[f"{member}/{CHECKPOINT_NAME}"] = _stripped_checkpoint(fold_folder.checkpoint(CHECKPOINT_NAME))
+        members[f"{member}/{TRAINING_INFO_FILE}"] = fold_folder.training_info_file.read_bytes()
     return members
 
 
@@ -185,7 +187,8 @@ def _extract_verified(archive: zipfile.ZipFile, manifest: dict, bundle: Path, ta
 
 
 def _check_checkpoints(folder: Path) -> None:
-    for checkpoint in sorted(folder.glob(f"*/fold_*/{CHECKPOINT_NAME}")):
+    # Every fold_* folder, well-named or not: nothing unchecked is left in the extracted bundle.
+    for checkpoint in sorted(folder.glob(f"*/{FOLD_PREFIX}*/{CHECKPOINT_NAME}")):
         load_checkpoint(checkpoint)  # weights_only=True: a code-running pickle is refused here
 
 

@@ -19,11 +19,11 @@ from torch import nn
 from autolung.errors import InvalidInputError, InvalidPlansError, UnsafeFileError
 from autolung.output_kind import RAW_LOGITS, SOFTMAX_CLASSES, output_kind_from_training_info
 from autolung.planning.plans import ConfigurationPlan, Plans
+from autolung.results import FINAL_CHECKPOINT, FOLD_ALL, FoldFolder, fold_folders, parse_fold
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_NAME = "checkpoint_final.pt"
-FOLD_ALL = "all"
+CHECKPOINT_NAME = FINAL_CHECKPOINT
 CHECKPOINT_FORMAT = "autolung-checkpoint"
 POSTPROCESSING_FILE = "postprocessing.json"
 
@@ -79,20 +79,6 @@ class SoftmaxAsSigmoidLogits(nn.Module):
         return SOFTMAX_CLASSES.foreground_logits(output)
 
 
-def parse_fold(value: int | str) -> int | str:
-    """A fold as given by a user: a whole number, or ``"all"``.
-
-    Raises:
-        InvalidInputError: anything else.
-    """
-    text = str(value).strip()
-    if text.isdigit():
-        return int(text)
-    if text == FOLD_ALL:
-        return FOLD_ALL
-    raise InvalidInputError(f"fold {value!r} is neither a whole number nor 'all'")
-
-
 def sorted_folds(folds: list[int | str]) -> list[int | str]:
     """Distinct folds, numbers in order first, then ``"all"``."""
     return sorted(set(folds), key=lambda fold: (isinstance(fold, str), fold if isinstance(fold, int) else 0))
@@ -114,12 +100,8 @@ def available_folds(folder: str | Path, checkpoint_name: str = CHECKPOINT_NAME,
     Returns:
         Sorted fold numbers, or ``["all"]``, or ``[]``.
     """
-    folds = []
-    for child in Path(folder).glob("fold_*"):
-        suffix = child.name[len("fold_"):]
-        if suffix.isdigit() and (child / checkpoint_name).is_file():
-            folds.append(int(suffix))
-    if not folds and include_all and (Path(folder) / f"fold_{FOLD_ALL}" / checkpoint_name).is_file():
+    folds = [fold.fold for fold in fold_folders(folder, numbered_only=True) if fold.is_finished(checkpoint_name)]
+    if not folds and include_all and FoldFolder.of(folder, FOLD_ALL).is_finished(checkpoint_name):
         return [FOLD_ALL]
     return sorted(folds)
 
@@ -149,16 +131,6 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def _read_training_info(fold_folder: Path) -> dict:
-    path = fold_folder / "training_info.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInputError("training_info.json missing in the fold folder", path=path) from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"not valid JSON ({exc})", path=path) from None
-
-
 def _check_digest(found: object, expected: str, path: Path) -> None:
     if found != expected:
         raise InvalidPlansError(
@@ -170,31 +142,34 @@ def _load_fold(folder: Path, fold: int | str, plans: Plans, checkpoint_name: str
     """Build and fill one fold's network after checking its digests; return (configuration, network)."""
     from autolung.network import build_network  # heavy import, only when a model is loaded
 
-    fold_folder = folder / f"fold_{fold}"
-    info = _read_training_info(fold_folder)
+    fold_folder = FoldFolder.of(folder, fold)
+    info = fold_folder.read_training_info()
     digest = plans.digest()
-    _check_digest(info.get("plans_digest"), digest, fold_folder / "training_info.json")
-    checkpoint_path = fold_folder / checkpoint_name
+    _check_digest(info.plans_digest, digest, fold_folder.training_info_file)
+    checkpoint_path = fold_folder.checkpoint(checkpoint_name)
     checkpoint = load_checkpoint(checkpoint_path)
     _check_digest(checkpoint.get("plans_digest"), digest, checkpoint_path)
-    configuration = str(info.get("configuration") or checkpoint.get("configuration"))
+    configuration = str(info.configuration or checkpoint.get("configuration"))
     arch = plans.configuration(configuration).architecture
-    network = build_network(arch, int(info["in_channels"]), int(info["out_channels"]), deep_supervision=False)
+    if info.in_channels is None or info.out_channels is None:
+        raise InvalidInputError("training info lacks `in_channels` or `out_channels`",
+                                path=fold_folder.training_info_file)
+    network = build_network(arch, info.in_channels, info.out_channels, deep_supervision=False)
     try:
         network.load_state_dict(checkpoint["network_weights"], strict=True)
     except RuntimeError as exc:
         raise InvalidInputError(f"weights do not fit the planned architecture ({str(exc).splitlines()[0]})",
                                 path=checkpoint_path) from None
     network.eval()
-    info_path = fold_folder / "training_info.json"
-    if info.get("output_activation") == RAW_LOGITS:
+    info_path = fold_folder.training_info_file
+    if info.output_activation == RAW_LOGITS:
         # Raw outputs (imported nnU-Net models): the plans' inference section applies the activation.
         inference = plans.configuration(configuration).inference
         if inference is None or not inference.average_logits:
             raise InvalidInputError(f"output_activation '{RAW_LOGITS}' needs plans with inference.average_logits",
                                     path=info_path)
         return configuration, network
-    return configuration, output_kind_from_training_info(info, info_path).prediction_network(network)
+    return configuration, output_kind_from_training_info(info.to_json(), info_path).prediction_network(network)
 
 
 def load_trained_model(folder: str | Path, folds: list[int | str] | None = None,
@@ -252,7 +227,7 @@ def _previous_stage_model(folder: Path, plans: Plans, configuration: str, folds:
         return None
     suffix = folder.name[len(configuration):] if folder.name.startswith(configuration) else ""
     previous_folder = folder.parent / f"{previous}{suffix}"
-    missing = [fold for fold in folds if not (previous_folder / f"fold_{fold}" / checkpoint_name).is_file()]
+    missing = [fold for fold in folds if not FoldFolder.of(previous_folder, fold).is_finished(checkpoint_name)]
     if missing:
         raise InvalidInputError(f"{configuration} predicts on top of {previous}, whose fold(s) "
                                 f"{', '.join(map(str, missing))} have no {checkpoint_name}: train {previous} with "

@@ -20,20 +20,7 @@ from autolung.inference.bundle import MANIFEST, opened_bundle
 from autolung.inference.model import CHECKPOINT_NAME, TrainedModel, load_trained_model
 from autolung.nnunet.importer import is_nnunet_model
 from autolung.paths import DataRoot
-
-
-CHECKPOINTS = {"final": "checkpoint_final.pt", "best": "checkpoint_best.pt", "latest": "checkpoint_latest.pt"}
-
-
-def checkpoint_file(checkpoint: str) -> str:
-    """The file name of checkpoint ``"final"``, ``"best"`` or ``"latest"``.
-
-    Raises:
-        InvalidInputError: any other name.
-    """
-    if checkpoint not in CHECKPOINTS:
-        raise InvalidInputError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
-    return CHECKPOINTS[checkpoint]
+from autolung.results import checkpoint_file
 
 
 @dataclass

@@ -36,6 +36,7 @@ from autolung.nnunet.checkpoint import load_nnunet_checkpoint
 from autolung.nnunet.translate import TranslatedModel, translate_plans
 from autolung.nnunet.weights import convert_state_dict
 from autolung.output_kind import RAW_LOGITS
+from autolung.results import FoldFolder, TrainingInfo, fold_folders
 from autolung.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -133,16 +134,17 @@ def _fold_checkpoints(model: NnunetModelFolder, folds: Sequence[int | str] | Non
     names = (checkpoint_name,) if checkpoint_name else CHECKPOINT_NAMES
     found = []
     wanted = None if folds is None else {str(f) for f in folds}
-    for fold_folder in sorted(model.folder.glob("fold_*")):
-        fold = fold_folder.name[len("fold_"):]
+    # nnU-Net names its fold folders as autolung does (fold_<k>, fold_all); others are not folds.
+    for fold_folder in fold_folders(model.folder):
+        fold = str(fold_folder.fold)
         if wanted is not None and fold not in wanted:
             continue
-        checkpoint = next((fold_folder / n for n in names if (fold_folder / n).is_file()), None)
+        checkpoint = next((fold_folder.path / n for n in names if (fold_folder.path / n).is_file()), None)
         if checkpoint is None:
             continue
         if checkpoint.name != names[0]:
             logger.warning("%s: no %s, using %s (the best validation epoch, not the final one)",
-                           fold_folder, names[0], checkpoint.name)
+                           fold_folder.path, names[0], checkpoint.name)
         found.append((fold, checkpoint))
     if wanted is not None and {f for f, _ in found} != wanted:
         missing = sorted(wanted - {f for f, _ in found})
@@ -182,7 +184,6 @@ def convert_model_folder(model: NnunetModelFolder, destination: Path, folds: Seq
         InvalidPlansError: what autolung cannot represent (named), or weights that do not fit the plans.
         UnsafeFileError: a checkpoint that would run code when unpickled.
     """
-    from autolung.inference.model import CHECKPOINT_NAME
     from autolung.network import build_network
     from autolung.training.checkpoint import checkpoint_header, save_checkpoint
 
@@ -200,17 +201,16 @@ def convert_model_folder(model: NnunetModelFolder, destination: Path, folds: Seq
     for (fold, path), checkpoint in zip(fold_files, checkpoints):
         trainer = str(checkpoint.get("trainer_name", model.trainer))
         weights = _fitted_weights(checkpoint, translated, architecture, trainer, path, build_network)
-        fold_folder = target / f"fold_{fold}"
-        fold_folder.mkdir(exist_ok=True)
+        fold_folder = FoldFolder.of(target, fold)
+        fold_folder.path.mkdir(exist_ok=True)
         epoch = int(checkpoint.get("current_epoch", 0) or 0)
         payload = {**checkpoint_header(digest, model.configuration, _fold_number(fold), epoch),
                    "network_weights": weights}
-        save_checkpoint(fold_folder / CHECKPOINT_NAME, payload)
-        write_json_atomic(fold_folder / "training_info.json", {
-            "configuration": model.configuration, "planner": plans.planner, "fold": _fold_number(fold),
-            "plans_digest": digest, "in_channels": translated.in_channels, "out_channels": translated.out_channels,
-            "autolung_version": __version__, "output_activation": RAW_LOGITS,
-            "imported_from": SOURCE_FORMAT, "trainer_name": trainer})
+        save_checkpoint(fold_folder.final_checkpoint, payload)
+        fold_folder.write_training_info(TrainingInfo(
+            configuration=model.configuration, planner=plans.planner, fold=fold_folder.fold, plans_digest=digest,
+            in_channels=translated.in_channels, out_channels=translated.out_channels, autolung_version=__version__,
+            output_activation=RAW_LOGITS, extra={"imported_from": SOURCE_FORMAT, "trainer_name": trainer}))
         record_folds.append({"fold": _fold_number(fold), "checkpoint": path.name, "trainer_name": trainer,
                              "epoch": epoch, "sha256": _sha256(path)})
     write_json_atomic(target / IMPORT_RECORD, import_record(model, translated, record_folds))

@@ -6,10 +6,10 @@ for ``autolung plan --explain``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
+from autolung.fingerprint.schema import Fingerprint
 from autolung.planning.plans import Decision, NormalizationPlan
 
 ANISOTROPY_THRESHOLD = 3.0
@@ -24,15 +24,15 @@ ZSCORE_NAMES = {"mr", "mri", "t1", "t1w", "t1c", "t1ce", "t1gd", "t2", "t2w", "f
 EIGHT_BIT_FORMATS = {"png", "jpg", "jpeg", "bmp", "tif", "tiff"}
 
 
-def _spacings(fingerprint: dict[str, Any]) -> np.ndarray:
-    return np.asarray([c["spacing"] for c in fingerprint["cases"]], dtype=np.float64)
+def _spacings(fingerprint: Fingerprint) -> np.ndarray:
+    return np.asarray(fingerprint.spacings, dtype=np.float64)
 
 
 def _fmt(values: Sequence[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
 
 
-def target_spacing(fingerprint: dict[str, Any]) -> tuple[list[float], Decision]:
+def target_spacing(fingerprint: Fingerprint) -> tuple[list[float], Decision]:
     """Median spacing, with the thick-slice rule.
 
     When the coarsest axis is more than 3x coarser than the others *and* has fewer than a third of
@@ -48,12 +48,12 @@ def target_spacing(fingerprint: dict[str, Any]) -> tuple[list[float], Decision]:
     """
     spacings = _spacings(fingerprint)
     target = np.median(spacings, axis=0)
-    sizes = np.median(np.asarray([c["shape_after_crop"] for c in fingerprint["cases"]], dtype=np.float64), axis=0)
+    sizes = np.median(np.asarray(fingerprint.shapes_after_crop, dtype=np.float64), axis=0)
     coarse = int(np.argmax(target))
     others = [a for a in range(len(target)) if a != coarse]
     thick = target[coarse] > ANISOTROPY_THRESHOLD * max(target[a] for a in others)
     few_slices = sizes[coarse] * ANISOTROPY_THRESHOLD < min(sizes[a] for a in others)
-    if fingerprint.get("is_2d"):
+    if fingerprint.is_2d:
         return [float(v) for v in target], Decision(
             "target spacing", [float(v) for v in target],
             f"median spacing of {len(spacings)} 2D images (the slice spacing is a placeholder)")
@@ -74,16 +74,16 @@ def target_spacing(fingerprint: dict[str, Any]) -> tuple[list[float], Decision]:
     return [float(v) for v in target], Decision("target spacing", [float(v) for v in target], rule)
 
 
-def resampled_shapes(fingerprint: dict[str, Any], spacing: Sequence[float]) -> np.ndarray:
+def resampled_shapes(fingerprint: Fingerprint, spacing: Sequence[float]) -> np.ndarray:
     """Cropped shape of every case after resampling to ``spacing``, shape ``(cases, 3)``."""
     rows = []
-    for case in fingerprint["cases"]:
+    for case in fingerprint.cases:
         rows.append([max(1, int(round(s * sp / t))) for s, sp, t in
-                     zip(case["shape_after_crop"], case["spacing"], spacing)])
+                     zip(case.shape_after_crop, case.spacing, spacing)])
     return np.asarray(rows, dtype=np.float64)
 
 
-def median_shape(fingerprint: dict[str, Any], spacing: Sequence[float]) -> tuple[list[int], Decision]:
+def median_shape(fingerprint: Fingerprint, spacing: Sequence[float]) -> tuple[list[int], Decision]:
     """Median cropped shape after resampling to ``spacing``."""
     shape = [int(round(v)) for v in np.median(resampled_shapes(fingerprint, spacing), axis=0)]
     return shape, Decision("median shape after resampling", shape,
@@ -97,37 +97,36 @@ def anisotropic_axis(spacing: Sequence[float]) -> int | None:
     return coarse if values[coarse] > ANISOTROPY_THRESHOLD * min(values) else None
 
 
-def _is_eight_bit(fingerprint: dict[str, Any], channel: int, name: str) -> str | None:
+def _is_eight_bit(fingerprint: Fingerprint, channel: int, name: str) -> str | None:
     """Why channel ``channel`` counts as an 8-bit image, or None."""
-    if not fingerprint.get("is_2d"):
+    if not fingerprint.is_2d:
         return None
     if name.lower() in EIGHT_BIT_NAMES:
         return f"channel name {name!r} marks an 8-bit image"
-    formats = set(fingerprint.get("file_formats", [])) | {str(fingerprint.get("file_ending", "")).lstrip(".")}
-    value_range = fingerprint.get("value_range", [{}] * (channel + 1))[channel]
-    small_integers = (value_range.get("integer") and value_range.get("min", -1) >= 0
-                      and value_range.get("max", 256) <= 255)
-    if formats & EIGHT_BIT_FORMATS and small_integers:
+    formats = set(fingerprint.file_formats or ()) | {str(fingerprint.file_ending or "").lstrip(".")}
+    value_range = fingerprint.channel_value_range(channel)
+    if formats & EIGHT_BIT_FORMATS and value_range.is_eight_bit:
         return f"8-bit {'/'.join(sorted(formats & EIGHT_BIT_FORMATS))} file with values in [0, 255]"
-    if small_integers:
-        return f"2D integer image with values in [{value_range['min']:g}, {value_range['max']:g}]"
+    if value_range.is_eight_bit:
+        return f"2D integer image with values in [{value_range.min:g}, {value_range.max:g}]"
     return None
 
 
-def _ct_plan(fingerprint: dict[str, Any], channel: int, name: str) -> NormalizationPlan | None:
-    stats = (fingerprint.get("foreground_intensity") or [None] * (channel + 1))[channel]
-    if not stats or stats["std"] <= 0:
+def _ct_plan(fingerprint: Fingerprint, channel: int, name: str) -> NormalizationPlan | None:
+    stats = fingerprint.intensity(channel)
+    if stats is None or stats.std <= 0:
         return None
     return NormalizationPlan(
-        channel_name=name, scheme="ct", clip_low=stats["percentile_00_5"], clip_high=stats["percentile_99_5"],
-        mean=stats["mean"], std=stats["std"],
+        channel_name=name, scheme="ct", clip_low=stats.percentile_00_5, clip_high=stats.percentile_99_5,
+        mean=stats.mean, std=stats.std,
         reason=(f"CT: Hounsfield units are comparable across scans, so clip to the dataset foreground "
-                f"0.5/99.5 percentiles [{stats['percentile_00_5']:g}, {stats['percentile_99_5']:g}] and "
-                f"z-score with the foreground mean {stats['mean']:.4g} and std {stats['std']:.4g}"))
+                f"0.5/99.5 percentiles [{stats.percentile_00_5:g}, {stats.percentile_99_5:g}] and "
+                f"z-score with the foreground mean {stats.mean:.4g} and std {stats.std:.4g}"))
 
 
-def _zscore_plan(fingerprint: dict[str, Any], name: str, why: str) -> NormalizationPlan:
-    relative = float(fingerprint.get("median_relative_size_after_crop", 1.0))
+def _zscore_plan(fingerprint: Fingerprint, name: str, why: str) -> NormalizationPlan:
+    size = fingerprint.median_relative_size_after_crop
+    relative = float(size if size is not None else 1.0)
     if relative < NONZERO_CROP_THRESHOLD:
         return NormalizationPlan(channel_name=name, scheme="zscore_nonzero",
                                  reason=(f"{why}; cropping to the nonzero region shrank the median image to "
@@ -137,7 +136,7 @@ def _zscore_plan(fingerprint: dict[str, Any], name: str, why: str) -> Normalizat
                              reason=f"{why}; intensities are not comparable across images, so z-score each image")
 
 
-def normalization(fingerprint: dict[str, Any]) -> list[NormalizationPlan]:
+def normalization(fingerprint: Fingerprint) -> list[NormalizationPlan]:
     """One normalization per channel, chosen from the channel name and the intensity fingerprint.
 
     CT gets "ct" (dataset-wide clip and z-score); 8-bit 2D images get "rescale_0_1"; known other
@@ -151,7 +150,7 @@ def normalization(fingerprint: dict[str, Any]) -> list[NormalizationPlan]:
         One :class:`NormalizationPlan` per channel, each with its ``reason``.
     """
     plans = []
-    for channel, name in enumerate(fingerprint["channel_names"]):
+    for channel, name in enumerate(fingerprint.channel_names):
         key = name.strip().lower()
         eight_bit = _is_eight_bit(fingerprint, channel, name)
         if eight_bit:

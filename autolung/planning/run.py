@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+from autolung.fingerprint.schema import Fingerprint
 from autolung.paths import DataRoot
 from autolung.planning.overrides import PlanOverrides
 from autolung.planning.plans import Plans
@@ -16,20 +17,27 @@ log = logging.getLogger(__name__)
 
 
 def load_or_compute_fingerprint(dataset_folder: Path, data_root: DataRoot, num_processes: int = 2,
-                                progress: ProgressReporter | None = None) -> dict:
+                                progress: ProgressReporter | None = None) -> Fingerprint:
     """The dataset's fingerprint.json, computed first when missing."""
-    from autolung.fingerprint import fingerprint_dataset, load_fingerprint
+    # Deferred: fingerprinting pulls in image reading, which plan-only callers never need.
+    from autolung.fingerprint.run import fingerprint_dataset
 
     path = data_root.fingerprint_file(dataset_folder.name)
     if path.is_file():
-        return load_fingerprint(path)
+        return Fingerprint.load(path)
     log.info("no fingerprint at %s yet; computing it", path)
-    return fingerprint_dataset(dataset_folder, data_root, num_processes=num_processes, progress=progress)
+    return Fingerprint.from_json(
+        fingerprint_dataset(dataset_folder, data_root, num_processes=num_processes, progress=progress), path)
 
 
-def fingerprint_digest(fingerprint: dict) -> str:
-    """A short hash of a fingerprint's content (its autolung version left out)."""
-    content = {k: v for k, v in fingerprint.items() if k != "autolung_version"}
+def fingerprint_digest(fingerprint: Fingerprint | dict) -> str:
+    """A short hash of a fingerprint's content (its autolung version left out).
+
+    Args:
+        fingerprint: the fingerprint, or its fingerprint.json payload (the same digest).
+    """
+    payload = fingerprint.to_json() if isinstance(fingerprint, Fingerprint) else fingerprint
+    content = {k: v for k, v in payload.items() if k != "autolung_version"}
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 

@@ -20,20 +20,17 @@ from autolung.paths import DataRoot
 from autolung.planning.plans import ConfigurationPlan, Plans
 from autolung.preprocessing.previous_stage import previous_stage_on_grid
 from autolung.preprocessing.storage import PreprocessedDataset
+from autolung.results import FoldFolder, fold_folders
 from autolung.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
-PREVIOUS_STAGE_FOLDER = "previous_stage"
-
-
 def previous_predictions(previous_folder: Path, file_ending: str) -> dict[str, Path]:
     """``{case_id: label file}`` over the numbered folds' ``validation`` folders of a configuration."""
     found: dict[str, Path] = {}
-    for fold_folder in sorted(previous_folder.glob("fold_*")):
-        if not fold_folder.name.removeprefix("fold_").isdigit():
-            continue  # fold all trained on every case: its predictions are of cases it has seen
-        for path in sorted((fold_folder / "validation").glob(f"*{file_ending}")):
+    # Fold all is left out: it trained on every case, so its predictions are of cases it has seen.
+    for fold_folder in fold_folders(previous_folder, numbered_only=True):
+        for path in sorted(fold_folder.validation_folder.glob(f"*{file_ending}")):
             found.setdefault(path.name[:-len(file_ending)], path)
     return found
 
@@ -48,7 +45,7 @@ def _folds_of(cases: Sequence[str], splits_file: Path) -> list[int]:
 
 
 def prepare_previous_stage(data_root: DataRoot, dataset_name: str, plans: Plans, configuration: ConfigurationPlan,
-                           planner: str, case_folder: Path, case_ids: Sequence[str], fold_folder: Path) -> Path:
+                           planner: str, case_folder: Path, case_ids: Sequence[str], fold_folder: FoldFolder) -> Path:
     """Bring the previous stage's predictions of ``case_ids`` onto the preprocessed grid.
 
     Args:
@@ -82,7 +79,7 @@ def prepare_previous_stage(data_root: DataRoot, dataset_name: str, plans: Plans,
             path=previous_folder)
     from autolung.io.images import read_label
 
-    target = fold_folder / PREVIOUS_STAGE_FOLDER
+    target = fold_folder.previous_stage_folder
     target.mkdir(parents=True, exist_ok=True)
     dataset = PreprocessedDataset(case_folder)
     for case_id in case_ids:

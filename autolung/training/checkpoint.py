@@ -16,13 +16,15 @@ import torch
 
 from autolung import __version__
 from autolung.errors import AutolungError, WriteFailedError
+from autolung.results import BEST_CHECKPOINT, FINAL_CHECKPOINT, LATEST_CHECKPOINT
 from autolung.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "autolung-checkpoint"
 VERSION = 1
-LATEST, BEST, FINAL = "checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_final.pt"
+# The file names are the results layout's (autolung.results); short aliases for the trainer.
+LATEST, BEST, FINAL = LATEST_CHECKPOINT, BEST_CHECKPOINT, FINAL_CHECKPOINT
 
 
 def capture_rng_state() -> dict[str, Any]:

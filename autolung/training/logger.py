@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from autolung.provenance import figure_metadata
+from autolung.results import PROGRESS_PLOT_FILE, TRAINING_LOG_FILE
 from autolung.utils.atomic import atomic_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
-
-LOG_NAME = "training_log.jsonl"
-PLOT_NAME = "progress.png"
 
 
 class TrainingLogger:
@@ -64,7 +62,7 @@ class TrainingLogger:
             None.
         """
         lines = [json.dumps(r, sort_keys=True) for r in self.records]
-        write_text_atomic(self.folder / LOG_NAME, "\n".join(lines) + ("\n" if lines else ""))
+        write_text_atomic(self.folder / TRAINING_LOG_FILE, "\n".join(lines) + ("\n" if lines else ""))
 
     def plot(self) -> None:
         """Draw losses, pseudo-Dice, learning rate and epoch time into ``progress.png``.
@@ -74,7 +72,7 @@ class TrainingLogger:
         """
         if not self.records:
             return
-        plot_progress(self.records, self.class_names, self.folder / PLOT_NAME, self.plans_digest)
+        plot_progress(self.records, self.class_names, self.folder / PROGRESS_PLOT_FILE, self.plans_digest)
 
 
 def _fmt(value: float | None, digits: int = 4) -> str:

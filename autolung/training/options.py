@@ -7,6 +7,7 @@ from typing import Any
 
 from autolung.errors import AutolungError
 from autolung.output_kind import LOSSES, SIGMOID_REGIONS, OutputKind, as_output_kind
+from autolung.results import BEST_CHECKPOINT
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -130,7 +131,7 @@ class TrainingOptions:
                                 f"got {self.validation_checkpoint!r}")
         if self.validation_checkpoint == "best" and not self.checkpointing:
             raise AutolungError("validation with the best checkpoint (`validation_checkpoint`) needs "
-                                "checkpoint_best.pt, which is not written when checkpointing is off (`checkpointing`)")
+                                f"{BEST_CHECKPOINT}, which is not written when checkpointing is off (`checkpointing`)")
         if self.validation_only and not self.checkpointing:
             raise AutolungError("validation only (`validation_only`) reads the fold's checkpoint, which is not "
                                 "written when checkpointing is off (`checkpointing`)")

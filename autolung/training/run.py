@@ -22,6 +22,7 @@ from autolung.output_kind import output_kind_from_training_info
 from autolung.paths import DataRoot
 from autolung.planning.plans import ConfigurationPlan, Plans
 from autolung.progress import ProgressReporter
+from autolung.results import FoldFolder, TrainingInfo
 from autolung.training import checkpoint as ckpt
 from autolung.training import distributed as ddp
 from autolung.training import hardware
@@ -33,13 +34,10 @@ from autolung.training.options import TrainingOptions
 from autolung.training.schedule import Schedule, make_optimizer
 from autolung.training.splits import fold_cases, load_or_create_splits
 from autolung.training.trainer import Trainer, TrainerSetup
-from autolung.utils.atomic import atomic_path, remove_partial_files, write_json_atomic
+from autolung.utils.atomic import atomic_path, remove_partial_files
 from autolung.utils.locking import folder_lock
 
 logger = logging.getLogger(__name__)
-
-TRAINING_INFO = "training_info.json"
-
 
 @dataclass
 class FoldInputs:
@@ -50,19 +48,15 @@ class FoldInputs:
     case_folder: Path
     train_cases: list[str]
     val_cases: list[str]
-    fold_folder: Path
+    folder: FoldFolder
     in_channels: int
     previous_stage: Path | None = None
     previous_labels: list[int] | None = None
 
-
-def fold_folder_name(fold: int | str) -> str:
-    """``fold_<k>`` or ``fold_all``.
-
-    Returns:
-        The folder name.
-    """
-    return f"fold_{fold}"
+    @property
+    def fold_folder(self) -> Path:
+        """The fold folder's path (``folder.path``)."""
+        return self.folder.path
 
 
 def load_fold_inputs(data_root: DataRoot, dataset_name: str, configuration: str, fold: int | str,
@@ -86,8 +80,8 @@ def load_fold_inputs(data_root: DataRoot, dataset_name: str, configuration: str,
     if in_channels != len(plans.channel_names):
         raise AutolungError(f"preprocessed cases have {in_channels} channels, the plans {len(plans.channel_names)}",
                             path=case_folder)
-    fold_folder = data_root.training_output(dataset_name, configuration, options.planner) / fold_folder_name(fold)
-    inputs = FoldInputs(plans, config, case_folder, train_cases, val_cases, fold_folder, in_channels)
+    folder = data_root.fold_folder(dataset_name, configuration, fold, options.planner)
+    inputs = FoldInputs(plans, config, case_folder, train_cases, val_cases, folder, in_channels)
     if config.previous_stage:
         from autolung.preprocessing.previous_stage import previous_stage_labels
 
@@ -108,7 +102,7 @@ def prepare_cascade_inputs(data_root: DataRoot, dataset_name: str, inputs: FoldI
 
     inputs.previous_stage = prepare_previous_stage(
         data_root, dataset_name, inputs.plans, inputs.configuration, planner, inputs.case_folder,
-        [*inputs.train_cases, *inputs.val_cases], inputs.fold_folder)
+        [*inputs.train_cases, *inputs.val_cases], inputs.folder)
 
 
 def write_run_metadata(data_root: DataRoot, dataset_name: str, inputs: FoldInputs, fold: int | str,
@@ -124,19 +118,19 @@ def write_run_metadata(data_root: DataRoot, dataset_name: str, inputs: FoldInput
     fingerprint = data_root.fingerprint_file(dataset_name)
     if fingerprint.is_file():
         _copy_atomic(fingerprint, output / "fingerprint.json")
-    write_json_atomic(inputs.fold_folder / TRAINING_INFO, training_info(inputs, fold, options))
+    inputs.folder.write_training_info(training_info(inputs, fold, options))
 
 
-def training_info(inputs: FoldInputs, fold: int | str, options: TrainingOptions) -> dict:
-    """The ``training_info.json`` contract (plus the output kind: sigmoid regions or softmax classes).
+def training_info(inputs: FoldInputs, fold: int | str, options: TrainingOptions) -> TrainingInfo:
+    """The fold's ``training_info.json`` (with the output kind: sigmoid regions or softmax classes).
 
     Returns:
-        The dict.
+        The :class:`TrainingInfo`.
     """
-    return {"configuration": inputs.configuration.name, "planner": options.planner, "fold": fold,
-            "plans_digest": inputs.plans.digest(), "in_channels": inputs.in_channels,
-            "out_channels": options.output_kind.output_channels(inputs.plans.region_mapping),
-            "autolung_version": __version__, **options.output_kind.training_info()}
+    return TrainingInfo(configuration=inputs.configuration.name, planner=options.planner, fold=fold,
+                        plans_digest=inputs.plans.digest(), in_channels=inputs.in_channels,
+                        out_channels=options.output_kind.output_channels(inputs.plans.region_mapping),
+                        autolung_version=__version__, **options.output_kind.training_info())
 
 
 def _copy_atomic(source: Path, target: Path) -> None:
@@ -223,12 +217,12 @@ def _builders(inputs: FoldInputs, options: TrainingOptions, forced: list[bool],
 
 
 def _resume(trainer: Trainer, inputs: FoldInputs, options: TrainingOptions) -> None:
-    latest = inputs.fold_folder / ckpt.LATEST
+    latest = inputs.folder.latest_checkpoint
     if not options.resume:
         if latest.exists():
             logger.warning("%s exists; starting from scratch (set `resume` to continue it)", latest)
         return
-    found = resume_checkpoint(inputs.fold_folder, inputs.plans.digest())
+    found = resume_checkpoint(inputs.folder, inputs.plans.digest())
     if found is None:
         logger.warning("`resume`: no checkpoint in %s, starting from scratch", inputs.fold_folder)
         return
@@ -237,7 +231,7 @@ def _resume(trainer: Trainer, inputs: FoldInputs, options: TrainingOptions) -> N
     logger.info("resumed from %s at epoch %d", path, trainer.state.epoch)
 
 
-def resume_checkpoint(fold_folder: Path, plans_digest: str) -> tuple[Path, dict] | None:
+def resume_checkpoint(fold_folder: FoldFolder, plans_digest: str) -> tuple[Path, dict] | None:
     """The checkpoint ``--continue`` resumes from: ``checkpoint_latest.pt``, or, when that one is
     unreadable (a disk fault; SIGKILL cannot cause it, writes are atomic), the newest readable of
     ``checkpoint_final.pt`` and ``checkpoint_best.pt``, with a warning naming the fallback.
@@ -252,7 +246,7 @@ def resume_checkpoint(fold_folder: Path, plans_digest: str) -> tuple[Path, dict]
     Raises:
         AutolungError: a checkpoint of other plans, or checkpoints that all fail to load.
     """
-    candidates = [fold_folder / name for name in (ckpt.LATEST, ckpt.FINAL, ckpt.BEST)]
+    candidates = [fold_folder.latest_checkpoint, fold_folder.final_checkpoint, fold_folder.best_checkpoint]
     present = [path for path in candidates if path.exists()]
     if not present:
         return None
@@ -265,11 +259,11 @@ def resume_checkpoint(fold_folder: Path, plans_digest: str) -> tuple[Path, dict]
         except AutolungError as exc:
             failures.append(f"{path.name}: {exc.problem}")
             continue
-        if path.name == ckpt.LATEST:
+        if path == fold_folder.latest_checkpoint:
             break
     if not loaded:
         raise AutolungError("no checkpoint can be loaded (" + "; ".join(failures) + "); cannot continue",
-                            path=fold_folder)
+                            path=fold_folder.path)
     path, payload = max(loaded, key=lambda item: int(item[1].get("epoch", -1)))
     if payload.get("plans_digest") != plans_digest:
         raise AutolungError("checkpoint was trained with different plans (digest mismatch); cannot continue",
@@ -346,7 +340,7 @@ def _network_from_checkpoint(inputs: FoldInputs, options: TrainingOptions, devic
     Raises:
         AutolungError: no such checkpoint, or one made with other plans.
     """
-    path = inputs.fold_folder / name
+    path = inputs.folder.checkpoint(name)
     if not path.is_file():
         raise AutolungError(f"no {name}: train this fold first (with checkpointing on)", path=path)
     payload = ckpt.load_checkpoint(path, map_location="cpu")
@@ -362,15 +356,12 @@ def _network_from_checkpoint(inputs: FoldInputs, options: TrainingOptions, devic
 def _validate_trained_fold(inputs: FoldInputs, data_root: DataRoot, dataset_name: str, device: torch.device,
                            options: TrainingOptions) -> Path:
     """Run the final validation of a trained fold again, from its final or best checkpoint."""
-    import json
-
     from autolung.training.validation import validate_fold
 
-    info_path = inputs.fold_folder / TRAINING_INFO
-    if info_path.is_file():
+    if inputs.folder.training_info_file.is_file():
         # The fold's own output kind decides its output layer, whatever this call's default is.
-        kind = output_kind_from_training_info(json.loads(info_path.read_text(encoding="utf-8")), info_path,
-                                              default=options.output_kind)
+        kind = output_kind_from_training_info(inputs.folder.read_training_info().to_json(),
+                                              inputs.folder.training_info_file, default=options.output_kind)
         options = replace(options, loss=kind.loss)
     name = ckpt.BEST if options.validation_checkpoint == "best" else ckpt.FINAL
     with folder_lock(inputs.fold_folder, "validation"):
@@ -409,11 +400,9 @@ def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distribu
 
         report = load_pretrained_weights(setup.module, options.pretrained_weights)
         if context.is_main:
-            info_path = inputs.fold_folder / TRAINING_INFO
-            import json
-
-            info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-            write_json_atomic(info_path, {**info, **report})
+            folder = inputs.folder
+            info = folder.read_training_info() if folder.training_info_file.is_file() else TrainingInfo()
+            folder.write_training_info(info.with_extra(report))
     trainer = Trainer(setup, progress)
     _resume(trainer, inputs, options)
     logger.info("training %s fold %s on %s: %d train / %d val cases, %d epochs x %d iterations, %s, "

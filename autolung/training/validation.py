@@ -24,9 +24,6 @@ from autolung.utils.atomic import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
-VALIDATION_FOLDER = "validation"
-
-
 def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, dataset_name: str,
                   device: torch.device, options: TrainingOptions) -> Path:
     """Predict, restore, write and evaluate the validation cases of a trained fold.
@@ -49,7 +46,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
     from autolung.preprocessing.storage import PreprocessedDataset
 
     plans, config = inputs.plans, inputs.configuration
-    folder = inputs.fold_folder / VALIDATION_FOLDER
+    folder = inputs.folder.validation_folder
     folder.mkdir(parents=True, exist_ok=True)
     network.deep_supervision = False
     network.eval()
@@ -76,8 +73,7 @@ def validate_fold(network: nn.Module, inputs: object, data_root: DataRoot, datas
         write_image(labels, geometry, folder / f"{case_id}{plans.file_ending}", metadata=image_metadata(digest))
         save_cv_probabilities(folder, case_id, restored, geometry, plans.region_mapping)
         logger.info("validation case %d/%d: %s", index + 1, len(inputs.val_cases), case_id)
-    fold = inputs.fold_folder.name.removeprefix("fold_")
-    model = model_entry(config.name, [int(fold) if fold.isdigit() else fold], str(inputs.fold_folder), digest,
+    model = model_entry(config.name, [inputs.folder.fold], str(inputs.fold_folder), digest,
                         options.validation_checkpoint)
     write_json_atomic(folder / PREDICTIONS_RECORD, predictions_record(
         [model], prediction_settings(chosen, precision, None), list(inputs.val_cases)))
