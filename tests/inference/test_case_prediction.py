@@ -21,6 +21,7 @@ from autolung.planning.plans import InferencePlan
 from autolung.preprocessing.case import preprocess_case
 from autolung.preprocessing.storage import write_case
 from autolung.provenance import PREDICTIONS_RECORD
+from autolung.results import FoldFolder
 from autolung.training.options import TrainingOptions
 from autolung.training.run import FoldInputs
 from autolung.training.validation import validate_fold
@@ -55,7 +56,8 @@ def test_validation_and_predict_give_the_same_probabilities(tmp_path, data_root,
     network.load_state_dict(load_checkpoint(folder / "fold_0" / "checkpoint_final.pt")["network_weights"])
 
     inputs = FoldInputs(plans=plans, configuration=plans.configuration(name), case_folder=case_folder,
-                        train_cases=[], val_cases=[CASE], fold_folder=folder / "fold_0", in_channels=1)
+                        train_cases=[], val_cases=[CASE], folder=FoldFolder.from_path(folder / "fold_0"),
+                        in_channels=1)
     options = TrainingOptions(validation_mode=mode, precision="float32", device="cpu",
                               loss="ce_dice" if softmax else "bce_dice")
     validation = validate_fold(network, inputs, data_root, "Tiny_CT", torch.device("cpu"), options)
