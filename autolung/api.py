@@ -38,8 +38,9 @@ __all__ = [
     "overlay", "download", "convert", "benchmark", "report", "check_dicom_output", "dicom_outputs",
     "check_dataset", "transfer_plans", "determine_postprocessing", "apply_postprocessing", "plot_overlays",
     "PreparedDataset", "PredictionResult", "plan_budget", "explain_plans", "remote_dataset_names",
-    "parse_duration", "parse_overrides", "parse_training_fold", "parse_prediction_fold", "training_options",
-    "benchmark_settings", "benchmark_comparisons", "load_postprocessing", "summary_table",
+    "parse_duration", "parse_overrides", "parse_prediction_fold", "training_options", "distributed_context",
+    "benchmark_settings", "benchmark_comparisons", "load_postprocessing", "summary_table", "model_configurations",
+    "pairs_options",
 ]
 
 
@@ -211,7 +212,7 @@ def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Seq
     """
     folder = _folder(dataset, root)
     num_cases = check_dataset(folder, root, max_listed=max_listed_problems).num_cases if run_verify else None
-    if overrides is not None and getattr(overrides, "is_empty", lambda: False)():
+    if overrides is not None and overrides.is_empty():
         overrides = None
     plans = plan(folder, root, planner=planner, gpu_memory_gb=gpu_memory_gb, overrides=overrides,
                  num_processes=num_processes, device=device, time_budget_s=time_budget_s, progress=progress,
@@ -290,13 +291,6 @@ def parse_overrides(patch_size: Any = None, batch_size: int | None = None, targe
     from autolung.planning.overrides import parse_overrides as parse
 
     return parse(patch_size, batch_size, target_spacing, configurations)
-
-
-def parse_training_fold(text: str) -> int | str:
-    """A training fold: a number or ``all``."""
-    from autolung.training.splits import parse_fold
-
-    return parse_fold(text)
 
 
 def parse_prediction_fold(value: int | str) -> int | str:

@@ -67,3 +67,14 @@ def test_verify_problems_are_formatted_once(tiny_msd: Path, data_root) -> None:
     with pytest.raises(DatasetProblemsError):
         api.plan_and_preprocess("Tiny_CT", data_root, run_verify=True, num_processes=1)
     assert not data_root.plans_file("Tiny_CT").exists()
+
+
+def test_clean_recomputes_the_fingerprint_for_api_callers_too(tiny_msd: Path, data_root) -> None:
+    fingerprint = data_root.fingerprint_file("Tiny_CT")
+    api.fingerprint("Tiny_CT", data_root, num_processes=1)
+    written = fingerprint.read_text()
+    fingerprint.write_text(written.replace('"num_cases"', '"num_cases" ', 1))  # same JSON, other bytes
+    api.plan("Tiny_CT", data_root, num_processes=1)
+    assert fingerprint.read_text() != written  # reused as it was
+    plans = api.plan("Tiny_CT", data_root, num_processes=1, clean=True)
+    assert fingerprint.read_text() == written and plans.configurations
