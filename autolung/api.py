@@ -119,7 +119,7 @@ def check_dataset(dataset: str | Path, root: DataRoot, num_processes: int = 1, m
     result = run_verification(folder, num_processes=num_processes)
     if result.problems:
         raise DatasetProblemsError(result.problems, result.num_cases, folder, max_listed)
-    logger.info("%s: dataset OK, %d cases", folder, result.num_cases)
+    logger.debug("%s: dataset OK, %d cases", folder, result.num_cases)
     return result
 
 
