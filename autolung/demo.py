@@ -1,6 +1,7 @@
 """The README's main job: demo data → plan and preprocess → train → predict unseen cases → evaluate.
 
-Every step reuses the public pipeline functions, so the demo exercises exactly what users run.
+Every step calls the composition layer (:mod:`autolung.api`), as the CLI does, so the demo
+exercises exactly what users run.
 Finished steps are skipped on a rerun (each step is resumable on its own), so an interrupted demo
 continues where it stopped.
 """
@@ -11,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autolung import api
 from autolung.demo_data import DEMO_DATASET_NAME, write_demo_dataset
 from autolung.paths import DataRoot
 from autolung.progress import ProgressReporter
@@ -95,19 +97,12 @@ def prepare_data(data_root: DataRoot, options: DemoOptions) -> tuple[Path, Path]
 
 
 def plan_and_preprocess(dataset: Path, data_root: DataRoot, options: DemoOptions) -> None:
-    from autolung.planning.run import plan_dataset
-    from autolung.preprocessing.run import preprocess_dataset
-
-    from autolung.planning.registry import sizes_to_device_and_budget
-
-    sizing = {}
-    if sizes_to_device_and_budget(options.planner):
-        sizing = {"device": options.device,
-                  "time_budget_s": options.time_budget_s or default_time_budget_s(options.device)}
-    plan_dataset(dataset, data_root, planner=options.planner, num_processes=options.num_processes,
-                 progress=options.progress, **sizing)
-    preprocess_dataset(dataset, data_root, configurations=[CONFIGURATION], num_processes=options.num_processes,
-                       planner=options.planner, progress=options.progress)
+    # The plan is sized to the training budget when the planner does that (planner auto).
+    budget = api.plan_budget(options.planner, options.time_budget_s or default_time_budget_s(options.device))
+    api.plan(dataset, data_root, planner=options.planner, num_processes=options.num_processes,
+             progress=options.progress, device=options.device, time_budget_s=budget)
+    api.preprocess(dataset, data_root, configurations=[CONFIGURATION], num_processes=options.num_processes,
+                   planner=options.planner, progress=options.progress)
 
 
 def default_time_budget_s(device: str) -> float:
@@ -129,9 +124,6 @@ def default_time_budget_s(device: str) -> float:
 
 
 def train(data_root: DataRoot, options: DemoOptions) -> Path:
-    from autolung.training.options import TrainingOptions
-    from autolung.training.run import train_fold
-
     fold_folder = data_root.fold_folder(DEMO_DATASET_NAME, CONFIGURATION, FOLD, options.planner)
     if fold_folder.is_finished():
         logger.info("demo model already trained at %s, reused", fold_folder.path)
@@ -140,49 +132,35 @@ def train(data_root: DataRoot, options: DemoOptions) -> Path:
     if budget is None:
         budget = default_time_budget_s(options.device)
         logger.info("training budget %.0f s, the default for %s", budget, options.device)
-    training = TrainingOptions(epochs=1000, iters_per_epoch=options.iters_per_epoch, val_iters=5,
-                               time_budget_s=budget, device=options.device,
-                               resume=fold_folder.is_resumable(),
-                               seed=options.seed + 12345, planner=options.planner)
-    return train_fold(data_root, DEMO_DATASET_NAME, CONFIGURATION, FOLD, training, progress=options.progress)
+    return api.train(DEMO_DATASET_NAME, data_root, CONFIGURATION, FOLD, progress=options.progress, epochs=1000,
+                     iters_per_epoch=options.iters_per_epoch, val_iters=5, time_budget_s=budget,
+                     device=options.device, resume=fold_folder.is_resumable(),
+                     seed=options.seed + 12345, planner=options.planner)
 
 
 def predict_unseen(data_root: DataRoot, unseen: Path, options: DemoOptions) -> Path:
-    from autolung.inference.model import load_trained_model
-    from autolung.inference.predictor import PredictionOptions, predict_paths
-
-    model = load_trained_model(data_root.training_output(DEMO_DATASET_NAME, CONFIGURATION, options.planner), [FOLD])
     output = demo_folder(data_root) / "predictions"
     device = "cpu" if options.device == "auto" else options.device
-    predict_paths(unseen / "imagesTr", output, [model], PredictionOptions(mirror=options.mirror, device=device))
+    api.predict(unseen / "imagesTr", output, data_root, dataset=DEMO_DATASET_NAME, configurations=[CONFIGURATION],
+                folds=[FOLD], planner=options.planner, mirror=options.mirror, device=device)
     return output
 
 
 def evaluate(data_root: DataRoot, unseen: Path, predictions: Path) -> tuple[dict, Path]:
-    from autolung.evaluation.evaluate import evaluate_folders
-
     summary_json = demo_folder(data_root) / "evaluation" / "summary.json"
-    summary = evaluate_folders(unseen / "labelsTr", predictions, output_json=summary_json)
+    summary = api.evaluate(unseen / "labelsTr", predictions, output_json=summary_json)
     return summary, summary_json
 
 
 def draw_overlays(unseen: Path, predictions: Path, output: Path) -> list[Path]:
-    from autolung.io.images import read_image, read_label
-    from autolung.provenance import mask_plans_digest
-    from autolung.visualization.overlay import render_overlay
-
     written = []
     for image_path in sorted((unseen / "imagesTr").glob("*.nii.gz")):
         case_id = image_path.name.removesuffix(".nii.gz")
         prediction_path = predictions / image_path.name
         if not prediction_path.is_file():
             continue
-        image, geometry = read_image(image_path)
-        prediction, _ = read_label(prediction_path)
-        reference, _ = read_label(unseen / "labelsTr" / image_path.name)
-        written.append(render_overlay(image, prediction, reference, output / f"{case_id}.png",
-                                      spacing=geometry.spacing, title=case_id,
-                                      plans_digest=mask_plans_digest(prediction_path)))
+        written.append(api.overlay(image_path, prediction_path, output / f"{case_id}.png",
+                                   reference=unseen / "labelsTr" / image_path.name, title=case_id))
     return written
 
 

@@ -43,3 +43,26 @@ class WriteFailedError(AutolungError, OSError):
     def __init__(self, message: str, path: str | Path | None = None, errno: int | None = None) -> None:
         AutolungError.__init__(self, message, path)
         self.errno = errno
+
+
+class DatasetProblemsError(InvalidInputError):
+    """verify found problems in a dataset: one message for them all, each kept in ``problems``.
+
+    Args:
+        problems: every problem (objects whose ``str`` names the file and the problem).
+        num_cases: how many cases were checked.
+        folder: the dataset folder.
+        max_listed: problems named in the message (None: all; 0: none, for a caller that lists
+            ``problems`` itself).
+    """
+
+    def __init__(self, problems: list, num_cases: int, folder: str | Path, max_listed: int | None = None) -> None:
+        self.problems = list(problems)
+        self.num_cases = num_cases
+        listed = self.problems if max_listed is None else self.problems[:max_listed]
+        message = f"{len(self.problems)} problem(s) found in {num_cases} case(s)"
+        if listed:
+            message += ": " + "; ".join(str(problem) for problem in listed)
+            if len(listed) < len(self.problems):
+                message += f" (and {len(self.problems) - len(listed)} more)"
+        super().__init__(message, path=folder)

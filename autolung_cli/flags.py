@@ -20,7 +20,9 @@ PARAMETER_FLAGS: dict[str, str] = {
     "patch_size": "--patch-size", "target_spacing": "--target-spacing", "batch_size": "--batch-size",
     "configurations": "-c", "num_processes": "-np",
     # prediction
-    "dataset_name": "-d", "model_path": "--model", "output_folder": "-o",
+    "dataset_name": "-d", "model_path": "--model", "output_folder": "-o", "lesion_report": "--report", "sr": "--sr",
+    # overlays and benchmarks
+    "window": "--window", "compare_nnunet": "--compare-nnunet",
     # data tools and benchmarks
     "md5": "--md5", "url": "--url", "overwrite": "--overwrite", "input_folder": "-i",
     "file_ending": "--file-ending", "labels": "--labels", "allow_unlabelled": "--allow-unlabelled",

@@ -51,3 +51,35 @@ def test_prediction_adapter_counts_cases_and_windows(recording_progress) -> None
         ("start", "a", None), ("start", "a", 4), ("advance", "a", 1), ("advance", "a", 3),
         ("start", "a", 4), ("advance", "a", 2), ("finish", "a"), ("advance", "cases", 1),
         ("start", "b", None), ("finish", "b"), ("advance", "cases", 1), ("finish", "cases")]
+
+
+def test_conversion_evaluation_and_unpacking_report_through_the_protocol(tiny_msd, tmp_path, recording_progress):
+    """convert, evaluate and the download's unpacking take a ProgressReporter, not a (done, total) callback."""
+    import io
+    import tarfile
+
+    from autolung import api
+    from autolung.datasets_remote.archive import extract_archive
+
+    recording = recording_progress
+    converted = api.convert("layout", tiny_msd, tmp_path / "nnunet", "nnunet", progress=recording)
+    labels = sorted((tiny_msd / "labelsTr").glob("*.nii.gz"))
+    assert len(labels) == 4 and (converted / "dataset.json").is_file()
+    assert recording.calls == [("start", "convert", 4), *[("advance", "convert", 1)] * 4, ("finish", "convert")]
+
+    recording.calls.clear()
+    summary = api.evaluate(tiny_msd / "labelsTr", tiny_msd / "labelsTr", progress=recording)
+    assert summary["mean_foreground_dice"] == 1.0
+    assert recording.calls == [("start", "evaluate", 4), *[("advance", "evaluate", 1)] * 4, ("finish", "evaluate")]
+
+    archive = tmp_path / "a.tar"
+    with tarfile.open(archive, "w") as tar:
+        for name in ("x/a.txt", "x/b.txt"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"abc"))
+    (tmp_path / "unpacked").mkdir()
+    recording.calls.clear()
+    assert extract_archive(archive, tmp_path / "unpacked", progress=recording) == 2
+    assert recording.calls == [("start", "unpack", 2), ("advance", "unpack", 1), ("advance", "unpack", 1),
+                               ("finish", "unpack")]

@@ -1,16 +1,18 @@
 """The steps of a benchmark on one dataset; each returns a small JSON-able record for ``state.json``.
 
 Every step also checks the disk where that is cheap, so that work done outside the benchmark
-(a finished training, preprocessed cases) is reused rather than redone.
+(a finished training, preprocessed cases) is reused rather than redone. The pipeline's steps
+themselves are :mod:`autolung.api`'s, as for the CLI and the demo.
 """
 from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from autolung import api
 from autolung.benchmarking.settings import BenchmarkSettings
 from autolung.errors import AutolungError, InvalidInputError
 from autolung.paths import DataRoot, resolve_dataset_folder
@@ -138,15 +140,10 @@ def verify_step(job: DatasetJob) -> dict[str, Any]:
         ``{"problems": 0}``.
 
     Raises:
-        InvalidInputError: listing the first problems.
+        DatasetProblemsError: naming the first problems.
     """
-    from autolung.dataset.verify import verify_dataset
-
-    problems = verify_dataset(job.folder, num_processes=job.settings.num_processes)
-    if problems:
-        listed = "; ".join(f"{p.path}: {p.message}" for p in problems[:MAX_LISTED_PROBLEMS])
-        more = f" (and {len(problems) - MAX_LISTED_PROBLEMS} more)" if len(problems) > MAX_LISTED_PROBLEMS else ""
-        raise InvalidInputError(f"{len(problems)} problem(s) found by verify: {listed}{more}", path=job.folder)
+    api.check_dataset(job.folder, job.data_root, num_processes=job.settings.num_processes,
+                      max_listed=MAX_LISTED_PROBLEMS)
     return {"problems": 0}
 
 
@@ -159,14 +156,10 @@ def plan_step(job: DatasetJob) -> dict[str, Any]:
     Returns:
         ``{"configurations": planned names, "plans_digest": ...}``.
     """
-    from autolung.planning.registry import sizes_to_device_and_budget
-    from autolung.planning.run import plan_dataset
-
     training = job.settings.training
-    sizing = ({"device": training.device, "time_budget_s": training.time_budget_s}
-              if sizes_to_device_and_budget(job.settings.planner) else {})
-    plans = plan_dataset(job.folder, job.data_root, planner=job.settings.planner,
-                         num_processes=job.settings.num_processes, **sizing)
+    plans = api.plan(job.folder, job.data_root, planner=job.settings.planner,
+                     num_processes=job.settings.num_processes, device=training.device,
+                     time_budget_s=api.plan_budget(job.settings.planner, training.time_budget_s))
     return {"configurations": list(plans.configurations), "plans_digest": plans.digest()}
 
 
@@ -215,10 +208,8 @@ def preprocess_step(job: DatasetJob, configuration: str) -> dict[str, Any]:
     Returns:
         ``{"processed": n, "skipped": n}``.
     """
-    from autolung.preprocessing.run import preprocess_dataset
-
-    summary = preprocess_dataset(job.folder, job.data_root, [configuration], num_processes=job.settings.num_processes,
-                                 planner=job.settings.planner, progress=False)
+    summary = api.preprocess(job.folder, job.data_root, [configuration], num_processes=job.settings.num_processes,
+                             planner=job.settings.planner)
     return {"processed": len(summary.processed.get(configuration, [])),
             "skipped": len(summary.skipped.get(configuration, []))}
 
@@ -296,8 +287,6 @@ def train_step(job: DatasetJob, configuration: str, fold: int) -> dict[str, Any]
     Returns:
         ``{"fold_folder": ..., "reused": bool}``.
     """
-    from autolung.training.run import train_fold
-
     folder = job.fold_folder(configuration, fold)
     layout = FoldFolder(folder, fold)
     digest = job.plans().digest()
@@ -308,7 +297,7 @@ def train_step(job: DatasetJob, configuration: str, fold: int) -> dict[str, Any]
     resume = layout.is_resumable() and layout.trained_plans_digest() == digest
     options = replace(job.settings.training, final_validation=True, resume=resume)
     logger.info("%s: training %s fold %d%s", job.name, configuration, fold, " (resuming)" if resume else "")
-    train_fold(job.data_root, job.name, configuration, fold, options)
+    api.train(job.name, job.data_root, configuration, fold, **asdict(options))
     return {"fold_folder": str(folder), "reused": False}
 
 
@@ -354,12 +343,10 @@ def best_configuration_step(job: DatasetJob, configurations: list[str]) -> dict[
     Returns:
         The choice (as written to ``inference_choice.json``).
     """
-    from autolung.inference.best_configuration import find_best_configuration
-
     folders = [job.configuration_folder(c).name for c in configurations]
     # A benchmark trains the folds it was asked for (often fold 0 only), so its cross-validation
     # is partial by design; the choice records that and the report says so.
-    return find_best_configuration(job.data_root, job.name, configurations=folders, allow_partial=True)
+    return api.find_best_configuration(job.name, job.data_root, configurations=folders, allow_partial=True)
 
 
 def evaluate_step(job: DatasetJob, configuration: str) -> dict[str, Any]:
@@ -372,14 +359,13 @@ def evaluate_step(job: DatasetJob, configuration: str) -> dict[str, Any]:
     Returns:
         ``{"summary": path, "mean_foreground_dice": ...}``.
     """
-    from autolung.evaluation.evaluate import evaluate_folders
     from autolung.inference.best_configuration import evaluation_labels
 
     mapping = job.plans().region_mapping
     target = job.evaluation_file(configuration)
     # A benchmark may train only some folds: the summary lists the cases no fold validated.
-    summary = evaluate_folders(job.data_root.raw / job.name / "labelsTr", job.cv_folder(configuration),
-                               labels=evaluation_labels(mapping), tolerance_mm=job.settings.nsd_tolerance_mm,
-                               output_json=target, ignore_label=mapping.ignore_label, allow_missing=True)
+    summary = api.evaluate(job.data_root.raw / job.name / "labelsTr", job.cv_folder(configuration),
+                           labels=evaluation_labels(mapping), tolerance_mm=job.settings.nsd_tolerance_mm,
+                           output_json=target, ignore_label=mapping.ignore_label, allow_missing=True)
     dice = summary.get("mean_foreground_dice")
     return {"summary": str(target), "mean_foreground_dice": dice if dice == dice else None}

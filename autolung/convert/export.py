@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from autolung.convert.patterns import CHANNEL, check_pattern, format_pattern
@@ -10,6 +9,7 @@ from autolung.convert.source import load_source
 from autolung.convert.transfer import join_channels, split_channels, transfer_image, transfer_label
 from autolung.dataset.spec import CaseFiles
 from autolung.errors import InvalidInputError
+from autolung.progress import ProgressReporter, reporter, track
 from autolung.utils.atomic import write_json_atomic
 from autolung.utils.staging import check_output_folder, staged_folder
 
@@ -19,7 +19,7 @@ LABELS_FILE = "labels.json"
 
 
 def export_pairs(input_folder: Path, output: Path, image_pattern: str, mask_pattern: str,
-                 overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Path:
+                 overwrite: bool = False, progress: ProgressReporter | None = None) -> Path:
     """Write each case of a dataset as files named by ``image_pattern`` and ``mask_pattern``.
 
     Several channels go to separate files when ``image_pattern`` holds ``{channel}`` (0, 1, ...),
@@ -31,7 +31,7 @@ def export_pairs(input_folder: Path, output: Path, image_pattern: str, mask_patt
         image_pattern: e.g. ``"{case}_img.nii.gz"`` or ``"images/{case}_{channel}.nii.gz"``.
         mask_pattern: e.g. ``"{case}_mask.nii.gz"``.
         overwrite: replace a non-empty ``output``.
-        progress: optional callback (cases done, total).
+        progress: receives the "export" task, one step per case (default: nothing).
 
     Returns:
         The output folder.
@@ -43,10 +43,8 @@ def export_pairs(input_folder: Path, output: Path, image_pattern: str, mask_patt
     check_output_folder(output, (input_folder,), overwrite)
     spec, cases = load_source(input_folder)
     with staged_folder(output) as staging:
-        for index, case in enumerate(cases, start=1):
+        for case in track(cases, reporter(progress), "export", len(cases)):
             _export_case(staging, case, spec.num_channels, image_pattern, mask_pattern)
-            if progress:
-                progress(index, len(cases))
         write_json_atomic(staging / LABELS_FILE, {"labels": spec.labels, "channel_names": spec.channel_names})
     logger.info("exported %d cases to %s", len(cases), output)
     return output

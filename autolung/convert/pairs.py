@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +14,12 @@ from autolung.convert.patterns import (check_pattern, format_pattern, match_case
 from autolung.convert.transfer import join_channels, transfer_image, transfer_label
 from autolung.dataset.spec import LAYOUT_MSD
 from autolung.errors import InvalidInputError
+from autolung.progress import ProgressReporter, reporter, track
 from autolung.io.images import read_geometry, read_label
 from autolung.utils.staging import check_output_folder, staged_folder
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]
 _LABEL_ITEM = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_ -]*)=(?P<value>\d+)$")
 
 
@@ -132,13 +131,14 @@ def _check_missing_masks(folder: Path, cases: list[PairCase], options: PairsOpti
                                 "`allow_unlabelled` to put them in imagesTs)", path=first)
 
 
-def check_masks(cases: list[PairCase], labels: dict[str, int] | None, progress: Progress | None) -> dict[str, int]:
+def check_masks(cases: list[PairCase], labels: dict[str, int] | None,
+                progress: ProgressReporter | None = None) -> dict[str, int]:
     """Read every mask: same shape as its image, values among the labels; return the labels to declare.
 
     Args:
         cases: the pairs found.
         labels: the declared labels, or None to name the values found.
-        progress: optional callback (cases done, total).
+        progress: receives the "check masks" task, one step per case (default: nothing).
 
     Returns:
         Label name -> value.
@@ -149,7 +149,7 @@ def check_masks(cases: list[PairCase], labels: dict[str, int] | None, progress: 
     if labels is not None and 0 not in labels.values():
         labels = {"background": 0, **labels}
     found: set[int] = {0}
-    for index, case in enumerate(cases, start=1):
+    for case in track(cases, reporter(progress), "check masks", len(cases)):
         if case.mask is not None:
             mask, mask_geometry = read_label(case.mask)
             image_geometry = read_geometry(case.images[0])
@@ -159,10 +159,8 @@ def check_masks(cases: list[PairCase], labels: dict[str, int] | None, progress: 
             values = {int(v) for v in np.unique(mask)}
             if labels is not None and not values <= set(labels.values()):
                 raise InvalidInputError(f"mask holds values {sorted(values - set(labels.values()))} not declared "
-                                        f"in --labels {labels}", path=case.mask)
+                                        f"in `labels` {labels}", path=case.mask)
             found |= values
-        if progress:
-            progress(index, len(cases))
     if labels is not None:
         return labels
     return {("background" if v == 0 else f"label_{v}"): v for v in sorted(found)}
@@ -179,14 +177,14 @@ def _channel_names(options: PairsOptions) -> list[str]:
 
 
 def convert_pairs(input_folder: Path, output: Path, options: PairsOptions,
-                  progress: Progress | None = None) -> Path:
+                  progress: ProgressReporter | None = None) -> Path:
     """Make a dataset from a folder of image/mask pairs; the input folder is only read.
 
     Args:
         input_folder: the folder holding the pairs (sub-folders allowed in the patterns).
         output: the dataset folder to create (written in a staging folder, renamed at the end).
         options: patterns, layout, labels and channel names.
-        progress: optional callback (steps done, total).
+        progress: receives the "convert" task, one step per case (default: nothing).
 
     Returns:
         The dataset folder.
@@ -204,10 +202,8 @@ def convert_pairs(input_folder: Path, output: Path, options: PairsOptions,
     with staged_folder(output) as staging:
         writer = DatasetWriter(staging, options.layout, output.name, _channel_names(options), labels, ending,
                                extra={"description": "converted by autolung convert pairs"})
-        for index, case in enumerate(cases, start=1):
+        for case in track(cases, reporter(progress), "convert", len(cases)):
             _write_case(writer, case)
-            if progress:
-                progress(index, len(cases))
         writer.write_dataset_json()
     logger.info("wrote %d cases to %s", len(cases), output)
     return output

@@ -6,7 +6,6 @@ channel (``_0000``, ``_0001``...). Files that need no change are copied byte for
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from autolung.convert.dataset_writer import LAYOUTS, MSD_ENDING, DatasetWriter
@@ -14,13 +13,14 @@ from autolung.convert.source import load_source, output_labels
 from autolung.convert.transfer import join_channels, split_channels, transfer_image, transfer_label
 from autolung.dataset.spec import LAYOUT_MSD, CaseFiles
 from autolung.errors import InvalidInputError
+from autolung.progress import ProgressReporter, reporter, track
 from autolung.utils.staging import check_output_folder, staged_folder
 
 logger = logging.getLogger(__name__)
 
 
 def convert_layout(input_folder: Path, output: Path, to: str, file_ending: str | None = None,
-                   overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Path:
+                   overwrite: bool = False, progress: ProgressReporter | None = None) -> Path:
     """Write ``input_folder``'s dataset in layout ``to``; the input is only read.
 
     Args:
@@ -30,7 +30,7 @@ def convert_layout(input_folder: Path, output: Path, to: str, file_ending: str |
         file_ending: image ending of an nnU-Net output; None keeps the input's (Decathlon output
             is always ``.nii.gz``).
         overwrite: replace a non-empty ``output``.
-        progress: optional callback (cases done, total).
+        progress: receives the "convert" task, one step per case (default: nothing).
 
     Returns:
         The new dataset folder.
@@ -45,10 +45,8 @@ def convert_layout(input_folder: Path, output: Path, to: str, file_ending: str |
     with staged_folder(output) as staging:
         writer = DatasetWriter(staging, to, output.name, list(spec.channel_names), labels,
                                file_ending or spec.file_ending, extra=_carried_keys(spec.metadata, extra))
-        for index, case in enumerate(cases, start=1):
+        for case in track(cases, reporter(progress), "convert", len(cases)):
             _write_case(writer, case, spec.num_channels)
-            if progress:
-                progress(index, len(cases))
         writer.write_dataset_json()
     logger.info("wrote %s (%s layout, %d cases)", output, to, len(cases))
     return output

@@ -6,7 +6,6 @@ first voxel (in-plane components), so the slices line up with the volume they ca
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from autolung.convert.dataset_writer import DatasetWriter
 from autolung.convert.source import load_source, output_labels
 from autolung.dataset.spec import LAYOUT_NNUNET, CaseFiles, DatasetSpec
 from autolung.errors import InvalidInputError
+from autolung.progress import ProgressReporter, reporter, track
 from autolung.io.geometry import SPACING_2D_SLICE, ImageGeometry
 from autolung.io.images import read_image, read_label, write_image
 from autolung.utils.staging import check_output_folder, staged_folder
@@ -59,7 +59,7 @@ def slice_case_id(case_id: str, axis: int, index: int) -> str:
 
 
 def convert_slices(input_folder: Path, output: Path, axis: int = 0, only_labelled: bool = False,
-                   overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> Path:
+                   overwrite: bool = False, progress: ProgressReporter | None = None) -> Path:
     """Write every slice of a 3D dataset as a case of a new 2D nnU-Net dataset.
 
     Args:
@@ -68,7 +68,7 @@ def convert_slices(input_folder: Path, output: Path, axis: int = 0, only_labelle
         axis: array axis to slice along: 0 (z, axial for usual CT), 1 (y) or 2 (x).
         only_labelled: keep only slices whose label holds foreground (unlabelled cases are dropped).
         overwrite: replace a non-empty ``output``.
-        progress: optional callback (cases done, total).
+        progress: receives the "slice" task, one step per case (default: nothing).
 
     Returns:
         The new dataset folder.
@@ -84,11 +84,9 @@ def convert_slices(input_folder: Path, output: Path, axis: int = 0, only_labelle
     with staged_folder(output) as staging:
         writer = DatasetWriter(staging, LAYOUT_NNUNET, output.name, list(spec.channel_names), labels,
                                SLICE_ENDING, extra=extra)
-        for index, case in enumerate(cases, start=1):
+        for case in track(cases, reporter(progress), "slice", len(cases)):
             if case.label is not None or not only_labelled:
                 _write_slices(writer, spec, case, axis, only_labelled)
-            if progress:
-                progress(index, len(cases))
         writer.write_dataset_json()
     return output
 

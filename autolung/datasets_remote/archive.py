@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import shutil
 import tarfile
-from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from autolung.errors import InvalidInputError, UnsafeFileError
+from autolung.progress import ProgressReporter, reporter, track
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +70,13 @@ def _plan_members(archive: Path, tar: tarfile.TarFile) -> list[tuple[tuple[str, 
 
 
 def extract_archive(archive: Path, destination: Path,
-                    progress: Callable[[int, int], None] | None = None) -> int:
+                    progress: ProgressReporter | None = None) -> int:
     """Unpack ``archive`` (tar, optionally compressed) into the existing folder ``destination``.
 
     Args:
         archive: the tar file.
         destination: an empty folder (a staging folder; the caller renames it when done).
-        progress: optional callback (members done, members total).
+        progress: receives the "unpack" task, one step per archive member (default: nothing).
 
     Returns:
         The number of files written.
@@ -94,10 +94,10 @@ def extract_archive(archive: Path, destination: Path,
 
 
 def _write_members(tar: tarfile.TarFile, planned: list[tuple[tuple[str, ...], tarfile.TarInfo]],
-                   destination: Path, progress: Callable[[int, int], None] | None) -> int:
+                   destination: Path, progress: ProgressReporter | None) -> int:
     base = destination.resolve()
     written = 0
-    for index, (parts, member) in enumerate(planned, start=1):
+    for parts, member in track(planned, reporter(progress), "unpack", len(planned)):
         target = base.joinpath(*parts)
         # Belt and braces after the checks on names: the target must stay under the base.
         if base not in target.resolve().parents:
@@ -112,7 +112,5 @@ def _write_members(tar: tarfile.TarFile, planned: list[tuple[tuple[str, ...], ta
             with source, open(target, "wb") as handle:
                 shutil.copyfileobj(source, handle, length=1 << 20)
             written += 1
-        if progress:
-            progress(index, len(planned))
     logger.info("unpacked %d files into %s", written, destination)
     return written

@@ -13,16 +13,14 @@ import os
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from autolung.errors import AutolungError, InvalidInputError
+from autolung.progress import ProgressReporter, reporter
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, "int | None"], None]
-"""Called with (bytes on disk so far, total bytes or None when the server does not say)."""
-
+DOWNLOAD_TASK = "download"
 CHUNK_BYTES = 1 << 20
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_ATTEMPTS = 3
@@ -55,14 +53,15 @@ def md5_of(path: Path, chunk_bytes: int = CHUNK_BYTES) -> str:
     return digest.hexdigest()
 
 
-def download_file(url: str, target: Path, progress: ProgressCallback | None = None,
+def download_file(url: str, target: Path, progress: ProgressReporter | None = None,
                   attempts: int = DEFAULT_ATTEMPTS, timeout_s: float = DEFAULT_TIMEOUT_S) -> Path:
     """Download ``url`` to ``target``, resuming a ``target.part`` left by an earlier attempt.
 
     Args:
         url: http(s) URL of the file.
         target: final file path; an existing complete ``target`` is returned as is.
-        progress: optional callback for a progress bar.
+        progress: receives the "download" task, one step per byte on disk (total: the file's
+            size, None when the server does not say); each connection starts it again.
         attempts: how many connections to try, each resuming where the last stopped.
         timeout_s: socket timeout of each connection.
 
@@ -81,19 +80,23 @@ def download_file(url: str, target: Path, progress: ProgressCallback | None = No
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     last_error: AutolungError | None = None
-    for attempt in range(1, max(1, attempts) + 1):
-        try:
-            _download_once(url, target, progress, timeout_s)
-            return target
-        except DownloadIncomplete as exc:
-            last_error = exc
-            logger.warning("download attempt %d/%d ended early: %s", attempt, attempts, exc.problem)
+    progress = reporter(progress)
+    try:
+        for attempt in range(1, max(1, attempts) + 1):
+            try:
+                _download_once(url, target, progress, timeout_s)
+                return target
+            except DownloadIncomplete as exc:
+                last_error = exc
+                logger.warning("download attempt %d/%d ended early: %s", attempt, attempts, exc.problem)
+    finally:
+        progress.finish(DOWNLOAD_TASK)
     assert last_error is not None
     raise AutolungError(f"download incomplete after {attempts} attempts ({last_error.problem}); "
                         "rerun the command to resume", path=url)
 
 
-def _download_once(url: str, target: Path, progress: ProgressCallback | None, timeout_s: float) -> None:
+def _download_once(url: str, target: Path, progress: ProgressReporter, timeout_s: float) -> None:
     """One connection: request the missing bytes, append them to the ``.part``, rename when complete."""
     part = part_path(target)
     have = part.stat().st_size if part.is_file() else 0
@@ -148,14 +151,15 @@ def _parse_content_range(value: str) -> tuple[int, int | None]:
 
 
 def _copy_body(response: http.client.HTTPResponse, part: Path, offset: int, total: int | None,
-               progress: ProgressCallback | None) -> int:
+               progress: ProgressReporter) -> int:
     """Write the body to ``part`` from ``offset`` on; return the file size reached."""
     received = offset
     with open(part, "r+b" if offset else "wb") as handle:
         handle.seek(offset)
         handle.truncate()
-        if progress:
-            progress(received, total)
+        progress.start(DOWNLOAD_TASK, total)
+        if received:
+            progress.advance(DOWNLOAD_TASK, received)
         while True:
             try:
                 block = response.read(CHUNK_BYTES)
@@ -167,8 +171,7 @@ def _copy_body(response: http.client.HTTPResponse, part: Path, offset: int, tota
                 break
             handle.write(block)
             received += len(block)
-            if progress:
-                progress(received, total)
+            progress.advance(DOWNLOAD_TASK, len(block))
         handle.flush()
         os.fsync(handle.fileno())
     return received

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from autolung.datasets_remote.archive import extract_archive
 from autolung.datasets_remote.catalog import RemoteDataset
-from autolung.datasets_remote.fetch import ProgressCallback, download_file, verify_md5
+from autolung.datasets_remote.fetch import download_file, verify_md5
 from autolung.errors import InvalidInputError
 from autolung.paths import DataRoot
+from autolung.progress import ProgressReporter
 from autolung.utils.locking import folder_lock
 from autolung.utils.staging import check_output_folder, staged_folder
 
@@ -24,8 +24,7 @@ def download_folder(data_root: DataRoot) -> Path:
 
 
 def install_dataset(remote: RemoteDataset, data_root: DataRoot, overwrite: bool = False,
-                    keep_archive: bool = False, download_progress: ProgressCallback | None = None,
-                    unpack_progress: Callable[[int, int], None] | None = None) -> Path:
+                    keep_archive: bool = False, progress: ProgressReporter | None = None) -> Path:
     """Fetch ``remote``'s archive, check its md5 and unpack it into ``raw/<name>``.
 
     The archive is unpacked into a staging folder beside the target and renamed only when
@@ -36,8 +35,7 @@ def install_dataset(remote: RemoteDataset, data_root: DataRoot, overwrite: bool 
         data_root: the data root; the dataset lands in ``data_root.raw / remote.name``.
         overwrite: replace an existing non-empty dataset folder.
         keep_archive: keep the archive in ``<root>/downloads`` after installing.
-        download_progress: optional callback (bytes done, total bytes or None).
-        unpack_progress: optional callback (members done, members total).
+        progress: receives the "download" task (bytes) then the "unpack" task (archive members).
 
     Returns:
         The installed dataset folder.
@@ -51,16 +49,16 @@ def install_dataset(remote: RemoteDataset, data_root: DataRoot, overwrite: bool 
     # Two runs appending to one .part would corrupt it: one download at a time per data root.
     with folder_lock(archive.parent, purpose=f"download {remote.name}"):
         logger.info("downloading %s to %s", remote.url, archive)
-        download_file(remote.url, archive, progress=download_progress)
+        download_file(remote.url, archive, progress=progress)
         verify_md5(archive, remote.md5)
-        _unpack(archive, target, unpack_progress)
+        _unpack(archive, target, progress)
         if not keep_archive:
             archive.unlink(missing_ok=True)
     logger.info("installed %s", target)
     return target
 
 
-def _unpack(archive: Path, target: Path, progress: Callable[[int, int], None] | None) -> None:
+def _unpack(archive: Path, target: Path, progress: ProgressReporter | None) -> None:
     """Unpack into a staging folder beside ``target``; rename it only when it looks like a dataset."""
     with staged_folder(target) as staging:
         extract_archive(archive, staging, progress=progress)

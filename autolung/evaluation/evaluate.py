@@ -8,7 +8,7 @@ missing cases (``missing_predictions``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from autolung.evaluation.metrics import METRIC_NAMES, LabelSpec, evaluate_case, 
 from autolung.evaluation.report import aggregate, write_cases_csv, write_summary_json
 from autolung.io.formats import image_ending, strip_ending
 from autolung.labels import mask_ignored
+from autolung.progress import ProgressReporter, reporter, track
 from autolung.provenance import provenance, read_predictions_record
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def _labels_from(references: Sequence[Path], ignore_label: int | None) -> list[i
 def evaluate_folders(reference_folder: str | Path | Mapping[str, Path], prediction_folder: str | Path,
                      labels: Sequence[LabelSpec] | None = None, tolerance_mm: float = 2.0,
                      output_json: str | Path | None = None, lesion_labels: Sequence[LabelSpec] | None = None,
-                     progress: Callable[[int, int], None] | None = None, ignore_label: int | None = None,
+                     progress: ProgressReporter | None = None, ignore_label: int | None = None,
                      allow_missing: bool = False) -> dict:
     """Evaluate every prediction against its reference; optionally write summary JSON and CSV.
 
@@ -147,7 +148,7 @@ def evaluate_folders(reference_folder: str | Path | Mapping[str, Path], predicti
         output_json: where to write the summary; the per-case CSV goes beside it as
             ``<stem>_cases.csv``. None writes nothing.
         lesion_labels: labels for lesion-wise metrics; None means every evaluated label.
-        progress: optional ``progress(done, total)`` callback.
+        progress: receives the "evaluate" task, one step per case (default: nothing).
         ignore_label: reference value of unannotated voxels; they count nowhere.
         allow_missing: evaluate only the predicted cases when some reference cases have no
             prediction (listed in the summary's ``missing_predictions``); else that is an error.
@@ -163,14 +164,12 @@ def evaluate_folders(reference_folder: str | Path | Mapping[str, Path], predicti
     labels = list(labels) if labels else _labels_from([ref for _, ref, _ in pairs], ignore_label)
     lesion_labels = labels if lesion_labels is None else list(lesion_labels)
     cases, lesions = [], {label_key(label): [] for label in lesion_labels}
-    for index, (case_id, reference, prediction) in enumerate(pairs):
+    for case_id, reference, prediction in track(pairs, reporter(progress), "evaluate", len(pairs)):
         ref, pred, spacing = _read_pair(reference, prediction)
         ref, pred = mask_ignored(ref, pred, ignore_label)
         cases.append({"case_id": case_id, "metrics": evaluate_case(ref, pred, spacing, labels, tolerance_mm)})
         for label in lesion_labels:
             lesions[label_key(label)].append(lesion_metrics(label_mask(ref, label), label_mask(pred, label), spacing))
-        if progress is not None:
-            progress(index + 1, len(pairs))
     summary = summarise(cases, labels, tolerance_mm, lesions)
     summary["ignore_label"] = ignore_label
     summary["missing_predictions"] = missing

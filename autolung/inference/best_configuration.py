@@ -288,13 +288,13 @@ def load_inference_choice(data_root: DataRoot, dataset_name: str) -> dict:
     """Read ``results/<ds>/inference_choice.json``.
 
     Raises:
-        InvalidInputError: when it does not exist (run find_best_configuration, or pass -c).
+        InvalidInputError: when it does not exist (run find_best_configuration, or give ``configurations``).
     """
     import json
 
     path = data_root.results_dataset(dataset_name) / CHOICE_FILE
     if not path.is_file():
-        raise InvalidInputError("no inference choice yet; run `autolung find_best_configuration` or pass -c",
+        raise InvalidInputError("no inference choice yet; run find_best_configuration, or give `configurations`",
                                 path=path)
     return json.loads(path.read_text(encoding="utf-8"))
 

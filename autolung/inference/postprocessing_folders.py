@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from autolung.errors import InvalidInputError
 from autolung.evaluation.metrics import LabelSpec
 from autolung.inference.postprocessing import METHODS, apply_postprocessing, choose_postprocessing
+from autolung.progress import ProgressReporter, reporter, track
 from autolung.utils.atomic import remove_partial_files, write_json_atomic
 
 logger = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def load_postprocessing(path: str | Path) -> dict:
 
 def apply_postprocessing_folder(input_folder: str | Path, output_folder: str | Path, postprocessing: dict,
                                 overwrite: bool = False,
-                                progress: Callable[[int, int], None] | None = None) -> list[Path]:
+                                progress: ProgressReporter | None = None) -> list[Path]:
     """Apply rules to every label map of a folder; masks keep their format and geometry.
 
     Args:
@@ -94,7 +95,7 @@ def apply_postprocessing_folder(input_folder: str | Path, output_folder: str | P
         output_folder: where the postprocessed maps go (not the input folder).
         postprocessing: ``{"rules": [...]}`` (see :func:`load_postprocessing`).
         overwrite: redo cases whose output exists.
-        progress: optional ``progress(done, total)``.
+        progress: receives the "postprocess" task, one step per label map (default: nothing).
 
     Returns:
         The output paths.
@@ -115,7 +116,7 @@ def apply_postprocessing_folder(input_folder: str | Path, output_folder: str | P
     output_folder.mkdir(parents=True, exist_ok=True)
     remove_partial_files(output_folder)
     written = []
-    for index, (case_id, path) in enumerate(sorted(files.items())):
+    for case_id, path in track(sorted(files.items()), reporter(progress), "postprocess", len(files)):
         target = output_folder / path.name
         if not target.is_file() or overwrite:
             seg, geometry = read_label(path)
@@ -123,7 +124,5 @@ def apply_postprocessing_folder(input_folder: str | Path, output_folder: str | P
             small = cleaned.min() >= 0 and cleaned.max() < 256
             write_image(cleaned.astype(np.uint8 if small else np.int32), geometry, target)
         written.append(target)
-        if progress is not None:
-            progress(index + 1, len(files))
     logger.info("postprocessed %d label maps into %s", len(written), output_folder)
     return written

@@ -7,13 +7,13 @@ wrong values) are seen before any training.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from autolung.errors import InvalidInputError
+from autolung.progress import ProgressReporter, reporter, track
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _preprocessed_job(job: tuple[Path, str, Path, int]) -> Path:
 
 def dataset_overlays(output_folder: str | Path, dataset_folder: str | Path | None = None,
                      preprocessed_folder: str | Path | None = None, num_processes: int = 1,
-                     num_slices: int = 6, progress: Callable[[int, int], None] | None = None) -> list[Path]:
+                     num_slices: int = 6, progress: ProgressReporter | None = None) -> list[Path]:
     """Write ``<output_folder>/<case>.png`` for every training case.
 
     Args:
@@ -57,7 +57,7 @@ def dataset_overlays(output_folder: str | Path, dataset_folder: str | Path | Non
             shown on the network grid with its normalised intensities.
         num_processes: worker processes.
         num_slices: slices per montage.
-        progress: optional ``progress(done, total)``.
+        progress: receives the "overlays" task, one step per case (default: nothing).
 
     Returns:
         The written pictures, in case order.
@@ -89,10 +89,8 @@ def dataset_overlays(output_folder: str | Path, dataset_folder: str | Path | Non
         pool = ProcessPoolExecutor(num_processes)
         results = pool.map(worker, jobs)
     try:
-        for path in results:
+        for path in track(results, reporter(progress), "overlays", len(jobs)):
             written.append(path)
-            if progress is not None:
-                progress(len(written), len(jobs))
     finally:
         if num_processes > 1:
             pool.shutdown()

@@ -11,6 +11,7 @@ from typing import List, Optional
 
 import typer
 
+from autolung import api
 from autolung.errors import AutolungError
 from autolung_cli.app import app
 from autolung_cli.common import data_root, root_option
@@ -38,23 +39,6 @@ def _report_dir(output: Optional[Path], name: Optional[str], root_folder: Path) 
         return output.expanduser().resolve()
     stamp = name or datetime.now().strftime("%Y%m%d-%H%M%S")
     return root_folder / BENCHMARKS_FOLDER / stamp
-
-
-def _comparisons(compare: Optional[Path], compare_nnunet: Optional[Path], nnunet_names: Optional[List[str]]) -> object:
-    from autolung.benchmarking import compare as compare_module
-    from autolung.benchmarking import nnunet_results
-    from autolung.benchmarking.report import Comparisons
-
-    comparisons = Comparisons(nnunet_names=nnunet_results.parse_name_mapping(nnunet_names or []))
-    if compare is not None:
-        comparisons.other = compare_module.load_report(compare)
-        comparisons.other_source = str(compare)
-    if compare_nnunet is not None:
-        comparisons.nnunet = nnunet_results.read_nnunet_results(compare_nnunet)
-        comparisons.nnunet_source = str(compare_nnunet)
-    elif nnunet_names:
-        raise AutolungError("--nnunet-name needs --compare-nnunet")
-    return comparisons
 
 
 @app.command("benchmark", cls=multi_value_command("-d", "--dataset", "-c", "--configurations", "-f", "--folds"),
@@ -89,21 +73,17 @@ def benchmark_command(
     root: Optional[Path] = root_option(),
 ) -> None:
     """Benchmark datasets end to end: autolung benchmark -d A -d B --time-budget 10m."""
-    from autolung.benchmarking.runner import run_benchmark
-    from autolung.benchmarking.settings import BenchmarkSettings
-    from autolung.training.options import TrainingOptions, parse_duration
-
     resolved = data_root(root)
-    comparisons = _comparisons(compare, compare_nnunet, nnunet_names)
-    training = TrainingOptions(epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
-                               time_budget_s=parse_duration(time_budget) if time_budget else None, device=device,
-                               num_workers=num_workers, planner=planner, final_validation=True)
-    settings = BenchmarkSettings(datasets=_split(datasets), configurations=_split(configurations) or None,
-                                 folds=_folds(folds), training=training, num_processes=num_processes,
-                                 nsd_tolerance_mm=nsd_tolerance)
+    comparisons = api.benchmark_comparisons(compare, compare_nnunet, nnunet_names)
+    training = api.training_options(epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
+                                    time_budget_s=api.parse_duration(time_budget) if time_budget else None,
+                                    device=device, num_workers=num_workers, planner=planner)
+    settings = api.benchmark_settings(_split(datasets), training, configurations=_split(configurations) or None,
+                                      folds=_folds(folds), num_processes=num_processes,
+                                      nsd_tolerance_mm=nsd_tolerance)
     report_dir = _report_dir(output, name, resolved.root)
     typer.echo(f"benchmark report folder: {report_dir} (rerun with -o {report_dir} to resume)")
-    outcome = run_benchmark(settings, resolved, report_dir, comparisons)
+    outcome = api.benchmark(settings, resolved, report_dir, comparisons)
     for kind in ("md", "csv", "json", "figure"):
         typer.echo(f"wrote {outcome.paths[kind]}")
     if outcome.failures:

@@ -6,10 +6,10 @@ from typing import Optional
 
 import typer
 
-from autolung.dataset.verify import run_verification
-from autolung.errors import AutolungError
+from autolung import api
+from autolung.errors import DatasetProblemsError
 from autolung_cli.app import app
-from autolung_cli.common import data_root, dataset_folder, dataset_option, root_option
+from autolung_cli.common import data_root, dataset_option, root_option
 
 
 @app.command("verify")
@@ -20,10 +20,11 @@ def verify(
                                       help="Worker processes for reading cases."),
 ) -> None:
     """Check a raw dataset and list every problem (one line per problem, naming the file). Writes nothing."""
-    folder = dataset_folder(dataset, data_root(root))
-    result = run_verification(folder, num_processes=num_processes)
-    for problem in result.problems:
-        typer.echo(str(problem))
-    if result.problems:
-        raise AutolungError(f"{len(result.problems)} problem(s) found in {result.num_cases} case(s)", path=folder)
+    try:
+        # The problems are listed one a line here, so the error itself names none.
+        result = api.check_dataset(dataset, data_root(root), num_processes=num_processes, max_listed=0)
+    except DatasetProblemsError as exc:
+        for problem in exc.problems:
+            typer.echo(str(problem))
+        raise
     typer.echo(f"ok, {result.num_cases} cases")

@@ -1,8 +1,6 @@
 """``autolung download`` (public datasets) and ``autolung convert`` (folders <-> datasets)."""
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -11,48 +9,52 @@ from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskID, TextColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
 
-from autolung.datasets_remote import install_dataset, resolve_remote_dataset
-from autolung.datasets_remote.catalog import known_names
+from autolung import api
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_folder, root_option
 from autolung_cli.multivalue import multi_value_command
+from autolung_cli.progress import progress_reporter
 
 _console = Console(stderr=True)
 
 
 class _DownloadBars:
-    """Rich progress bars: bytes while downloading, then files while unpacking."""
+    """A :class:`autolung.progress.ProgressReporter` drawing bytes while downloading, then files while unpacking."""
 
     def __init__(self) -> None:
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._phase = ""
 
-    def _start(self, phase: str, columns: tuple) -> None:
-        if self._phase == phase:
-            return
-        self.close()
-        self._progress = Progress(TextColumn(phase), BarColumn(), *columns, console=_console)
-        self._progress.start()
-        self._task = self._progress.add_task(phase, total=None)
-        self._phase = phase
+    def start(self, task: str, total: int | None) -> None:
+        if self._phase != task:
+            self.close()
+            columns = ((DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()) if task == "download"
+                       else (MofNCompleteColumn(),))
+            self._progress = Progress(TextColumn(task), BarColumn(), *columns, console=_console)
+            self._progress.start()
+            self._phase = task
+            self._task = self._progress.add_task(task, total=total)
+        else:
+            self._progress.reset(self._task, total=total)
 
-    def on_bytes(self, done: int, total: int | None) -> None:
-        self._start("download", (DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()))
-        self._progress.update(self._task, completed=done, total=total)
+    def advance(self, task: str, steps: int = 1) -> None:
+        if self._progress is not None and task == self._phase:
+            self._progress.advance(self._task, steps)
 
-    def on_members(self, done: int, total: int) -> None:
-        self._start("unpack", (MofNCompleteColumn(),))
-        self._progress.update(self._task, completed=done, total=total)
+    def finish(self, task: str) -> None:
+        if task == self._phase:
+            self.close()
 
     def close(self) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+        self._phase = ""
 
 
 @app.command("download", help="Download a Medical Segmentation Decathlon task into <root>/raw/<name>. "
-                              f"Names: {', '.join(known_names())}.")
+                              f"Names: {', '.join(api.remote_dataset_names())}.")
 def download_command(
     name: str = typer.Argument(..., help="Decathlon_<Organ> (e.g. Decathlon_Lung) or TaskNN_<Organ> (Task06_Lung)."),
     root: Optional[Path] = root_option(),
@@ -62,16 +64,12 @@ def download_command(
     keep_archive: bool = typer.Option(False, "--keep-archive", help="Keep the tar in <root>/downloads."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    remote = resolve_remote_dataset(name, url=url, md5=md5)
-    roots = data_root(root)
-    if no_progress:
-        folder = install_dataset(remote, roots, overwrite=overwrite, keep_archive=keep_archive)
-    else:
-        bars = _DownloadBars()
-        try:
-            folder = install_dataset(remote, roots, overwrite=overwrite, keep_archive=keep_archive,
-                                     download_progress=bars.on_bytes, unpack_progress=bars.on_members)
-        finally:
+    bars = None if no_progress else _DownloadBars()
+    try:
+        folder = api.download(name, data_root(root), url=url, md5=md5, progress=bars, overwrite=overwrite,
+                              keep_archive=keep_archive)
+    finally:
+        if bars is not None:
             bars.close()
     typer.echo(f"installed {folder}")
 
@@ -82,18 +80,6 @@ app.add_typer(convert_app, name="convert")
 
 _INPUT_DATASET_HELP = "Dataset folder, or a dataset name under <root>/raw."
 _OVERWRITE_HELP = "Replace the output folder if it exists and is not empty."
-
-
-@contextlib.contextmanager
-def _case_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar counting cases; yields its update callback (None when disabled)."""
-    if not enabled:
-        yield None
-        return
-    with Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=_console) as progress:
-        task = progress.add_task(description, total=None)
-        yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 @convert_app.command("pairs", cls=multi_value_command("--labels", "--image-pattern", "--channel-name"),
@@ -113,15 +99,10 @@ def convert_pairs_command(
     overwrite: bool = typer.Option(False, "--overwrite", help=_OVERWRITE_HELP),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    # Deferred imports: the imaging libraries are slow to load and most commands never need them.
-    from autolung.convert import PairsOptions, convert_pairs, parse_labels
-
-    options = PairsOptions(image_patterns=tuple(image_pattern), mask_pattern=mask_pattern, layout=layout,
-                           labels=parse_labels(labels) if labels else None,
-                           channel_names=tuple(channel_name) if channel_name else None, file_ending=file_ending,
-                           allow_unlabelled=allow_unlabelled, overwrite=overwrite)
-    with _case_bar("convert", not no_progress) as progress:
-        folder = convert_pairs(input_folder, output, options, progress=progress)
+    options = api.pairs_options(image_pattern, mask_pattern, labels, layout=layout,
+                                channel_names=tuple(channel_name) if channel_name else None,
+                                file_ending=file_ending, allow_unlabelled=allow_unlabelled, overwrite=overwrite)
+    folder = api.convert("pairs", input_folder, output, options, progress=progress_reporter(not no_progress))
     typer.echo(f"wrote {folder}")
 
 
@@ -135,12 +116,9 @@ def convert_slices_command(
     root: Optional[Path] = root_option(),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    from autolung.convert import convert_slices
-
     source = dataset_folder(input_dataset, data_root(root))
-    with _case_bar("slice", not no_progress) as progress:
-        folder = convert_slices(source, output, axis=axis, only_labelled=only_labelled, overwrite=overwrite,
-                                progress=progress)
+    folder = api.convert("slices", source, output, axis=axis, only_labelled=only_labelled, overwrite=overwrite,
+                         progress=progress_reporter(not no_progress))
     typer.echo(f"wrote {folder}")
 
 
@@ -154,11 +132,9 @@ def convert_layout_command(
     root: Optional[Path] = root_option(),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    from autolung.convert import convert_layout
-
     source = dataset_folder(input_dataset, data_root(root))
-    with _case_bar("convert", not no_progress) as progress:
-        folder = convert_layout(source, output, to, file_ending=file_ending, overwrite=overwrite, progress=progress)
+    folder = api.convert("layout", source, output, to, file_ending=file_ending, overwrite=overwrite,
+                         progress=progress_reporter(not no_progress))
     typer.echo(f"wrote {folder}")
 
 
@@ -173,9 +149,7 @@ def convert_export_command(
     root: Optional[Path] = root_option(),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
-    from autolung.convert import export_pairs
-
     source = dataset_folder(input_dataset, data_root(root))
-    with _case_bar("export", not no_progress) as progress:
-        folder = export_pairs(source, output, image_pattern, mask_pattern, overwrite=overwrite, progress=progress)
+    folder = api.convert("export", source, output, image_pattern, mask_pattern, overwrite=overwrite,
+                         progress=progress_reporter(not no_progress))
     typer.echo(f"wrote {folder}")

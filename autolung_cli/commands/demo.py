@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from autolung import api
 from autolung_cli.app import app
 from autolung_cli.common import data_root, root_option
 from autolung_cli.progress import progress_reporter
@@ -27,15 +28,10 @@ def demo(
     planner: str = typer.Option("cpu", "--planner", help="cpu (slim U-Net for CPUs), auto (sized to the device and budget) or default (GPU-sized)."),
 ) -> None:
     """Write demo data, plan, preprocess, train 3d_fullres fold 0, predict unseen cases, evaluate."""
-    from autolung.demo import DemoOptions, run_demo
-    from autolung.training.options import parse_duration
-
-    budget_s = parse_duration(time_budget) if time_budget else None
-    options = DemoOptions(num_cases=num_cases, num_unseen=num_unseen, seed=seed, time_budget_s=budget_s,
-                          device=device, mirror=not disable_tta, num_processes=num_processes,
-                          progress=progress_reporter(True),
-                          planner=planner)
-    result = run_demo(data_root(root), options)
+    budget_s = api.parse_duration(time_budget) if time_budget else None
+    result = api.demo(data_root(root), num_cases=num_cases, num_unseen=num_unseen, seed=seed, time_budget_s=budget_s,
+                      device=device, mirror=not disable_tta, num_processes=num_processes,
+                      progress=progress_reporter(True), planner=planner)
     console = Console()
     console.print(demo_table(result.summary, _label_names(result.dataset_folder)))
     console.print(f"mean foreground Dice on {result.summary['num_cases']} unseen cases: "
@@ -88,26 +84,5 @@ def overlay(
     num_slices: int = typer.Option(6, "--num-slices", help="Slices in the montage."),
 ) -> None:
     """Draw a montage of slices through the segmented structures (prediction red, reference green)."""
-    from autolung.errors import InvalidInputError
-    from autolung.io.images import read_image, read_label
-    from autolung.provenance import mask_plans_digest
-    from autolung.visualization.overlay import CT_WINDOWS, render_overlay
-
-    if window not in CT_WINDOWS:
-        raise InvalidInputError(f"--window must be one of {', '.join(CT_WINDOWS)}, got {window!r}")
-    if output.suffix.lower() != ".png":
-        raise InvalidInputError("the overlay is a PNG; give an output ending in .png", path=output)
-    picture, geometry = read_image(image)
-    predicted, predicted_geometry = read_label(mask)
-    if predicted.shape != picture.shape[1:]:
-        raise InvalidInputError(f"mask shape {predicted.shape} differs from the image's {picture.shape[1:]}",
-                                path=mask)
-    expected = None
-    if reference is not None:
-        expected, _ = read_label(reference)
-        if expected.shape != predicted.shape:
-            raise InvalidInputError(f"reference shape {expected.shape} differs from the mask's {predicted.shape}",
-                                    path=reference)
-    render_overlay(picture, predicted, expected, output, spacing=geometry.spacing, num_slices=num_slices,
-                   window=window, title=image.name, plans_digest=mask_plans_digest(mask))
+    api.overlay(image, mask, output, reference, window=window, num_slices=num_slices)
     typer.echo(f"wrote {output}")

@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autolung import api
 from autolung.errors import InvalidInputError
-from autolung.evaluation.report import SummaryTable, summary_table
 from autolung_cli.app import app
 
 _console = Console()
@@ -29,7 +29,7 @@ def _parse_labels(values: Optional[List[str]]) -> Optional[list]:
     return parsed
 
 
-def rich_table(table: SummaryTable) -> Table:
+def rich_table(table: object) -> Table:
     """Draw the library's summary rows as a rich Table (numbers right-aligned)."""
     drawn = Table(title=table.title)
     for index, name in enumerate(table.columns):
@@ -57,12 +57,10 @@ def evaluate_command(
                                        help="Evaluate only the predicted cases when some reference cases have no "
                                             "prediction (listed in the summary); without it that is an error."),
 ) -> None:
-    from autolung.api import evaluate
-
     output = output or prediction / "summary.json"
-    summary = evaluate(reference, prediction, labels=_parse_labels(labels), tolerance_mm=tolerance_mm,
+    summary = api.evaluate(reference, prediction, labels=_parse_labels(labels), tolerance_mm=tolerance_mm,
                        output_json=output, ignore_label=ignore_label, allow_missing=allow_missing)
-    _console.print(rich_table(summary_table(summary)))
+    _console.print(rich_table(api.summary_table(summary)))
     if summary["missing_predictions"]:
         missing = summary["missing_predictions"]
         _console.print(f"[yellow]warning: {len(missing)} reference case(s) without prediction were not evaluated: "

@@ -1,32 +1,18 @@
 """``autolung export_model`` and ``install_model``: trained models as single, verified files."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 
-from autolung.errors import InvalidInputError
+from autolung import api
 from autolung_cli.app import app
 from autolung_cli.common import data_root, root_option
 from autolung_cli.multivalue import multi_value_command
 
 _console = Console(stderr=True)
-
-
-def _configuration_folders(results_dataset: Path, configurations: Optional[List[str]], planner: str) -> list[str]:
-    """Folder names to export: the given configurations, else the stored choice, else all trained."""
-    if configurations:
-        return [c if "__" in c else f"{c}__{planner}" for c in configurations]
-    choice = results_dataset / "inference_choice.json"
-    if choice.is_file():
-        return [entry["folder"] for entry in json.loads(choice.read_text())["configurations"]]
-    found = sorted(p.name for p in results_dataset.glob("*__*") if p.is_dir())
-    if not found:
-        raise InvalidInputError("no trained configurations found", path=results_dataset)
-    return found
 
 
 @app.command("export_model", help="Bundle trained folds, plans and postprocessing into one zip with checksums.",
@@ -42,13 +28,10 @@ def export_model_command(
     output: Path = typer.Option(..., "-o", "--output", help="Bundle to write (model.zip)."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung.inference.bundle import export_model
-
-    results_dataset = data_root(root).results_dataset(Path(dataset).name)
-    if not results_dataset.is_dir():
-        raise InvalidInputError("no trained models for this dataset", path=results_dataset)
-    names = _configuration_folders(results_dataset, configurations, planner)
-    export_model(results_dataset, names, output, [f for value in folds or [] for f in value.split(",") if f] or None)
+    resolved = data_root(root)
+    names = api.model_configurations(dataset, resolved, configurations, planner)
+    api.export_model(dataset, resolved, names, output,
+                     [f for value in folds or [] for f in value.split(",") if f] or None)
     _console.print(f"exported {', '.join(names)} to {output}")
 
 
@@ -65,8 +48,6 @@ def install_model_command(
                                               help="nnU-Net models: folds to install; default: every fold."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung import api
-
     destination = api.install_model(bundle, data_root(root), overwrite, configurations or None, folds or None)
     _console.print(f"installed into {destination}")
 

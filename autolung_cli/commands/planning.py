@@ -14,7 +14,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperCommand
 
-from autolung.planning.overrides import parse_overrides
+from autolung import api
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_folder, dataset_option, root_option
 from autolung_cli.progress import progress_reporter
@@ -72,12 +72,9 @@ def fingerprint(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Compute the dataset fingerprint (spacings, shapes, intensities, class fractions, lesion sizes)."""
-    from autolung.fingerprint import fingerprint_dataset
-
     resolved = data_root(root)
     folder = dataset_folder(dataset, resolved)
-    result = fingerprint_dataset(folder, resolved, num_processes=num_processes,
-                                 progress=progress_reporter(progress))
+    result = api.fingerprint(folder, resolved, num_processes=num_processes, progress=progress_reporter(progress))
     typer.echo(f"{result['num_cases']} cases, median spacing {[round(s, 4) for s in result['median_spacing']]}, "
                f"median shape {[int(s) for s in result['median_shape']]}")
     typer.echo(f"wrote {resolved.fingerprint_file(folder.name)}")
@@ -105,18 +102,15 @@ def plan(
     device: str = typer.Option("auto", "--device", help="Device training will run on (planner auto): auto, cpu, cuda, mps."),
 ) -> None:
     """Plan configurations (2d, 3d_fullres, 3d_lowres + 3d_cascade_fullres) from the fingerprint."""
-    from autolung.planning.explain import format_explanation
-    from autolung.planning.run import plan_dataset
-    from autolung.training.options import parse_duration
-
-    overrides = parse_overrides(patch_size, batch_size, target_spacing, configurations)
-    budget_s = parse_duration(time_budget) if time_budget else None
+    overrides = api.parse_overrides(patch_size, batch_size, target_spacing, configurations)
+    budget_s = api.parse_duration(time_budget) if time_budget else None
     resolved = data_root(root)
     folder = dataset_folder(dataset, resolved)
-    plans = plan_dataset(folder, resolved, planner=planner, gpu_memory_gb=gpu_memory_gb, overrides=overrides,
-                         num_processes=num_processes, progress=progress_reporter(True), device=device, time_budget_s=budget_s)
+    plans = api.plan(folder, resolved, planner=planner, gpu_memory_gb=gpu_memory_gb, overrides=overrides,
+                     num_processes=num_processes, progress=progress_reporter(True), device=device,
+                     time_budget_s=budget_s)
     if explain:
-        typer.echo(format_explanation(plans), nl=False)
+        typer.echo(api.explain_plans(plans), nl=False)
     else:
         for name, cfg in plans.configurations.items():
             typer.echo(f"{name}: patch {cfg.patch_size}, batch {cfg.batch_size}, "

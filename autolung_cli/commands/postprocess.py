@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from autolung import api
 from autolung_cli.app import app
 from autolung_cli.common import data_root, root_option
 from autolung_cli.commands.evaluate import _parse_labels
@@ -28,11 +29,9 @@ def determine_postprocessing_command(
     output: Optional[Path] = typer.Option(None, "-o", "--output",
                                           help="Rules file to write (default: <prediction>/postprocessing.json)."),
 ) -> None:
-    from autolung.api import determine_postprocessing
-
     output = output or prediction / "postprocessing.json"
-    result = determine_postprocessing(prediction, reference, labels=_parse_labels(labels), ignore_label=ignore_label,
-                                      output_json=output)
+    result = api.determine_postprocessing(prediction, reference, labels=_parse_labels(labels),
+                                          ignore_label=ignore_label, output_json=output)
     for key, before in result["dice_before"].items():
         _console.print(f"label {key}: mean Dice {before:.4f} -> {result['dice_after'][key]:.4f}")
     _console.print(f"{len(result['rules'])} rule(s) from {result['num_cases']} cases written to {output}")
@@ -47,9 +46,7 @@ def apply_postprocessing_command(
                                help="postprocessing.json or inference_choice.json."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases whose output exists."),
 ) -> None:
-    from autolung.api import apply_postprocessing
-
-    written = apply_postprocessing(input_folder, output, rules, overwrite)
+    written = api.apply_postprocessing(input_folder, output, rules, overwrite)
     _console.print(f"{len(written)} postprocessed masks in {output}")
 
 
@@ -67,9 +64,7 @@ def plot_overlays_command(
     num_slices: int = typer.Option(6, "--num-slices", help="Slices per picture."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung.api import plot_overlays
-
-    written = plot_overlays(dataset, data_root(root), output, configuration, planner, num_processes, num_slices)
+    written = api.plot_overlays(dataset, data_root(root), output, configuration, planner, num_processes, num_slices)
     _console.print(f"{len(written)} QC pictures in {output}")
 
 
@@ -85,9 +80,7 @@ def transfer_plans_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing target plans."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung.api import transfer_plans
-
-    written = transfer_plans(source, target, data_root(root), source_planner, target_planner, overwrite)
+    written = api.transfer_plans(source, target, data_root(root), source_planner, target_planner, overwrite)
     _console.print(f"plans written to {written}; preprocess and train the target with --planner "
                    f"{target_planner or source_planner}")
 

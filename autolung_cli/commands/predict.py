@@ -1,15 +1,14 @@
 """``autolung predict``, ``ensemble`` and ``find_best_configuration``."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 
+from autolung import api
 from autolung.errors import InvalidInputError
-from autolung.progress import PredictionTasks
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_name, root_option
 from autolung_cli.multivalue import multi_value_command
@@ -24,19 +23,6 @@ DICOM_FORMATS = ("dicom-seg", "rtstruct")
 def split_values(values: Optional[List[str]]) -> list[str]:
     """Repeated options and comma lists alike: ``-f 0 -f 1`` and ``-f 0,1`` give ["0", "1"]."""
     return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
-
-
-def _fold(value: str) -> int | str:
-    from autolung.inference.model import parse_fold
-
-    return parse_fold(value)
-
-
-def _results_name(dataset: str, root) -> str:
-    """Dataset name for results/: an installed model needs no raw/ folder."""
-    if (root.results / dataset).is_dir():
-        return dataset
-    return dataset_name(dataset, root)
 
 
 def _ending(output_format: Optional[str]) -> Optional[str]:
@@ -125,54 +111,27 @@ def predict_command(
                                    help="Which checkpoint of each fold: final, best (best EMA pseudo-Dice) or latest."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung import api
-    from autolung.inference.predictor import PredictionOptions, peak_rss_mb, predict_paths
-    from autolung.inference.sources import select_models
-
-    if threads:
-        import torch  # imported here: every other command starts faster without it
-
-        torch.set_num_threads(threads)
-    if sr and not report:
-        raise InvalidInputError("--sr needs --report")
-    if output_format in DICOM_FORMATS:
-        api.check_dicom_output(input_path, output_format)
-    if sr:
-        api.check_dicom_output(input_path, "dicom-seg")
-    configurations = split_values(configurations)
-    fold_numbers = [_fold(v) for v in split_values(folds)] or None
-    options = PredictionOptions(step_size=step_size, mirror=False if disable_tta else None,
-                                window_batch_size=batch_windows, device=device, precision=precision,
-                                save_probabilities=save_probabilities, output_ending=_ending(output_format),
-                                overwrite=overwrite, overlays=overlays, mode=mode,
-                                mirror_axes=_mirror_axes(mirror_axes), crop_to_body=crop_to_body,
-                                skip_empty_windows=skip_empty_windows, num_parts=num_parts, part_id=part_id,
-                                preprocessing_workers=preprocessing_workers, export_workers=export_workers)
     resolved_root = data_root(root) if dataset or model is None else None
-    name = _results_name(dataset, resolved_root) if dataset and resolved_root else None
-    with contextlib.ExitStack() as stack:
-        selection = select_models(stack, resolved_root, name, configurations or None, fold_numbers, planner, model,
-                                  checkpoint=checkpoint)
-        options.postprocessing = selection.postprocessing
-        if no_progress:
-            written = predict_paths(input_path, output, selection.models, options)
-        else:
-            with RichProgress(_console) as bars:
-                written = predict_paths(input_path, output, selection.models, options, PredictionTasks(bars))
-        label_names = {value: name for name, value in selection.models[0].plans.labels.items() if value != 0}
-    _console.print(f"{len(written)} masks in {output} (peak RSS {peak_rss_mb():.0f} MB)")
+    with RichProgress(_console) as bars:
+        result = api.predict(
+            input_path, output, resolved_root, dataset=dataset, configurations=split_values(configurations) or None,
+            folds=[api.parse_prediction_fold(v) for v in split_values(folds)] or None, model=model,
+            planner=planner, checkpoint=checkpoint, progress=None if no_progress else bars,
+            dicom_format=output_format if output_format in DICOM_FORMATS else None, lesion_report=report, sr=sr,
+            seg_type=seg_type, anonymize=anonymize, num_threads=threads, step_size=step_size,
+            mirror=False if disable_tta else None, window_batch_size=batch_windows, device=device,
+            precision=precision, save_probabilities=save_probabilities, output_ending=_ending(output_format),
+            overwrite=overwrite, overlays=overlays, mode=mode, mirror_axes=_mirror_axes(mirror_axes),
+            crop_to_body=crop_to_body, skip_empty_windows=skip_empty_windows, num_parts=num_parts, part_id=part_id,
+            preprocessing_workers=preprocessing_workers, export_workers=export_workers)
+    _console.print(f"{len(result.masks)} masks in {output} (peak RSS {result.peak_rss_mb:.0f} MB)")
     if output_format in DICOM_FORMATS:
-        dicom_files = api.dicom_outputs(input_path, output, output_format, label_names, seg_type, anonymize)
-        _console.print(f"{len(dicom_files)} {output_format} file(s) in {output / 'dicom'}")
-    if report:
+        _console.print(f"{len(result.dicom_files)} {output_format} file(s) in {output / 'dicom'}")
+    if result.report is not None:
         from autolung_cli.commands.report import lesion_table
 
-        from autolung.io.formats import strip_ending
-
-        payload = api.report(input_path, output, output / "report", label_names=label_names, sr=sr,
-                             anonymize=anonymize, cases=[strip_ending(path) for path in written])
-        _console.print(lesion_table(payload))
-        _console.print(f"lesion report in {output / 'report'}")
+        _console.print(lesion_table(result.report))
+        _console.print(f"lesion report in {result.report_folder}")
 
 
 @app.command("ensemble", help="Average saved probabilities (--save-probabilities) of several runs into masks.")
@@ -188,15 +147,9 @@ def ensemble_command(
     postprocessing: Optional[Path] = typer.Option(None, "--pp", "--postprocessing",
                                                   help="Apply this postprocessing.json (or inference_choice.json)."),
 ) -> None:
-    from autolung.api import ensemble
-    from autolung.inference.postprocessing_folders import load_postprocessing
-
     folders = [*inputs, *(more_inputs or [])]
-    if len(folders) < 2:
-        raise InvalidInputError("ensemble needs at least two input folders")
-    rules = load_postprocessing(postprocessing) if postprocessing else None
-    written = ensemble(folders, output, output_ending=_ending(output_format), postprocessing=rules,
-                       save_probabilities=save_probabilities, overwrite=overwrite)
+    written = api.ensemble(folders, output, postprocessing_file=postprocessing, output_ending=_ending(output_format),
+                           save_probabilities=save_probabilities, overwrite=overwrite)
     _console.print(f"{len(written)} masks in {output}")
 
 
@@ -211,10 +164,8 @@ def find_best_configuration_command(
                                        help="Accept a cross-validation missing folds or cases (reported as partial)."),
     root: Optional[Path] = root_option(),
 ) -> None:
-    from autolung.api import find_best_configuration
-
     resolved = data_root(root)
-    choice = find_best_configuration(dataset_name(dataset, resolved), resolved, split_values(configurations) or None,
+    choice = api.find_best_configuration(dataset_name(dataset, resolved), resolved, split_values(configurations) or None,
                                      not no_ensembles, allow_partial)
     if choice.get("partial"):
         _console.print(f"[yellow]warning: chosen from a PARTIAL cross-validation ({choice['num_cases']} cases): "

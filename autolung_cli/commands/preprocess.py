@@ -6,8 +6,9 @@ from typing import List, Optional
 
 import typer
 
+from autolung import api
+from autolung.errors import DatasetProblemsError
 from autolung.paths import DataRoot
-from autolung.preprocessing.run import PreprocessSummary, preprocess_dataset
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_folder, dataset_option, root_option
 from autolung_cli.progress import progress_reporter
@@ -36,7 +37,7 @@ def _split_names(values: Optional[List[str]]) -> Optional[list[str]]:
     return [name for value in values for name in value.replace(",", " ").split()]
 
 
-def _report(summary: PreprocessSummary, root: DataRoot, name: str, planner: str) -> None:
+def _report(summary: object, root: DataRoot, name: str, planner: str) -> None:
     for configuration, done in summary.processed.items():
         skipped = len(summary.skipped.get(configuration, []))
         folder = root.preprocessed_configuration(name, configuration, planner)
@@ -55,8 +56,8 @@ def preprocess_command(
 ) -> None:
     data = data_root(root)
     folder = dataset_folder(dataset, data)
-    summary = preprocess_dataset(folder, data, _split_names(configurations), num_processes, planner,
-                                 progress=progress_reporter(not no_progress))
+    summary = api.preprocess(folder, data, _split_names(configurations), num_processes, planner,
+                             progress=progress_reporter(not no_progress))
     _report(summary, data, folder.name, planner)
 
 
@@ -80,41 +81,25 @@ def plan_and_preprocess_command(
         None, "--time-budget", help="Training budget the plan is sized for (planner auto), e.g. 5m, 1h."),
     device: str = typer.Option("auto", "--device", help="Device training will run on (planner auto): auto, cpu, cuda, mps."),
 ) -> None:
-    from autolung.planning.overrides import parse_overrides
-    from autolung.planning.run import plan_dataset
-    from autolung.training.options import parse_duration
-
     data = data_root(root)
     folder = dataset_folder(dataset, data)
     # Parse overrides before any long step, so a typo fails at once.
-    overrides = parse_overrides(patch_size=patch_size, batch_size=batch_size, target_spacing=target_spacing)
-    budget_s = parse_duration(time_budget) if time_budget else None
+    overrides = api.parse_overrides(patch_size=patch_size, batch_size=batch_size, target_spacing=target_spacing)
+    budget_s = api.parse_duration(time_budget) if time_budget else None
+    try:
+        prepared = api.plan_and_preprocess(
+            folder, data, _split_names(configurations), num_processes, planner, gpu_memory_gb=gpu_memory_gb,
+            overrides=overrides, run_verify=verify, progress=progress_reporter(not no_progress), device=device,
+            time_budget_s=budget_s, clean=clean, max_listed_problems=0)
+    except DatasetProblemsError as exc:
+        # One line per problem here; the error that follows counts them.
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise
     if verify:
-        _verify_or_exit(folder)
-    if clean or not data.fingerprint_file(folder.name).is_file():
-        from autolung.fingerprint import fingerprint_dataset
-
-        fingerprint_dataset(folder, data, num_processes=num_processes, progress=progress_reporter(not no_progress))
-    plans = plan_dataset(folder, data, planner=planner, gpu_memory_gb=gpu_memory_gb,
-                         overrides=None if overrides.is_empty() else overrides, num_processes=num_processes,
-                         device=device, time_budget_s=budget_s)
-    typer.echo(f"planned {', '.join(plans.configurations)} -> {data.plans_file(folder.name, planner)}")
-    summary = preprocess_dataset(folder, data, _split_names(configurations), num_processes, planner,
-                                 progress=progress_reporter(not no_progress))
-    _report(summary, data, folder.name, planner)
-
-
-def _verify_or_exit(folder: Path) -> None:
-    from autolung.dataset.verify import verify_dataset
-
-    problems = verify_dataset(folder)
-    if not problems:
-        typer.echo(f"{folder}: dataset OK")
-        return
-    for problem in problems:
-        typer.echo(f"error: {problem.path}: {problem.message}", err=True)
-    typer.echo(f"{len(problems)} problem(s) found in {folder}; fix them and run again", err=True)
-    raise typer.Exit(1)
+        typer.echo(f"{folder}: dataset OK, {prepared.num_cases_verified} cases")
+    typer.echo(f"planned {', '.join(prepared.plans.configurations)} -> {prepared.plans_file}")
+    _report(prepared.preprocessing, data, folder.name, planner)
 
 
 @app.command("demo_data", help="Write the built-in synthetic lung CT dataset to <root>/raw/Demo_LungCT.")
@@ -126,10 +111,8 @@ def demo_data_command(
     output: Optional[Path] = typer.Option(None, "--output", "-o",
                                           help="Dataset folder to write instead of <root>/raw/Demo_LungCT."),
 ) -> None:
-    from autolung.demo_data import DEMO_DATASET_NAME, write_demo_dataset
-
-    target = output if output is not None else data_root(root).raw / DEMO_DATASET_NAME
-    written = write_demo_dataset(target, num_cases=num_cases, seed=seed, with_lung_label=with_lung_label)
+    written = api.demo_data(data_root(root), num_cases=num_cases, seed=seed, with_lung_label=with_lung_label,
+                            output=output)
     typer.echo(f"wrote {num_cases} synthetic CT cases to {written}")
 
 

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from autolung import api
 from autolung.errors import InvalidInputError
 from autolung_cli.app import app
 
@@ -63,8 +64,6 @@ def report_command(
     anonymize: bool = typer.Option(False, "--anonymize", help="Blank patient and visit attributes in DICOM output "
                                                               "(UIDs kept)."),
 ) -> None:
-    from autolung import api
-
     payload = api.report(images, masks, output, connectivity=connectivity, min_volume_mm3=min_volume,
                          labels=labels or None, lung_labels=lung_labels or None,
                          label_names=parse_label_names(label_names), pictures=not no_pictures, sr=sr,

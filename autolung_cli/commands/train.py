@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from autolung import api
+from autolung.errors import InvalidInputError
 from autolung_cli.app import app
 from autolung_cli.common import data_root, dataset_name, dataset_option, root_option
 from autolung_cli.progress import progress_reporter
@@ -14,15 +16,13 @@ from autolung_cli.progress import progress_reporter
 
 def _distributed_from_environment() -> object | None:
     """The rank torchrun assigned to this process, or None when not launched by torchrun."""
-    from autolung.training.distributed import DistributedContext
-
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
     world_size = int(os.environ["WORLD_SIZE"])
     if world_size <= 1:
         return None
-    return DistributedContext(rank=int(os.environ["RANK"]), world_size=world_size,
-                              local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return api.distributed_context(rank=int(os.environ["RANK"]), world_size=world_size,
+                                   local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
 @app.command("train")
@@ -67,30 +67,24 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override the plan's batch size."),
 ) -> None:
     """Train one fold: autolung train -d Dataset -c 3d_fullres -f 0."""
-    from autolung.training.options import TrainingOptions, parse_duration
-    from autolung.training.run import train_fold
-    from autolung.training.splits import parse_fold
-
     resolved_root = data_root(root)
     name = _dataset_name(dataset, resolved_root)
-    options = TrainingOptions(
-        epochs=epochs, iters_per_epoch=iters_per_epoch, val_iters=val_iters,
-        time_budget_s=parse_duration(time_budget) if time_budget else None, device=device, num_workers=num_workers,
+    folder = api.train(
+        name, resolved_root, configuration, fold, progress=progress_reporter(True),
+        distributed=_distributed_from_environment(), epochs=epochs, iters_per_epoch=iters_per_epoch,
+        val_iters=val_iters, time_budget_s=api.parse_duration(time_budget) if time_budget else None, device=device,
+        num_workers=num_workers,
         resume=resume, deterministic=deterministic, compile=compile_network, seed=seed, loss=loss, planner=planner,
         num_gpus=num_gpus, final_validation=not no_validation, validation_mode=validation_mode,
         checkpointing=not disable_checkpointing, validation_only=val_only,
         validation_checkpoint="best" if val_best else "final",
         pretrained_weights=str(pretrained_weights) if pretrained_weights else None,
         num_threads=threads, batch_size=batch_size)
-    folder = train_fold(resolved_root, name, configuration, parse_fold(fold), options,
-                        distributed=_distributed_from_environment(), progress=progress_reporter(True))
     typer.echo(f"{'validated' if val_only else 'trained'} {configuration} fold {fold}: {folder}")
 
 
 def _dataset_name(dataset: str, root: object) -> str:
     # A dataset may exist only under preprocessed/ (raw data elsewhere); accept its name as is.
-    from autolung.errors import InvalidInputError
-
     try:
         return dataset_name(dataset, root)
     except InvalidInputError:
