@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from autolung.paths import DataRoot, resolve_dataset_folder
+from autolung.planning.registry import DEFAULT_PLANNER
 from autolung.progress import ProgressReporter
 
 __all__ = [
@@ -50,11 +51,12 @@ def fingerprint(dataset: str | Path, root: DataRoot, num_processes: int = 2, pro
     return fingerprint_dataset(_folder(dataset, root), root, num_processes=num_processes, progress=progress)
 
 
-def plan(dataset: str | Path, root: DataRoot, planner: str = "default", gpu_memory_gb: float | None = None,
+def plan(dataset: str | Path, root: DataRoot, planner: str = DEFAULT_PLANNER, gpu_memory_gb: float | None = None,
          overrides: Any = None, num_processes: int = 2, device: str = "auto", time_budget_s: float | None = None):
     """``autolung plan``: plan configurations and save plans.json; returns the Plans.
 
-    ``device`` and ``time_budget_s`` size the plan for planners that use them (``planner="auto"``).
+    ``device`` and ``time_budget_s`` size the plan for planners that use them (``planner="auto"``, the
+    default: the plan that trains best on that device in that budget).
     """
     from autolung.planning.run import plan_dataset
 
@@ -64,8 +66,9 @@ def plan(dataset: str | Path, root: DataRoot, planner: str = "default", gpu_memo
 
 
 def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
-               num_processes: int = 2, planner: str = "default", progress: ProgressReporter | None = None):
-    """``autolung preprocess``: preprocess the planned configurations (resumable)."""
+               num_processes: int = 2, planner: str | None = None, progress: ProgressReporter | None = None):
+    """``autolung preprocess``: preprocess the planned configurations (resumable); ``planner`` None: the
+    dataset's only plans."""
     from autolung.preprocessing.run import preprocess_dataset
 
     return preprocess_dataset(_folder(dataset, root), root, configurations=configurations,
@@ -73,7 +76,7 @@ def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str
 
 
 def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
-                        num_processes: int = 2, planner: str = "default", gpu_memory_gb: float | None = None,
+                        num_processes: int = 2, planner: str = DEFAULT_PLANNER, gpu_memory_gb: float | None = None,
                         overrides: Any = None, run_verify: bool = False, progress: ProgressReporter | None = None,
                         device: str = "auto", time_budget_s: float | None = None):
     """``autolung plan_and_preprocess``: (verify,) fingerprint, plan and preprocess in one go.
@@ -94,7 +97,7 @@ def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Seq
     return preprocess(folder, root, configurations, num_processes, planner, progress)
 
 
-def transfer_plans(source_dataset: str, target_dataset: str | Path, root: DataRoot, source_planner: str = "default",
+def transfer_plans(source_dataset: str, target_dataset: str | Path, root: DataRoot, source_planner: str | None = None,
                    target_planner: str | None = None, overwrite: bool = False) -> Path:
     """``autolung transfer_plans``: the source dataset's plans for the target (pretraining)."""
     from autolung.planning.transfer import transfer_plans as transfer
@@ -123,7 +126,7 @@ def train(dataset: str, root: DataRoot, configuration: str = "3d_fullres", fold:
 
 def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | None = None,
             dataset: str | None = None, configurations: Sequence[str] | None = None,
-            folds: Sequence[int | str] | None = None, model: str | Path | None = None, planner: str = "default",
+            folds: Sequence[int | str] | None = None, model: str | Path | None = None, planner: str | None = None,
             checkpoint: str = "final", **options: Any) -> list[Path]:
     """``autolung predict``: segment images with trained folds or a model bundle.
 
@@ -226,7 +229,7 @@ def overlay(image: str | Path, mask: str | Path, output: str | Path, reference: 
 
 
 def plot_overlays(dataset: str | Path, root: DataRoot, output_folder: str | Path,
-                     configuration: str | None = None, planner: str = "default", num_processes: int = 1,
+                     configuration: str | None = None, planner: str | None = None, num_processes: int = 1,
                      num_slices: int = 6, progress: Any = None) -> list[Path]:
     """``autolung plot_overlays``: one QC picture per training case, raw or (``configuration``) preprocessed."""
     from autolung.visualization.dataset_overlays import dataset_overlays as draw
@@ -234,7 +237,11 @@ def plot_overlays(dataset: str | Path, root: DataRoot, output_folder: str | Path
     if configuration is None:
         return draw(output_folder, dataset_folder=_folder(dataset, root), num_processes=num_processes,
                     num_slices=num_slices, progress=progress)
-    folder = root.preprocessed_configuration(Path(dataset).name, configuration, planner)
+    from autolung.planning.registry import planner_in_use, planners_with_plans
+
+    name = Path(dataset).name
+    planner = planner_in_use(planner, planners_with_plans(root, name), name)
+    folder = root.preprocessed_configuration(name, configuration, planner)
     return draw(output_folder, preprocessed_folder=folder, num_processes=num_processes, num_slices=num_slices,
                 progress=progress)
 

@@ -9,16 +9,25 @@ import typer
 from rich.console import Console
 
 from autolung.errors import InvalidInputError
+from autolung.paths import DataRoot
 from autolung_cli.app import app
-from autolung_cli.common import data_root, root_option
+from autolung_cli.common import TRAINED_PLANNER_HELP, data_root, root_option
 from autolung_cli.multivalue import multi_value_command
 
 _console = Console(stderr=True)
 
 
-def _configuration_folders(results_dataset: Path, configurations: Optional[List[str]], planner: str) -> list[str]:
+def _configuration_folders(root: DataRoot, dataset_name: str, configurations: Optional[List[str]],
+                           planner: Optional[str]) -> list[str]:
     """Folder names to export: the given configurations, else the stored choice, else all trained."""
+    from autolung.planning.registry import planner_in_use, planners_with_trained
+
+    results_dataset = root.results_dataset(dataset_name)
     if configurations:
+        bare = [c for c in configurations if "__" not in c]
+        if bare:
+            planner = planner_in_use(planner, planners_with_trained(root, dataset_name, bare), dataset_name,
+                                     "trained configurations")
         return [c if "__" in c else f"{c}__{planner}" for c in configurations]
     choice = results_dataset / "inference_choice.json"
     if choice.is_file():
@@ -38,16 +47,17 @@ def export_model_command(
     folds: Optional[List[str]] = typer.Option(None, "-f", "--folds",
                                               help="Folds (numbers, or 'all'); default: every finished numbered "
                                                    "fold, else fold all."),
-    planner: str = typer.Option("default", "--planner", help="Planner of the configurations."),
+    planner: Optional[str] = typer.Option(None, "--planner", help=TRAINED_PLANNER_HELP),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle to write (model.zip)."),
     root: Optional[Path] = root_option(),
 ) -> None:
     from autolung.inference.bundle import export_model
 
-    results_dataset = data_root(root).results_dataset(Path(dataset).name)
+    resolved = data_root(root)
+    results_dataset = resolved.results_dataset(Path(dataset).name)
     if not results_dataset.is_dir():
         raise InvalidInputError("no trained models for this dataset", path=results_dataset)
-    names = _configuration_folders(results_dataset, configurations, planner)
+    names = _configuration_folders(resolved, Path(dataset).name, configurations, planner)
     export_model(results_dataset, names, output, [f for value in folds or [] for f in value.split(",") if f] or None)
     _console.print(f"exported {', '.join(names)} to {output}")
 
