@@ -28,6 +28,7 @@ from typing import Any
 
 from autolung.errors import DatasetProblemsError, InvalidInputError
 from autolung.paths import DataRoot, resolve_dataset_folder
+from autolung.planning.registry import DEFAULT_PLANNER
 from autolung.progress import ProgressReporter
 
 logger = logging.getLogger(__name__)
@@ -130,14 +131,15 @@ def fingerprint(dataset: str | Path, root: DataRoot, num_processes: int = 2, pro
     return fingerprint_dataset(_folder(dataset, root), root, num_processes=num_processes, progress=progress)
 
 
-def plan(dataset: str | Path, root: DataRoot, planner: str = "default", gpu_memory_gb: float | None = None,
+def plan(dataset: str | Path, root: DataRoot, planner: str = DEFAULT_PLANNER, gpu_memory_gb: float | None = None,
          overrides: Any = None, num_processes: int = 2, device: str = "auto", time_budget_s: float | None = None,
          progress: ProgressReporter | None = None, clean: bool = False):
     """``autolung plan``: plan configurations and save plans.json; returns the Plans.
 
-    ``device`` and ``time_budget_s`` size the plan for planners that use them (``planner="auto"``);
-    see :func:`plan_budget` for the budget of a plan made for a given training. The fingerprint
-    is computed first when missing, or always with ``clean``; ``progress`` receives its progress.
+    ``device`` and ``time_budget_s`` size the plan for planners that use them (``planner="auto"``, the
+    default: the plan that trains best on that device in that budget); see :func:`plan_budget` for the
+    budget of a plan made for a given training. The fingerprint is computed first when missing, or
+    always with ``clean``; ``progress`` receives its progress.
     """
     from autolung.planning.run import plan_dataset
 
@@ -174,8 +176,9 @@ def explain_plans(plans: Any) -> str:
 
 
 def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
-               num_processes: int = 2, planner: str = "default", progress: ProgressReporter | None = None):
-    """``autolung preprocess``: preprocess the planned configurations (resumable)."""
+               num_processes: int = 2, planner: str | None = None, progress: ProgressReporter | None = None):
+    """``autolung preprocess``: preprocess the planned configurations (resumable); ``planner`` None: the
+    dataset's only plans."""
     from autolung.preprocessing.run import preprocess_dataset
 
     return preprocess_dataset(_folder(dataset, root), root, configurations=configurations,
@@ -183,7 +186,7 @@ def preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str
 
 
 def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Sequence[str] | None = None,
-                        num_processes: int = 2, planner: str = "default", gpu_memory_gb: float | None = None,
+                        num_processes: int = 2, planner: str = DEFAULT_PLANNER, gpu_memory_gb: float | None = None,
                         overrides: Any = None, run_verify: bool = False, progress: ProgressReporter | None = None,
                         device: str = "auto", time_budget_s: float | None = None,
                         clean: bool = False, max_listed_problems: int | None = None) -> PreparedDataset:
@@ -221,7 +224,7 @@ def plan_and_preprocess(dataset: str | Path, root: DataRoot, configurations: Seq
     return PreparedDataset(plans, root.plans_file(folder.name, planner), summary, num_cases)
 
 
-def transfer_plans(source_dataset: str, target_dataset: str | Path, root: DataRoot, source_planner: str = "default",
+def transfer_plans(source_dataset: str, target_dataset: str | Path, root: DataRoot, source_planner: str | None = None,
                    target_planner: str | None = None, overwrite: bool = False) -> Path:
     """``autolung transfer_plans``: the source dataset's plans for the target (pretraining)."""
     from autolung.planning.transfer import transfer_plans as transfer
@@ -302,7 +305,7 @@ def parse_prediction_fold(value: int | str) -> int | str:
 
 def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | None = None,
             dataset: str | None = None, configurations: Sequence[str] | None = None,
-            folds: Sequence[int | str] | None = None, model: str | Path | None = None, planner: str = "default",
+            folds: Sequence[int | str] | None = None, model: str | Path | None = None, planner: str | None = None,
             checkpoint: str = "final", progress: ProgressReporter | None = None, dicom_format: str | None = None,
             lesion_report: bool = False, sr: bool = False, seg_type: str = "binary", anonymize: bool = False,
             num_threads: int | None = None, **options: Any) -> PredictionResult:
@@ -452,11 +455,12 @@ def summary_table(summary: dict) -> Any:
 
 
 def export_model(dataset: str, root: DataRoot, configuration_folders: Sequence[str] | None, output_zip: str | Path,
-                 folds: Sequence[int | str] | None = None, planner: str = "default") -> Path:
+                 folds: Sequence[int | str] | None = None, planner: str | None = None) -> Path:
     """``autolung export_model``: bundle plans, weights, postprocessing and a checksum manifest.
 
     ``configuration_folders`` are folder names (``3d_fullres__default``) or configurations
-    (``3d_fullres``, of ``planner``); None: see :func:`model_configurations`.
+    (``3d_fullres``, of ``planner``; None: the only planner trained for them); None: see
+    :func:`model_configurations`.
     """
     from autolung.inference.bundle import export_model as export
 
@@ -465,7 +469,7 @@ def export_model(dataset: str, root: DataRoot, configuration_folders: Sequence[s
 
 
 def model_configurations(dataset: str, root: DataRoot, configurations: Sequence[str] | None = None,
-                         planner: str = "default") -> list[str]:
+                         planner: str | None = None) -> list[str]:
     """Configuration folders of a trained dataset: those given, else the stored choice, else all trained.
 
     Raises:
@@ -477,6 +481,12 @@ def model_configurations(dataset: str, root: DataRoot, configurations: Sequence[
     if not results_dataset.is_dir():
         raise InvalidInputError("no trained models for this dataset", path=results_dataset)
     if configurations:
+        bare = [c for c in configurations if "__" not in c]
+        if bare:
+            from autolung.planning.registry import planner_in_use, planners_with_trained
+
+            name = Path(dataset).name
+            planner = planner_in_use(planner, planners_with_trained(root, name, bare), name, "trained configurations")
         return [c if "__" in c else f"{c}__{planner}" for c in configurations]
     choice = results_dataset / "inference_choice.json"
     if choice.is_file():
@@ -554,7 +564,7 @@ def overlay(image: str | Path, mask: str | Path, output: str | Path, reference: 
 
 
 def plot_overlays(dataset: str | Path, root: DataRoot, output_folder: str | Path,
-                  configuration: str | None = None, planner: str = "default", num_processes: int = 1,
+                  configuration: str | None = None, planner: str | None = None, num_processes: int = 1,
                   num_slices: int = 6, progress: ProgressReporter | None = None) -> list[Path]:
     """``autolung plot_overlays``: one QC picture per training case, raw or (``configuration``) preprocessed."""
     from autolung.visualization.dataset_overlays import dataset_overlays as draw
@@ -562,7 +572,11 @@ def plot_overlays(dataset: str | Path, root: DataRoot, output_folder: str | Path
     if configuration is None:
         return draw(output_folder, dataset_folder=_folder(dataset, root), num_processes=num_processes,
                     num_slices=num_slices, progress=progress)
-    folder = root.preprocessed_configuration(Path(dataset).name, configuration, planner)
+    from autolung.planning.registry import planner_in_use, planners_with_plans
+
+    name = Path(dataset).name
+    planner = planner_in_use(planner, planners_with_plans(root, name), name)
+    folder = root.preprocessed_configuration(name, configuration, planner)
     return draw(output_folder, preprocessed_folder=folder, num_processes=num_processes, num_slices=num_slices,
                 progress=progress)
 

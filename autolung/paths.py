@@ -47,6 +47,14 @@ class DataRoot:
         name = "plans.json" if planner == "default" else f"plans_{planner}.json"
         return self.preprocessed_dataset(dataset_name) / name
 
+    @staticmethod
+    def planner_of_plans_file(path: str | Path) -> str | None:
+        """The planner a plans file name belongs to (the inverse of :meth:`plans_file`); None for other names."""
+        stem = Path(path).name.removesuffix(".json")
+        if stem == "plans":
+            return "default"
+        return stem.removeprefix("plans_") if stem.startswith("plans_") and Path(path).suffix == ".json" else None
+
     def fingerprint_file(self, dataset_name: str) -> Path:
         return self.preprocessed_dataset(dataset_name) / "fingerprint.json"
 

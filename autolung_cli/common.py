@@ -8,6 +8,11 @@ import typer
 
 from autolung.paths import DataRoot, resolve_dataset_folder, resolve_root
 
+PLANNER_HELP = ("Planner (entry point autolung.planners). auto: the plan that trains best on the --device in the "
+                "--time-budget (the GPU plan on a GPU; on a CPU sized by a measured throughput probe); "
+                "default: the GPU-sized plan; cpu: the slim CPU preset.")
+TRAINED_PLANNER_HELP = "Planner of the plans or trained configuration; default: the only one the dataset has."
+
 ROOT_HELP = "Data root holding raw/, preprocessed/ and results/ (default: $AUTOLUNG_ROOT, else ~/autolung_data)."
 
 

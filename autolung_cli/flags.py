@@ -18,7 +18,7 @@ PARAMETER_FLAGS: dict[str, str] = {
     "checkpointing": "--disable-checkpointing", "pretrained_weights": "--pretrained-weights",
     # planning and preprocessing
     "patch_size": "--patch-size", "target_spacing": "--target-spacing", "batch_size": "--batch-size",
-    "configurations": "-c", "num_processes": "-np",
+    "configurations": "-c", "num_processes": "-np", "planner": "--planner",
     # prediction
     "dataset_name": "-d", "model_path": "--model", "output_folder": "-o", "lesion_report": "--report", "sr": "--sr",
     # overlays and benchmarks

@@ -88,17 +88,23 @@ class nnUNetTrainer_autolungBudget(nnUNetTrainer):
         while self.current_epoch < self.num_epochs:
             self.on_epoch_start()
             self.on_train_epoch_start()
-            train_outputs = [self.train_step(next(self.dataloader_train))
-                             for _ in range(self.num_iterations_per_epoch)]
+            train_outputs = []
+            for _ in range(self.num_iterations_per_epoch):
+                train_outputs.append(self.train_step(next(self.dataloader_train)))
+                if time.perf_counter() - start > self.budget_s:  # slow steps: stop mid-epoch, as autolung does
+                    break
+            spent = time.perf_counter() - start > self.budget_s
             self.on_train_epoch_end(train_outputs)
             with torch.no_grad():
                 self.on_validation_epoch_start()
                 val_outputs = [self.validation_step(next(self.dataloader_val))
-                               for _ in range(self.num_val_iterations_per_epoch)]
+                               for _ in range(1 if spent else self.num_val_iterations_per_epoch)]
                 self.on_validation_epoch_end(val_outputs)
+            self.iterations_done = getattr(self, "iterations_done", 0) + len(train_outputs)
+            self.print_to_log_file(f"training iterations so far: {self.iterations_done}")
             done = self.current_epoch + 1
             per_epoch = (time.perf_counter() - start) / done
-            fitted = max(done, int(self.budget_s // per_epoch))
+            fitted = done if spent else max(done, int(self.budget_s // per_epoch))
             if fitted != self.num_epochs:
                 self.num_epochs = fitted
                 self.lr_scheduler.max_steps = fitted
@@ -169,7 +175,17 @@ class SetFiles:
         return sorted((self.folder / "imagesTr").glob(f"{case}_[0-9][0-9][0-9][0-9]{self.ending}"))
 
     def label(self, case: str) -> Path:
-        return self.folder / "labelsTr" / f"{case}{self.ending}"
+        """The case's label; JPEG sets keep lossless labels (COVID_Infection2D: .png beside .jpg images)."""
+        same = self.folder / "labelsTr" / f"{case}{self.ending}"
+        if same.exists():
+            return same
+        found = sorted((self.folder / "labelsTr").glob(f"{case}.*"))
+        if not found:
+            raise SystemExit(f"no label for case {case} in {self.folder / 'labelsTr'}")
+        return found[0]
+
+    def label_ending(self, case: str) -> str:
+        return "".join(self.label(case).suffixes)
 
     def labels(self) -> dict[str, int]:
         labels = self.meta.get("labels", {})
@@ -193,7 +209,8 @@ def write_nnunet_raw(files: SetFiles, cases: list[str], target: Path, png_from_j
         for index, image in enumerate(files.images(case)):
             out = target / "imagesTr" / f"{case}_{index:04d}{ending}"
             _copy_or_convert(image, out, png_from_jpeg)
-        _copy_or_convert(files.label(case), target / "labelsTr" / f"{case}{ending}", png_from_jpeg)
+        label_ending = ending if png_from_jpeg else files.label_ending(case)
+        _copy_or_convert(files.label(case), target / "labelsTr" / f"{case}{label_ending}", png_from_jpeg)
     meta = {"channel_names": files.channels(), "labels": files.labels(), "numTraining": len(cases),
             "file_ending": ending, "name": files.folder.name}
     (target / "dataset.json").write_text(json.dumps(meta, indent=1))
@@ -220,7 +237,8 @@ def test_inputs(files: SetFiles, cases: list[str], work: Path, png_from_jpeg: bo
     for case in cases:
         for index, image in enumerate(files.images(case)):
             _copy_or_convert(image, images / f"{case}_{index:04d}{ending}", png_from_jpeg)
-        _copy_or_convert(files.label(case), labels / f"{case}{ending}", png_from_jpeg)
+        label_ending = ending if png_from_jpeg else files.label_ending(case)
+        _copy_or_convert(files.label(case), labels / f"{case}{label_ending}", png_from_jpeg)
     return images, labels
 
 
@@ -305,10 +323,8 @@ def _finite(value) -> float | None:
 # ----------------------------------------------------------------------------------------- nnU-Net
 def nnunet_environment(work: Path) -> dict[str, str]:
     return dict(os.environ, nnUNet_raw=str(work / "nnUNet_raw"), nnUNet_preprocessed=str(work / "nnUNet_preprocessed"),
-                nnUNet_results=str(work / "nnUNet_results"),
-                # Pinned to one core, augmentation runs in the training process on both sides.
-                nnUNet_n_proc_DA="2" if pinned_cores() is None or len(pinned_cores()) > 1 else "0",
-                OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+                nnUNet_results=str(work / "nnUNet_results"), nnUNet_n_proc_DA="2", OMP_NUM_THREADS="2",
+                MKL_NUM_THREADS="2")
 
 
 def install_nnunet_trainer(venv: Path) -> None:
@@ -320,12 +336,14 @@ def install_nnunet_trainer(venv: Path) -> None:
 
 
 def nnunet_log_epochs(results: Path) -> tuple[int, float]:
-    """(epochs, seconds of the training loop) from nnU-Net's training log."""
+    """(training iterations, seconds of the training loop) from nnU-Net's training log."""
     logs = sorted(results.rglob("training_log_*.txt"))
     if not logs:
         return 0, math.nan
-    durations = [float(x) for x in re.findall(r"Epoch time: ([0-9.]+) s", logs[-1].read_text())]
-    return len(durations), sum(durations)
+    text = logs[-1].read_text()
+    durations = [float(x) for x in re.findall(r"Epoch time: ([0-9.]+) s", text)]
+    counted = re.findall(r"training iterations so far: (\d+)", text)
+    return (int(counted[-1]) if counted else len(durations) * 50), sum(durations)
 
 
 def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path, configuration: str | None) -> dict:
@@ -349,10 +367,14 @@ def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path
     install_nnunet_trainer(venv)
     # Short epochs so the epoch count can follow the budget closely (the schedule is per epoch).
     env = dict(env, AUTOLUNG_BUDGET_S=str(budget_s), AUTOLUNG_ITERS="50", AUTOLUNG_VAL_ITERS="10")
+    if pinned_cores() is not None and len(pinned_cores()) == 1:
+        # On one core augmentation runs in the training process, as autolung's does there (0 workers);
+        # its planner needs a positive count, so only training gets 0.
+        env["nnUNet_n_proc_DA"] = "0"
     log(f"nnunet {set_name} {configuration} training {budget_s:g}s")
     train_s = run([str(bin_ / "nnUNetv2_train"), str(dataset_id), configuration, "0", "-tr", NNUNET_TRAINER,
                    "-device", "cpu"], work / "train.log", env)
-    epochs, loop_s = nnunet_log_epochs(work / "nnUNet_results")
+    iterations, loop_s = nnunet_log_epochs(work / "nnUNet_results")
     predictions = work / "predictions"
     predict_s = run([str(bin_ / "nnUNetv2_predict"), "-i", str(images), "-o", str(predictions), "-d", str(dataset_id),
                      "-c", configuration, "-f", "0", "-tr", NNUNET_TRAINER, "-chk", "checkpoint_final.pth",
@@ -361,7 +383,7 @@ def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path
     plans = json.loads((work / "nnUNet_preprocessed" / name / "nnUNetPlans.json").read_text())
     cfg = plans["configurations"][configuration]
     arch = cfg.get("architecture", {}).get("arch_kwargs", {})
-    return {"iterations": epochs * 50, "train_loop_s": round(loop_s, 1), "train_process_s": round(train_s, 1),
+    return {"iterations": iterations, "train_loop_s": round(loop_s, 1), "train_process_s": round(train_s, 1),
             "plan_preprocess_s": round(plan_s, 1), "predict_s": round(predict_s, 1),
             "configuration": configuration, "dice": dice, "converted_to_png": png,
             "plan": {"patch": cfg["patch_size"], "batch": cfg["batch_size"], "spacing": cfg["spacing"],
@@ -400,10 +422,16 @@ def _dice_text(record: dict) -> str:
     return ", ".join(parts)
 
 
+def _cores(record: dict) -> str:
+    pinned = record["machine"].get("pinned_cores")
+    return f"core {pinned[0]}, paired" if pinned else f"{record['machine'].get('cores')} (shared)"
+
+
 def report_rows(records: list[dict]) -> list[str]:
     rows = ["| set | fold | budget or length | tool | variant | test Dice (mean) | per class | iterations | loop s | "
-            "patch, batch, widths | load (1 min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(records, key=lambda r: (r["set"], r["fold"], r["budget_s"] or 0, r["tool"], r["variant"])):
+            "patch, batch, widths | cores | load (1 min) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(records, key=lambda r: (r["set"], r["fold"], r["budget_s"] or 0, r["tool"], r["variant"],
+                                            r["started"])):
         plan = r.get("plan", {})
         length = f"{r['budget_s'] / 60:g} min" if r["budget_s"] else f"{r.get('fixed_iterations')} iterations"
         widths = plan.get("features")
@@ -411,8 +439,38 @@ def report_rows(records: list[dict]) -> list[str]:
         rows.append(f"| {r['set']} | {r['fold']} | {length} | {r['tool']} | {r['variant']} | "
                     f"{'-' if mean is None else f'{mean:.3f}'} | {_dice_text(r)} | {r['iterations']} | "
                     f"{r['train_loop_s']} | {plan.get('patch')}, {plan.get('batch')}, "
-                    f"{widths[0] if widths else '?'}..{widths[-1] if widths else '?'} | "
+                    f"{widths[0] if widths else '?'}..{widths[-1] if widths else '?'} | {_cores(r)} | "
                     f"{r['machine'].get('load_before')} → {r.get('load_after')} |")
+    return rows
+
+
+def paired_runs(records: list[dict]) -> list[tuple[dict, dict]]:
+    """(autolung, nnU-Net) records that ran at the same time, each on its own core."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        if r["machine"].get("pinned_cores") and r["budget_s"]:
+            groups.setdefault((r["set"], r["fold"], r["budget_s"], r["started"][:16]), []).append(r)
+    pairs = []
+    for members in groups.values():
+        ours = [r for r in members if r["tool"].startswith("autolung:")]
+        theirs = [r for r in members if r["tool"] == "nnunet"]
+        if ours and theirs:
+            pairs.append((ours[0], theirs[0]))
+    return sorted(pairs, key=lambda pair: (pair[0]["set"], pair[0]["budget_s"], pair[0]["started"]))
+
+
+def pair_rows(records: list[dict]) -> list[str]:
+    rows = ["| set | budget | autolung (planner) | autolung Dice | nnU-Net Dice | difference | autolung / nnU-Net "
+            "iterations | rare class (autolung / nnU-Net) |", "|---|---|---|---|---|---|---|---|"]
+    for ours, theirs in paired_runs(records):
+        a, b = ours["dice"].get("mean"), theirs["dice"].get("mean")
+        classes = [k for k in ours["dice"] if k != "mean"]
+        rare = ""
+        if len(classes) > 1:
+            lowest = min(classes, key=lambda k: (theirs["dice"].get(k) or 0.0))
+            rare = f"{lowest}: {ours['dice'].get(lowest) or 0:.3f} / {theirs['dice'].get(lowest) or 0:.3f}"
+        rows.append(f"| {ours['set']} | {ours['budget_s'] / 60:g} min | {ours['tool'].split(':', 1)[1]} | "
+                    f"{a:.3f} | {b:.3f} | {a - b:+.3f} | {ours['iterations']} / {theirs['iterations']} | {rare} |")
     return rows
 
 
@@ -427,7 +485,8 @@ def draw_plot(records: list[dict], target: Path) -> None:
     for axis, set_name in zip(axes[0], sets):
         lines: dict[str, list[tuple[float, float]]] = {}
         for r in records:
-            if r["set"] == set_name and r["budget_s"] and r["dice"].get("mean") is not None:
+            if (r["set"] == set_name and r["budget_s"] and r["dice"].get("mean") is not None
+                    and r["machine"].get("pinned_cores")):  # only the paired runs compare
                 key = r["tool"] if r["variant"] == "defaults" else f"{r['tool']} [{r['variant']}]"
                 lines.setdefault(key, []).append((r["budget_s"] / 60, r["dice"]["mean"]))
         for key, points in sorted(lines.items()):
@@ -448,7 +507,8 @@ def command_report(args: argparse.Namespace) -> None:
     if not records:
         raise SystemExit(f"no results in {args.results}")
     draw_plot(records, FIGURE)
-    section = "\n".join([DOC_BEGIN, "", *report_rows(records), "",
+    section = "\n".join([DOC_BEGIN, "", "Paired runs (autolung and nnU-Net at the same time, each pinned to its own core):",
+                         "", *pair_rows(records), "", "Every run:", "", *report_rows(records), "",
                          f"![time to accuracy](figures/{FIGURE.name})", "", DOC_END])
     text = DOC.read_text()
     if DOC_BEGIN in text:

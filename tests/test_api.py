@@ -23,7 +23,7 @@ def test_every_cli_command_has_an_api_function_of_the_same_name():
 def test_verify_and_plan_and_preprocess_through_the_api(tiny_msd, data_root):
     assert api.verify("Tiny_CT", data_root) == []
     summary = api.plan_and_preprocess("Tiny_CT", data_root, configurations=["3d_fullres"], num_processes=1,
-                                      run_verify=True)
+                                      planner="default", run_verify=True)
     folder = data_root.preprocessed_configuration("Tiny_CT", "3d_fullres")
     plans = json.loads(data_root.plans_file("Tiny_CT").read_text())
     assert plans["dataset_name"] == "Tiny_CT" and summary is not None

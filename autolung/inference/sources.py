@@ -20,6 +20,7 @@ from autolung.inference.bundle import MANIFEST, opened_bundle
 from autolung.inference.model import CHECKPOINT_NAME, TrainedModel, load_trained_model
 from autolung.nnunet.importer import is_nnunet_model
 from autolung.paths import DataRoot
+from autolung.planning.registry import planner_in_use, planners_with_trained
 from autolung.results import checkpoint_file
 
 
@@ -74,7 +75,7 @@ def _from_nnunet(stack: contextlib.ExitStack, source: Path, configurations: Sequ
 
 
 def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, dataset_name: str | None,
-                  configurations: Sequence[str] | None, folds: Sequence[int] | None, planner: str = "default",
+                  configurations: Sequence[str] | None, folds: Sequence[int] | None, planner: str | None = None,
                   model_path: Path | None = None, checkpoint: str = "final") -> ModelSelection:
     """Load the models a predict call asks for.
 
@@ -84,7 +85,8 @@ def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, datas
         dataset_name: ``-d``.
         configurations: ``-c`` values.
         folds: ``-f`` values (None: the stored or all finished folds).
-        planner: planner of the configuration folders.
+        planner: planner of the configuration folders; None: the only one trained for
+            ``configurations``, else "auto".
         model_path: ``--model`` (zip or folder).
         checkpoint: which checkpoint of each fold: "final", "best" or "latest" (bundles hold
             only the final one).
@@ -104,6 +106,8 @@ def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, datas
     if not configurations:
         choice = load_inference_choice(data_root, dataset_name)
         return _from_choice(data_root.results_dataset(dataset_name), choice, folds, checkpoint_name)
+    planner = planner_in_use(planner, planners_with_trained(data_root, dataset_name, configurations), dataset_name,
+                             "trained configurations")
     models = [load_trained_model(data_root.training_output(dataset_name, c, planner), list(folds) if folds else None,
                                  checkpoint_name)
               for c in configurations]

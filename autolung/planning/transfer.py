@@ -15,12 +15,13 @@ from pathlib import Path
 from autolung.errors import InvalidInputError
 from autolung.paths import DataRoot
 from autolung.planning.plans import Plans
+from autolung.planning.registry import planner_in_use, planners_with_plans
 
 logger = logging.getLogger(__name__)
 
 
 def transfer_plans(data_root: DataRoot, source_dataset: str, target_folder: str | Path,
-                   source_planner: str = "default", target_planner: str | None = None,
+                   source_planner: str | None = None, target_planner: str | None = None,
                    overwrite: bool = False) -> Path:
     """Write ``preprocessed/<target>/plans[_<target_planner>].json`` from the source's plans.
 
@@ -28,7 +29,7 @@ def transfer_plans(data_root: DataRoot, source_dataset: str, target_folder: str 
         data_root: the data root.
         source_dataset: name of the planned source dataset.
         target_folder: the raw target dataset (its labels and channels are read).
-        source_planner: which plans of the source.
+        source_planner: which plans of the source; None: its only plans.
         target_planner: name of the plans for the target (default: the source's planner name);
             preprocess and train the target with ``planner`` set to it.
         overwrite: replace existing target plans.
@@ -42,6 +43,7 @@ def transfer_plans(data_root: DataRoot, source_dataset: str, target_folder: str 
     """
     from autolung.dataset.layout import load_dataset
 
+    source_planner = planner_in_use(source_planner, planners_with_plans(data_root, source_dataset), source_dataset)
     source_file = data_root.plans_file(source_dataset, source_planner)
     if not source_file.is_file():
         raise InvalidInputError("no plans for the source dataset; plan it first", path=source_file)

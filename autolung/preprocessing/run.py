@@ -28,6 +28,7 @@ from autolung.dataset.layout import load_dataset, read_case
 from autolung.errors import AutolungError, InvalidInputError, InvalidPlansError
 from autolung.paths import DataRoot
 from autolung.planning.plans import ConfigurationPlan, Plans
+from autolung.planning.registry import planner_in_use, planners_with_plans
 from autolung.preprocessing.case import preprocess_case, resampling_setup
 from autolung.preprocessing.resampling import axis_orders
 from autolung.progress import ProgressReporter, reporter, track
@@ -53,6 +54,7 @@ class PreprocessSummary:
     processed: dict[str, list[str]] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
     partial_files_removed: int = 0
+    folders: dict[str, Path] = field(default_factory=dict)  # where each configuration's cases are
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def select_configurations(plans: Plans, requested: Iterable[str] | None) -> list
 
 
 def preprocess_dataset(dataset_folder: str | Path, data_root: DataRoot, configurations: Iterable[str] | None = None,
-                       num_processes: int = 2, planner: str = "default",
+                       num_processes: int = 2, planner: str | None = None,
                        progress: ProgressReporter | None = None) -> PreprocessSummary:
     """Preprocess every training case of a dataset for the chosen configurations.
 
@@ -102,7 +104,8 @@ def preprocess_dataset(dataset_folder: str | Path, data_root: DataRoot, configur
         data_root: data root; plans are read from ``preprocessed/<Dataset>/``.
         configurations: configuration names, or None for all planned.
         num_processes: worker processes (1 runs in this process).
-        planner: planner name (selects ``plans_<planner>.json`` and the output folders).
+        planner: planner name (selects ``plans_<planner>.json`` and the output folders); None: the
+            dataset's only plans, else "auto".
         progress: receives the "preprocess <Dataset>" task, one step per case (default: nothing).
 
     Returns:
@@ -115,6 +118,7 @@ def preprocess_dataset(dataset_folder: str | Path, data_root: DataRoot, configur
     """
     dataset_folder = Path(dataset_folder)
     name = dataset_folder.name
+    planner = planner_in_use(planner, planners_with_plans(data_root, name), name)
     plans_file = data_root.plans_file(name, planner)
     if not plans_file.is_file():
         raise InvalidPlansError("no plans yet; run `autolung plan` (or `autolung plan_and_preprocess`) first",
@@ -124,7 +128,7 @@ def preprocess_dataset(dataset_folder: str | Path, data_root: DataRoot, configur
     spec = load_dataset(dataset_folder)
     data_root.record_dataset_source(dataset_folder)
     folders = {c: data_root.preprocessed_configuration(name, c, planner) for c in chosen}
-    summary = PreprocessSummary({c: [] for c in chosen}, {c: [] for c in chosen})
+    summary = PreprocessSummary({c: [] for c in chosen}, {c: [] for c in chosen}, folders=dict(folders))
     with contextlib.ExitStack() as locks:
         # Locked first: the partial files removed below could otherwise be another run's live writes.
         for folder in folders.values():

@@ -35,7 +35,8 @@ class TrainingOptions:
         seed: seed for splits-independent randomness (initialisation, patches, augmentation).
         loss: "bce_dice" (sigmoid per region) or "ce_dice" (softmax over background + labels);
             selects the :attr:`output_kind`.
-        planner: which plans to use ("default" reads plans.json).
+        planner: which plans to use ("default" reads plans.json); None: the dataset's only plans,
+            else "auto".
         num_gpus: processes to spawn for DDP (1 = no spawn).
         batch_size: override the plan's (global) batch size.
         initial_lr, momentum, weight_decay, poly_exponent: SGD with Nesterov and poly decay.
@@ -72,7 +73,7 @@ class TrainingOptions:
     compile: bool = False
     seed: int = 12345
     loss: str = SIGMOID_REGIONS.loss
-    planner: str = "default"
+    planner: str | None = None
     num_gpus: int = 1
     batch_size: int | None = None
     initial_lr: float = 1e-2

@@ -21,6 +21,7 @@ from autolung.errors import AutolungError
 from autolung.output_kind import output_kind_from_training_info
 from autolung.paths import DataRoot
 from autolung.planning.plans import ConfigurationPlan, Plans
+from autolung.planning.registry import planner_in_use, planners_with_plans
 from autolung.progress import ProgressReporter
 from autolung.results import FoldFolder, TrainingInfo
 from autolung.training import checkpoint as ckpt
@@ -293,6 +294,8 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
     Returns:
         The fold folder.
     """
+    options = replace(options, planner=planner_in_use(
+        options.planner, planners_with_plans(data_root, dataset_name), dataset_name))
     if distributed is None and options.num_gpus > 1:
         inputs = load_fold_inputs(data_root, dataset_name, configuration, fold, options)
         ddp.spawn(_spawned_rank, options.num_gpus, (data_root, dataset_name, configuration, fold, options))

@@ -14,7 +14,7 @@ import typer
 from autolung import api
 from autolung.errors import AutolungError
 from autolung_cli.app import app
-from autolung_cli.common import data_root, root_option
+from autolung_cli.common import PLANNER_HELP, data_root, root_option
 from autolung_cli.multivalue import multi_value_command
 
 BENCHMARKS_FOLDER = "benchmarks"
@@ -54,7 +54,7 @@ def benchmark_command(
     epochs: int = typer.Option(1000, "--epochs", help="Epochs per fold (an upper bound with --time-budget)."),
     iters_per_epoch: int = typer.Option(250, "--iters-per-epoch", help="Training iterations per epoch."),
     val_iters: int = typer.Option(50, "--val-iters", help="Validation iterations per epoch."),
-    planner: str = typer.Option("default", "--planner", help="Planner whose plans are used."),
+    planner: str = typer.Option(api.DEFAULT_PLANNER, "--planner", help=PLANNER_HELP),
     device: str = typer.Option("auto", "--device", help="cpu, cuda, mps or auto."),
     num_workers: Optional[int] = typer.Option(None, "--num-workers",
                                               help="Augmentation worker processes (0 = in-process)."),

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from autolung import api
 from autolung_cli.app import app
-from autolung_cli.common import data_root, root_option
+from autolung_cli.common import TRAINED_PLANNER_HELP, data_root, root_option
 from autolung_cli.multivalue import multi_value_command
 
 _console = Console(stderr=True)
@@ -24,7 +24,7 @@ def export_model_command(
     folds: Optional[List[str]] = typer.Option(None, "-f", "--folds",
                                               help="Folds (numbers, or 'all'); default: every finished numbered "
                                                    "fold, else fold all."),
-    planner: str = typer.Option("default", "--planner", help="Planner of the configurations."),
+    planner: Optional[str] = typer.Option(None, "--planner", help=TRAINED_PLANNER_HELP),
     output: Path = typer.Option(..., "-o", "--output", help="Bundle to write (model.zip)."),
     root: Optional[Path] = root_option(),
 ) -> None:

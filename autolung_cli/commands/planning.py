@@ -16,7 +16,7 @@ from typer.core import TyperCommand
 
 from autolung import api
 from autolung_cli.app import app
-from autolung_cli.common import data_root, dataset_folder, dataset_option, root_option
+from autolung_cli.common import PLANNER_HELP, data_root, dataset_folder, dataset_option, root_option
 from autolung_cli.progress import progress_reporter
 
 # More than the valid counts, so a wrong count reaches parse_overrides and gets its clear message.
@@ -84,7 +84,7 @@ def fingerprint(
 def plan(
     dataset: str = dataset_option(),
     root: Optional[Path] = root_option(),
-    planner: str = typer.Option("default", "--planner", "-p", help="Planner name (entry point autolung.planners)."),
+    planner: str = typer.Option(api.DEFAULT_PLANNER, "--planner", "-p", help=PLANNER_HELP),
     gpu_memory_gb: Optional[float] = typer.Option(
         None, "--gpu-memory-gb", min=0.1, help="GPU memory budget in GB (default: the planner's: 8; resenc_l 24; cpu 0.25)."),
     patch_size: Optional[str] = typer.Option(

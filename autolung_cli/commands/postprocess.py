@@ -8,8 +8,9 @@ import typer
 from rich.console import Console
 
 from autolung import api
+from autolung.paths import DataRoot
 from autolung_cli.app import app
-from autolung_cli.common import data_root, root_option
+from autolung_cli.common import TRAINED_PLANNER_HELP, data_root, root_option
 from autolung_cli.commands.evaluate import _parse_labels
 
 _console = Console()
@@ -59,7 +60,7 @@ def plot_overlays_command(
     configuration: Optional[str] = typer.Option(None, "-c", "--configuration",
                                                 help="Show this preprocessed configuration instead of the raw "
                                                      "images (network grid, normalised intensities)."),
-    planner: str = typer.Option("default", "--planner", help="Planner of the preprocessed configuration."),
+    planner: Optional[str] = typer.Option(None, "--planner", help=TRAINED_PLANNER_HELP),
     num_processes: int = typer.Option(1, "-np", "--num-processes", help="Worker processes."),
     num_slices: int = typer.Option(6, "--num-slices", help="Slices per picture."),
     root: Optional[Path] = root_option(),
@@ -74,7 +75,8 @@ def plot_overlays_command(
 def transfer_plans_command(
     source: str = typer.Option(..., "-s", "--source", help="Planned source dataset (name or folder)."),
     target: str = typer.Option(..., "-t", "--target", help="Target dataset (name under raw/, or a path)."),
-    source_planner: str = typer.Option("default", "-sp", "--source-planner", help="Which plans of the source."),
+    source_planner: Optional[str] = typer.Option(None, "-sp", "--source-planner",
+                                                 help="Which plans of the source (default: its only plans)."),
     target_planner: Optional[str] = typer.Option(None, "-tp", "--target-planner",
                                                  help="Name of the target's plans (default: the source planner)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing target plans."),
@@ -82,7 +84,7 @@ def transfer_plans_command(
 ) -> None:
     written = api.transfer_plans(source, target, data_root(root), source_planner, target_planner, overwrite)
     _console.print(f"plans written to {written}; preprocess and train the target with --planner "
-                   f"{target_planner or source_planner}")
+                   f"{DataRoot.planner_of_plans_file(written)}")
 
 
 app.command("transfer-plans", hidden=True)(transfer_plans_command)

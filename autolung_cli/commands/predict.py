@@ -10,7 +10,7 @@ from rich.console import Console
 from autolung import api
 from autolung.errors import InvalidInputError
 from autolung_cli.app import app
-from autolung_cli.common import data_root, dataset_name, root_option
+from autolung_cli.common import TRAINED_PLANNER_HELP, data_root, dataset_name, root_option
 from autolung_cli.multivalue import multi_value_command
 from autolung_cli.progress import RichProgress
 
@@ -60,7 +60,7 @@ def predict_command(
                                               help="Folds to average (-f 0 1 2, or 0,1,2; 'all' is the fold trained "
                                                    "on every case); default: every finished numbered fold, "
                                                    "else fold all."),
-    planner: str = typer.Option("default", "--planner", help="Planner of the trained configuration."),
+    planner: Optional[str] = typer.Option(None, "--planner", help=TRAINED_PLANNER_HELP),
     model: Optional[Path] = typer.Option(None, "--model", help="Model bundle (.zip) or extracted model folder."),
     disable_tta: bool = typer.Option(False, "--disable-tta", help="No test-time mirroring (about 8x faster in 3D)."),
     step_size: Optional[float] = typer.Option(None, "--step-size",

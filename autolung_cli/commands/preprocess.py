@@ -8,14 +8,14 @@ import typer
 
 from autolung import api
 from autolung.errors import DatasetProblemsError
-from autolung.paths import DataRoot
 from autolung_cli.app import app
-from autolung_cli.common import data_root, dataset_folder, dataset_option, root_option
+from autolung_cli.common import PLANNER_HELP, data_root, dataset_folder, dataset_option, root_option
 from autolung_cli.progress import progress_reporter
 from autolung_cli.multivalue import multi_value_command
 
 CONFIG_HELP = "Configurations, several after one flag (-c 2d 3d_fullres); default: all planned."
 NP_HELP = "Worker processes."
+
 
 
 def _configurations_option() -> Optional[List[str]]:
@@ -26,8 +26,9 @@ def _processes_option() -> int:
     return typer.Option(2, "-np", "--num-processes", min=1, help=NP_HELP)
 
 
-def _planner_option() -> str:
-    return typer.Option("default", "--planner", help="Planner whose plans to use (plans_<planner>.json).")
+def _planner_option() -> Optional[str]:
+    return typer.Option(None, "--planner", help="Planner whose plans to use (plans_<planner>.json); "
+                                                "default: the dataset's only plans.")
 
 
 def _split_names(values: Optional[List[str]]) -> Optional[list[str]]:
@@ -37,10 +38,10 @@ def _split_names(values: Optional[List[str]]) -> Optional[list[str]]:
     return [name for value in values for name in value.replace(",", " ").split()]
 
 
-def _report(summary: object, root: DataRoot, name: str, planner: str) -> None:
+def _report(summary: object) -> None:
     for configuration, done in summary.processed.items():
         skipped = len(summary.skipped.get(configuration, []))
-        folder = root.preprocessed_configuration(name, configuration, planner)
+        folder = summary.folders[configuration]
         typer.echo(f"{configuration}: preprocessed {len(done)} case(s), {skipped} already done -> {folder}")
 
 
@@ -50,7 +51,7 @@ def preprocess_command(
     dataset: str = dataset_option(),
     configurations: Optional[List[str]] = _configurations_option(),
     num_processes: int = _processes_option(),
-    planner: str = _planner_option(),
+    planner: Optional[str] = _planner_option(),
     root: Optional[Path] = root_option(),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
@@ -58,7 +59,7 @@ def preprocess_command(
     folder = dataset_folder(dataset, data)
     summary = api.preprocess(folder, data, _split_names(configurations), num_processes, planner,
                              progress=progress_reporter(not no_progress))
-    _report(summary, data, folder.name, planner)
+    _report(summary)
 
 
 @app.command("plan_and_preprocess",
@@ -69,7 +70,7 @@ def plan_and_preprocess_command(
     configurations: Optional[List[str]] = _configurations_option(),
     num_processes: int = _processes_option(),
     verify: bool = typer.Option(False, "--verify", help="Check the dataset first; stop listing its problems."),
-    planner: str = _planner_option(),
+    planner: str = typer.Option(api.DEFAULT_PLANNER, "--planner", help=PLANNER_HELP),
     gpu_memory_gb: Optional[float] = typer.Option(None, "--gpu-memory-gb", help="GPU memory budget for planning."),
     patch_size: Optional[List[str]] = typer.Option(None, "--patch-size", help="Force the patch size: Z Y X (3D) or Y X (2d)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Force the batch size."),
@@ -99,7 +100,7 @@ def plan_and_preprocess_command(
     if verify:
         typer.echo(f"{folder}: dataset OK, {prepared.num_cases_verified} cases")
     typer.echo(f"planned {', '.join(prepared.plans.configurations)} -> {prepared.plans_file}")
-    _report(prepared.preprocessing, data, folder.name, planner)
+    _report(prepared.preprocessing)
 
 
 @app.command("demo_data", help="Write the built-in synthetic lung CT dataset to <root>/raw/Demo_LungCT.")

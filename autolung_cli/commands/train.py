@@ -10,7 +10,7 @@ import typer
 from autolung import api
 from autolung.errors import InvalidInputError
 from autolung_cli.app import app
-from autolung_cli.common import data_root, dataset_name, dataset_option, root_option
+from autolung_cli.common import TRAINED_PLANNER_HELP, data_root, dataset_name, dataset_option, root_option
 from autolung_cli.progress import progress_reporter
 
 
@@ -30,7 +30,7 @@ def train(
     dataset: str = dataset_option(),
     configuration: str = typer.Option(..., "-c", "--configuration", help="Configuration: 2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres."),
     fold: str = typer.Option(..., "-f", "--fold", help="Fold 0-4, or 'all' to train on every case."),
-    planner: str = typer.Option("default", "--planner", help="Which plans to use (plans_<planner>.json)."),
+    planner: Optional[str] = typer.Option(None, "--planner", help=TRAINED_PLANNER_HELP),
     epochs: int = typer.Option(1000, "--epochs", help="Number of epochs (an upper bound with --time-budget)."),
     iters_per_epoch: int = typer.Option(250, "--iters-per-epoch", help="Training iterations per epoch."),
     val_iters: int = typer.Option(50, "--val-iters", help="Validation iterations per epoch."),

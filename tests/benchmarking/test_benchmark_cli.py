@@ -15,7 +15,7 @@ from autolung_cli.app import _register_commands, app
 _register_commands()
 runner = CliRunner()
 TINY = ["--epochs", "1", "--iters-per-epoch", "2", "--val-iters", "1", "--device", "cpu", "--num-workers", "0",
-        "-np", "1", "-f", "0", "--time-budget", "60s"]
+        "-np", "1", "-f", "0", "--time-budget", "60s", "--planner", "default"]
 
 
 def _nnunet_results(folder: Path) -> Path:

@@ -34,7 +34,7 @@ def test_regroup_multi_value_args() -> None:
 
 def test_plan_and_preprocess_tiny_dataset(data_root: DataRoot, tiny_msd: Path) -> None:
     result = _invoke("plan_and_preprocess", "-d", "Tiny_CT", "--root", str(data_root.root), "-c", "2d",
-                     "3d_fullres", "-np", "1", "--no-progress")
+                     "3d_fullres", "--planner", "default", "-np", "1", "--no-progress")
     assert "3d_fullres: preprocessed 4 case(s)" in result.output
     for configuration in ("2d", "3d_fullres"):
         dataset = PreprocessedDataset(data_root.preprocessed_configuration("Tiny_CT", configuration))
@@ -47,14 +47,16 @@ def test_plan_and_preprocess_tiny_dataset(data_root: DataRoot, tiny_msd: Path) -
 def test_plan_and_preprocess_with_overrides_and_alias(data_root: DataRoot, tiny_msd: Path) -> None:
     _invoke("plan-and-preprocess", "-d", str(tiny_msd), "--root", str(data_root.root), "-c", "3d_fullres",
             "--patch-size", "8", "16", "16", "-np", "1", "--no-progress")
-    plans = json.loads(data_root.plans_file("Tiny_CT").read_text())
+    # no planner named: auto, and the forced patch holds for whatever the probe chose
+    plans = json.loads(data_root.plans_file("Tiny_CT", "auto").read_text())
     assert plans["configurations"]["3d_fullres"]["patch_size"] == [8, 16, 16]
-    assert not data_root.preprocessed_configuration("Tiny_CT", "2d").exists()
+    assert data_root.preprocessed_configuration("Tiny_CT", "3d_fullres", "auto").is_dir()
+    assert not data_root.preprocessed_configuration("Tiny_CT", "2d", "auto").exists()
 
 
 def test_bad_override_fails_before_work(data_root: DataRoot, tiny_msd: Path) -> None:
-    result = runner.invoke(app, ["plan_and_preprocess", "-d", "Tiny_CT", "--root", str(data_root.root),
-                                 "--patch-size", "8", "x", "--no-progress"])
+    result = runner.invoke(app, ["plan_and_preprocess", "-d", "Tiny_CT", "--planner", "default",
+                                 "--root", str(data_root.root), "--patch-size", "8", "x", "--no-progress"])
     assert result.exit_code != 0
     assert not data_root.plans_file("Tiny_CT").exists()
 
@@ -74,7 +76,7 @@ def test_demo_data_then_plan_and_preprocess(data_root: DataRoot) -> None:
     folder = data_root.raw / "Demo_LungCT"
     assert len(list((folder / "imagesTr").glob("*.nii.gz"))) == 4
     _invoke("plan_and_preprocess", "-d", "Demo_LungCT", "--root", str(data_root.root), "-np", "2",
-            "--no-progress")
+            "--planner", "default", "--no-progress")
     plans = json.loads(data_root.plans_file("Demo_LungCT").read_text())
     for configuration in plans["configurations"]:
         dataset = PreprocessedDataset(data_root.preprocessed_configuration("Demo_LungCT", configuration))
@@ -98,7 +100,7 @@ def test_hippocampus_subset(data_root: DataRoot) -> None:
             shutil.copy(source / entry[key], target / entry[key])
     (target / "dataset.json").write_text(json.dumps(payload))
     _invoke("plan_and_preprocess", "-d", "Task04_Hippocampus", "--root", str(data_root.root), "-np", "2",
-            "--no-progress")
+            "--planner", "default", "--no-progress")
     dataset = PreprocessedDataset(data_root.preprocessed_configuration("Task04_Hippocampus", "3d_fullres"))
     assert len(dataset) == 8
     data, seg, props = dataset.load(dataset.case_ids[0])

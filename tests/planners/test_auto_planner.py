@@ -186,3 +186,39 @@ def test_demo_and_benchmark_plan_auto_for_their_device_and_budget(tmp_path: Path
 
     assert steps.plan_step(Job())["configurations"] == ["3d_fullres"]
     assert calls[2]["time_budget_s"] == 90 and calls[2]["device"] == "cpu"
+
+
+def test_cli_default_is_auto_end_to_end(tiny_msd: Path, data_root: DataRoot, monkeypatch) -> None:
+    """No planner named anywhere: plan_and_preprocess plans auto, preprocess and train find those plans."""
+    import autolung_cli.commands.preprocess  # noqa: F401 - registers the commands
+    import autolung_cli.commands.train  # noqa: F401
+
+    monkeypatch.setattr(sizing, "probe_step_seconds", Probe(0.01))
+    root = ["--root", str(data_root.root)]
+    result = runner.invoke(app, ["plan_and_preprocess", "-d", str(tiny_msd), *root, "-np", "1", "--no-progress",
+                                 "--device", "cpu", "--time-budget", "2m", "-c", "3d_fullres"])
+    assert result.exit_code == 0, result.output
+    plans = json.loads(data_root.plans_file("Tiny_CT", "auto").read_text())
+    assert plans["planner"] == "auto" and not data_root.plans_file("Tiny_CT").exists()
+    assert data_root.preprocessed_configuration("Tiny_CT", "3d_fullres", "auto").is_dir()
+    result = runner.invoke(app, ["preprocess", "-d", str(tiny_msd), *root, "-np", "1", "--no-progress",
+                                 "-c", "3d_fullres"])
+    assert result.exit_code == 0, result.output
+    assert "3d_fullres__auto" in result.output
+    result = runner.invoke(app, ["train", "-d", "Tiny_CT", "-c", "3d_fullres", "-f", "0", *root, "--epochs", "1",
+                                 "--iters-per-epoch", "1", "--val-iters", "1", "--no-final-validation",
+                                 "--num-workers", "0", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    fold = data_root.training_output("Tiny_CT", "3d_fullres", "auto") / "fold_0"
+    assert (fold / "checkpoint_final.pt").is_file()
+    assert json.loads((fold / "training_info.json").read_text())["planner"] == "auto"
+    # a second planner's plans make the choice ambiguous: named, not guessed
+    assert runner.invoke(app, ["plan", "-d", str(tiny_msd), *root, "--planner", "cpu", "-np", "1"]).exit_code == 0
+    result = runner.invoke(app, ["train", "-d", "Tiny_CT", "-c", "3d_fullres", "-f", "0", *root, "--epochs", "1",
+                                 "--iters-per-epoch", "1", "--val-iters", "1", "--no-final-validation",
+                                 "--num-workers", "0", "--device", "cpu"])
+    from autolung.errors import InvalidInputError
+    from autolung_cli.flags import with_flags
+
+    assert result.exit_code != 0 and isinstance(result.exception, InvalidInputError)
+    assert "several planners (auto, cpu); name the one to use with --planner" in with_flags(str(result.exception))

@@ -25,7 +25,7 @@ def test_join_multi_values() -> None:
 
 def test_plan_explain_on_tiny_dataset(tiny_msd: Path, data_root: DataRoot) -> None:
     result = runner.invoke(app, ["plan", "-d", str(tiny_msd), "--root", str(data_root.root), "--explain",
-                                 "-np", "1"])
+                                 "--planner", "default", "-np", "1"])
     assert result.exit_code == 0, result.output
     assert "[3d_fullres]" in result.output and "because" in result.output
     assert data_root.plans_file("Tiny_CT").is_file()
@@ -33,7 +33,7 @@ def test_plan_explain_on_tiny_dataset(tiny_msd: Path, data_root: DataRoot) -> No
 
 def test_plan_patch_size_override_exact_form(tiny_msd: Path, data_root: DataRoot) -> None:
     result = runner.invoke(app, ["plan", "-d", str(tiny_msd), "--root", str(data_root.root), "-np", "1",
-                                 "--patch-size", "8", "30", "30", "--batch-size", "3"])
+                                 "--planner", "default", "--patch-size", "8", "30", "30", "--batch-size", "3"])
     assert result.exit_code == 0, result.output
     plans = json.loads(data_root.plans_file("Tiny_CT").read_text())
     full = plans["configurations"]["3d_fullres"]
@@ -46,7 +46,7 @@ def test_real_hippocampus_plan(tmp_path: Path) -> None:
     root = tmp_path / "root"
     result = runner.invoke(app, ["fingerprint", "-d", str(folder), "--root", str(root), "-np", "2", "--no-progress"])
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["plan", "-d", str(folder), "--root", str(root), "--explain"])
+    result = runner.invoke(app, ["plan", "-d", str(folder), "--root", str(root), "--explain", "--planner", "default"])
     assert result.exit_code == 0, result.output
     plans = json.loads(DataRoot(root).plans_file("Task04_Hippocampus").read_text())
     full = plans["configurations"]["3d_fullres"]

@@ -224,7 +224,7 @@ def test_plan_and_preprocess_refuses_broken_dataset(name, data_root, cli):
     breaker(folder)
     before = snapshot(data_root.root)
     code, out, err = cli("plan_and_preprocess", "-d", "Tiny_CT", "--root", str(data_root.root), "-np", "1",
-                         "-c", "3d_fullres", "--no-progress")
+                         "--planner", "default", "-c", "3d_fullres", "--no-progress")
     assert_one_line_error(code, out, err, folder / named, *words)
     assert snapshot(data_root.root) == before
 
@@ -246,7 +246,7 @@ def test_recoverable_problems_are_reported_and_processing_goes_on(name, data_roo
     folder = write_tiny_msd(data_root.raw / "Tiny_CT", num_cases=2, shape=SHAPE)
     RECOVERABLE[name](folder)
     code, out, err = cli("plan_and_preprocess", "-d", "Tiny_CT", "--root", str(data_root.root), "-np", "1",
-                         "-c", "3d_fullres", "--no-progress")
+                         "--planner", "default", "-c", "3d_fullres", "--no-progress")
     assert code == 0, err
     assert "Traceback" not in err
     preprocessed = data_root.preprocessed / "Tiny_CT" / "3d_fullres"
@@ -260,7 +260,7 @@ def test_recoverable_problems_are_reported_and_processing_goes_on(name, data_roo
 def test_hand_edited_invalid_plans_stop_preprocess_and_change_nothing(data_root, cli):
     write_tiny_msd(data_root.raw / "Tiny_CT", num_cases=2, shape=SHAPE)
     args = ("--root", str(data_root.root), "-np", "1", "--no-progress")
-    code, _, err = cli("plan_and_preprocess", "-d", "Tiny_CT", "-c", "3d_fullres", *args)
+    code, _, err = cli("plan_and_preprocess", "-d", "Tiny_CT", "--planner", "default", "-c", "3d_fullres", *args)
     assert code == 0, err
     plans_file = data_root.plans_file("Tiny_CT")
     plans = json.loads(plans_file.read_text())

@@ -139,7 +139,8 @@ def test_crashing_preprocessing_worker_surfaces_and_nothing_hangs(tmp_path, how)
     script.write_text(CRASH_SCRIPT)
     start = time.monotonic()
     result = subprocess.run([sys.executable, str(script), how, "plan_and_preprocess", "-d", "Tiny_CT", "--root",
-                             str(tmp_path / "root"), "-np", "2", "-c", "3d_fullres", "--no-progress"],
+                             str(tmp_path / "root"), "--planner", "default", "-np", "2", "-c", "3d_fullres",
+                             "--no-progress"],
                             capture_output=True, text=True, timeout=180, env=cli_env(), cwd=REPO)
     assert time.monotonic() - start < 180
     assert result.returncode == 1, result.stderr

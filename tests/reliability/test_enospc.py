@@ -64,8 +64,8 @@ def test_atomic_helpers_turn_enospc_into_a_clear_error_and_keep_the_old_file(tmp
 
 def test_disk_full_during_preprocessing_then_rerun(data_root, cli, monkeypatch):
     write_tiny_msd(data_root.raw / "Tiny_CT", num_cases=3, shape=(6, 16, 16))
-    args = ("plan_and_preprocess", "-d", "Tiny_CT", "--root", str(data_root.root), "-np", "1", "-c", "3d_fullres",
-            "--no-progress")
+    args = ("plan_and_preprocess", "-d", "Tiny_CT", "--planner", "default", "--root", str(data_root.root), "-np", "1",
+            "-c", "3d_fullres", "--no-progress")
     real_save, calls = np.save, [0]
 
     def fills_up(handle, array, **kwargs):

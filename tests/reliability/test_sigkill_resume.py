@@ -90,7 +90,7 @@ def test_plan_and_preprocess_killed_at_random_moments_equals_uninterrupted(tmp_p
         write_tiny_msd(root.raw / "Tiny_CT", num_cases=6, shape=(12, 32, 32))
     def command(root: DataRoot) -> list[str]:
         return _cli("plan_and_preprocess", "-d", "Tiny_CT", "--root", str(root.root), "-np", "2",
-                    "-c", "3d_fullres", "--no-progress")
+                    "--planner", "default", "-c", "3d_fullres", "--no-progress")
     killed, result, duration = _run(command(roots[0]))
     assert not killed and result.returncode == 0, result.stderr
     counts = _kill_then_finish(command(roots[1]), duration, seed=11)

@@ -20,7 +20,8 @@ SPLITS = [{"train": ["case_002", "case_003"], "val": ["case_000", "case_001"]},
 
 def _plan_with_lowres(root, capsys, monkeypatch):
     dataset = write_tiny_msd(root / "raw" / "Tiny_CT", num_cases=4, shape=(8, 32, 32))
-    code, output = run_main(["plan", "-d", dataset, "--patch-size", "8", "16", "8", "--root", root],
+    code, output = run_main(["plan", "-d", dataset, "--planner", "default", "--patch-size", "8", "16", "8",
+                             "--root", root],
                             capsys, monkeypatch)
     assert code == 0, output
     plans_file = root / "preprocessed" / "Tiny_CT" / "plans.json"
