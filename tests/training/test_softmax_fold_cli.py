@@ -36,7 +36,7 @@ def _predict(images: Path, output: Path, root: list[str]) -> tuple[np.ndarray, n
 @pytest.mark.slow
 def test_softmax_fold_through_the_cli(data_root: DataRoot, tiny_msd: Path, tmp_path: Path) -> None:
     root = ["--root", str(data_root.root)]
-    _invoke("plan", "-d", "Tiny_CT", "-np", "1", *root)
+    _invoke("plan", "-d", "Tiny_CT", "-np", "1", "--planner", "default", *root)
     plans = Plans.load(data_root.plans_file("Tiny_CT"))
     architecture = plans.configurations["2d"].architecture
     architecture.features_per_stage = [4 * 2 ** min(i, 2) for i in range(architecture.num_stages)]  # tiny
