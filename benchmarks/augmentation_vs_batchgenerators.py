@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy
 from batchgenerators.augmentations.color_augmentations import (
     augment_brightness_multiplicative,
     augment_contrast,
@@ -49,6 +50,7 @@ from batchgenerators.augmentations.noise_augmentations import augment_gaussian_b
 from batchgenerators.augmentations.resample_augmentations import augment_linear_downsampling_scipy
 from batchgenerators.augmentations.spatial_transformations import augment_mirroring, augment_spatial
 from scipy.ndimage import gaussian_filter
+from scipy.ndimage import zoom as nd_zoom
 
 from autolung.training.augmentation.base import Sample
 from autolung.training.augmentation.intensity import (
@@ -83,7 +85,6 @@ def synthetic_sample(shape: tuple[int, ...], seed: int) -> Sample:
     rng = np.random.default_rng(seed)
     small = rng.normal(size=tuple(max(4, s // 8) for s in shape)).astype(np.float32)
     zoom = [s / m for s, m in zip(shape, small.shape)]
-    from scipy.ndimage import zoom as nd_zoom
     image = gaussian_filter(nd_zoom(small, zoom, order=1), 1.0)[tuple(slice(0, s) for s in shape)]
     grid = np.meshgrid(*[np.linspace(-1, 1, s) for s in shape], indexing="ij")
     label = (sum(g ** 2 for g in grid) < 0.3).astype(np.int8)
@@ -211,7 +212,6 @@ def main() -> None:
     parser.add_argument("--repeats-2d", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    import scipy
     print(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
           f"batchgenerators {importlib.metadata.version('batchgenerators')}, {cpu_name()}")
     rows: list[Row] = []
