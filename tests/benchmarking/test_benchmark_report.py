@@ -62,18 +62,18 @@ def test_csv_has_one_row_per_dataset_configuration_class(written):
 
 def test_json_holds_everything_and_nan_as_null(written):
     _, paths = written
-    report = json.loads(paths["json"].read_text())  # strict JSON: no NaN literal
+    report = json.loads(paths["json"].read_text(encoding="utf-8"))  # strict JSON: no NaN literal
     assert report["format"] == "autolung-benchmark-report" and report["settings"] == {"epochs": 10}
     assert len(report["rows"]) == 3 and report["rows"][2]["lesion_sensitivity"] is None
     lung = report["datasets"][0]["configurations"]["3d_fullres"]
     assert [c["case_id"] for c in lung["cases"]] == ["a", "b", "c", "d"]
     assert lung["cases"][1]["metrics"]["2"]["hd95"] is None
-    assert "NaN" not in paths["json"].read_text()
+    assert "NaN" not in paths["json"].read_text(encoding="utf-8")
 
 
 def test_markdown_tables_and_figure(written):
     _, paths = written
-    text = paths["md"].read_text()
+    text = paths["md"].read_text(encoding="utf-8")
     assert "| Lung_CT | 3d_fullres * | lung (1) | 4 | 0.750 ± 0.112 | 0.750 [0.675, 0.825] |" in text
     assert "| Lung_CT | 3d_fullres | 0 1 | 10 | 220.0 | 110.0 | 3.00 |" in text
     assert "| Slices2D | 2d | 999 x 1 x 1 | 1 x 64 x 64 | 12 | 5 | 32, 64, 128, 256, 512 |" in text
@@ -85,6 +85,6 @@ def test_failed_dataset_is_listed_and_empty_report_still_written(tmp_path):
     failed = {"dataset": "Broken", "labels": {}, "failed": {"step": "verify", "message": "label missing"},
               "best": None, "configurations": {}}
     paths = write_report(build_report([failed]), tmp_path)
-    assert "- **Broken**, step `verify`: label missing" in paths["md"].read_text()
-    assert paths["csv"].read_text().count("\n") == 1  # header only
+    assert "- **Broken**, step `verify`: label missing" in paths["md"].read_text(encoding="utf-8")
+    assert paths["csv"].read_text(encoding="utf-8").count("\n") == 1  # header only
     assert paths["figure"].read_bytes()[:4] == b"\x89PNG"

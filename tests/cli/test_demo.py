@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -15,10 +16,11 @@ def test_demo_runs_every_step_and_writes_masks_overlays_and_summary(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "autolung_cli", "demo", "--root", str(root), "--time-budget", "15s",
          "--num-cases", "5", "--num-unseen", "2", "--disable-tta", "-np", "1"],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, encoding="utf-8", env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "unseen cases" in result.stdout and "tumour" in result.stdout
-    summary = json.loads((root / "demo" / "evaluation" / "summary.json").read_text())
+    summary = json.loads((root / "demo" / "evaluation" / "summary.json").read_text(encoding="utf-8"))
     assert summary["num_cases"] == 2 and 0.0 <= summary["mean_foreground_dice"] <= 1.0
     assert (root / "results" / "Demo_LungCT" / "3d_fullres__cpu" / "fold_0" / "checkpoint_final.pt").is_file()
     for case in ("lung_000", "lung_001"):
