@@ -431,7 +431,7 @@ def report_rows(records: list[dict]) -> list[str]:
     rows = ["| set | fold | budget or length | tool | variant | test Dice (mean) | per class | iterations | loop s | "
             "patch, batch, widths | cores | load (1 min) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["set"], r["fold"], r["budget_s"] or 0, r["tool"], r["variant"],
-                                            r["started"])):
+                                            r.get("started", ""))):
         plan = r.get("plan", {})
         length = f"{r['budget_s'] / 60:g} min" if r["budget_s"] else f"{r.get('fixed_iterations')} iterations"
         widths = plan.get("features")
@@ -449,14 +449,14 @@ def paired_runs(records: list[dict]) -> list[tuple[dict, dict]]:
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         if r["machine"].get("pinned_cores") and r["budget_s"]:
-            groups.setdefault((r["set"], r["fold"], r["budget_s"], r["started"][:16]), []).append(r)
+            groups.setdefault((r["set"], r["fold"], r["budget_s"], r.get("started", "")[:16]), []).append(r)
     pairs = []
     for members in groups.values():
         ours = [r for r in members if r["tool"].startswith("autolung:")]
         theirs = [r for r in members if r["tool"] == "nnunet"]
         if ours and theirs:
             pairs.append((ours[0], theirs[0]))
-    return sorted(pairs, key=lambda pair: (pair[0]["set"], pair[0]["budget_s"], pair[0]["started"]))
+    return sorted(pairs, key=lambda pair: (pair[0]["set"], pair[0]["budget_s"], pair[0].get("started", "")))
 
 
 def pair_rows(records: list[dict]) -> list[str]:
