@@ -467,7 +467,8 @@ def pair_rows(records: list[dict]) -> list[str]:
         classes = [k for k in ours["dice"] if k != "mean"]
         rare = ""
         if len(classes) > 1:
-            lowest = min(classes, key=lambda k: (theirs["dice"].get(k) or 0.0))
+            # the class both tools learned least (consolidation in COVID_Infection2D)
+            lowest = min(classes, key=lambda k: (ours["dice"].get(k) or 0.0) + (theirs["dice"].get(k) or 0.0))
             rare = f"{lowest}: {ours['dice'].get(lowest) or 0:.3f} / {theirs['dice'].get(lowest) or 0:.3f}"
         rows.append(f"| {ours['set']} | {ours['budget_s'] / 60:g} min | {ours['tool'].split(':', 1)[1]} | "
                     f"{a:.3f} | {b:.3f} | {a - b:+.3f} | {ours['iterations']} / {theirs['iterations']} | {rare} |")
