@@ -50,10 +50,12 @@ class DataRoot:
     @staticmethod
     def planner_of_plans_file(path: str | Path) -> str | None:
         """The planner a plans file name belongs to (the inverse of :meth:`plans_file`); None for other names."""
-        stem = Path(path).name.removesuffix(".json")
-        if stem == "plans":
+        name = Path(path).name
+        if name == "plans.json":
             return "default"
-        return stem.removeprefix("plans_") if stem.startswith("plans_") and Path(path).suffix == ".json" else None
+        if not (name.startswith("plans_") and name.endswith(".json")):
+            return None
+        return name[len("plans_"):-len(".json")] or None
 
     def fingerprint_file(self, dataset_name: str) -> Path:
         return self.preprocessed_dataset(dataset_name) / "fingerprint.json"

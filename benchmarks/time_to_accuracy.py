@@ -149,11 +149,11 @@ def thread_env(env: dict[str, str] | None) -> dict[str, str] | None:
 def run(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> float:
     """Run ``command`` (output to ``log_file``); its wall time; exit with the log tail on failure."""
     cores = pinned_cores()
-    pin = (lambda: os.sched_setaffinity(0, cores)) if cores is not None else None
+    if cores is not None:  # taskset, not preexec_fn: the tools run from threads, where preexec_fn may deadlock
+        command = ["taskset", "-c", ",".join(map(str, cores)), *command]
     start = time.perf_counter()
     with open(log_file, "w") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=thread_env(env),
-                                preexec_fn=pin)
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=thread_env(env))
     if result.returncode != 0:
         raise SystemExit(f"failed (exit {result.returncode}): {' '.join(command)}\n{log_file.read_text()[-3000:]}")
     return time.perf_counter() - start

@@ -59,3 +59,13 @@ def test_trained_planners_are_read_from_the_results_folders(tmp_path) -> None:
     assert registry.planners_with_trained(root, "Lungs") == ["auto", "cpu"]
     assert registry.planners_with_trained(root, "Lungs", ["2d"]) == ["auto"]
     assert registry.planner_in_use(None, registry.planners_with_trained(root, "Lungs", ["2d"]), "Lungs") == "auto"
+
+
+def test_plans_file_names_map_back_to_their_planner(tmp_path) -> None:
+    from autolung.paths import DataRoot
+
+    root = DataRoot(tmp_path)
+    for planner in ("default", "auto", "cpu_transfer"):
+        assert DataRoot.planner_of_plans_file(root.plans_file("Lungs", planner)) == planner
+    for other in ("plans", "plans_.json", "plans_auto.json.tmp", "fingerprint.json"):
+        assert DataRoot.planner_of_plans_file(tmp_path / other) is None
