@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/time_to_accuracy.py run --set MSDLungTumourPatches2D --budget 5m
         --tool autolung:auto [--tool autolung:cpu --tool nnunet] [--train-arg=--loss=ce_dice --variant ce]
+        [--plan-arg=--target-spacing --plan-arg=999 --plan-arg=2 --plan-arg=2]
         [--fold 0] [--work /tmp/tta] [--nnunet-venv PATH] [--results benchmarks/results/time_to_accuracy.json]
     .venv/bin/python benchmarks/time_to_accuracy.py report     # table + plot into docs/
 
@@ -252,7 +253,7 @@ def validation_split(train: list[str], pattern: str) -> dict[str, list[str]]:
 
 # ----------------------------------------------------------------------------------------- autolung
 def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: Path, train_args: list[str],
-                 configuration: str | None, iterations: int | None = None) -> dict:
+                 configuration: str | None, iterations: int | None = None, plan_args: list[str] = ()) -> dict:
     files = SetFiles(DATA / set_name)
     split = make_splits.load_split(set_name, fold)
     record = json.loads((REPO / "benchmarks" / "splits" / f"{set_name}.json").read_text())
@@ -270,6 +271,7 @@ def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: 
         plan_cmd += ["--time-budget", budget]
     if configuration:
         plan_cmd += ["-c", configuration]
+    plan_cmd += list(plan_args)
     plan_s = run(plan_cmd, work / "plan.log", env)
     plans = json.loads(next((root / "preprocessed" / set_name).glob("plans*.json")).read_text())
     configuration = configuration or ("2d" if "3d_fullres" not in plans["configurations"] else "3d_fullres")
@@ -564,14 +566,14 @@ def run_tool(args: argparse.Namespace, tool: str) -> None:
             info["note"] = "paired run: every tool at the same time, each pinned to its own core"
         if tool.startswith("autolung:"):
             outcome = run_autolung(args.set, tool.split(":", 1)[1], budget_s, args.fold, work, args.train_arg,
-                                   args.configuration, args.iterations)
+                                   args.configuration, args.iterations, args.plan_arg)
         elif tool == "nnunet":
             outcome = run_nnunet(args.set, budget_s, args.fold, work, args.nnunet_venv, args.configuration)
         else:
             raise SystemExit(f"unknown tool {tool!r}: autolung:<planner> or nnunet")
         result = {"set": args.set, "fold": args.fold, "budget_s": None if args.iterations else budget_s,
                   "fixed_iterations": args.iterations, "tool": tool, "variant": args.variant,
-                  "train_args": args.train_arg, "started": started, "machine": info,
+                  "train_args": args.train_arg, "plan_args": args.plan_arg, "started": started, "machine": info,
                   "load_after": round(os.getloadavg()[0], 2), **outcome}
         append_result(args.results, result)
         log(f"{tool} [{args.variant}] {args.set} {length}: Dice {outcome['dice']}, "
@@ -590,6 +592,9 @@ def main() -> None:
     run_parser.add_argument("--configuration", help="default: 2d for 2D sets, 3d_fullres otherwise")
     run_parser.add_argument("--train-arg", action="append", default=[],
                             help="extra 'autolung train' argument, e.g. --train-arg=--loss=ce_dice")
+    run_parser.add_argument("--plan-arg", action="append", default=[],
+                            help="extra 'autolung plan_and_preprocess' argument, e.g. --plan-arg=--target-spacing "
+                                 "(each value its own --plan-arg)")
     run_parser.add_argument("--variant", default="defaults", help="name of the ablation variant")
     run_parser.add_argument("--iterations", type=int,
                             help="train this many iterations instead of a budget (autolung; recipe ablations "

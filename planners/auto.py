@@ -11,6 +11,7 @@ the choice, so ``autolung plan --explain`` shows them. The budget is recorded as
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,10 +33,71 @@ CPU_LADDER: tuple[tuple[str, int, dict[int, int], float], ...] = (
 )
 
 
-def _variant(name: str, base: int, widest: dict[int, int], memory_gb: float) -> type[DefaultPlanner]:
-    return type("AutoCandidate", (DefaultPlanner,), {"name": name, "base_features": base,
-                                                      "max_features": dict(widest),
-                                                      "default_gpu_memory_gb": memory_gb})
+# A 2d patch covering less than this share of the median image sees texture, not anatomy: with a
+# few hundred CPU steps the chest X-ray network labelled the air around the body as lung (test Dice
+# 0.59 at 1 mm; 0.79 with the in-plane spacing doubled, same budget; benchmarks/time_to_accuracy.py).
+CONTEXT_COVERAGE = 0.25
+# Coarsen until the patch covers this share of the median image ...
+CONTEXT_TARGET = 1.0
+# ... in steps of 2x, at most this much in all ...
+MAX_IN_PLANE_COARSENING = 4.0
+# ... while the 25th-percentile lesion of every class keeps at least this many pixels (8 x 8).
+SMALLEST_LESION_PIXELS = 64.0
+
+
+def _variant(name: str, base: int, widest: dict[int, int], memory_gb: float,
+             in_plane_factor: float = 1.0) -> type[DefaultPlanner]:
+    attributes = {"name": name, "base_features": base, "max_features": dict(widest),
+                  "default_gpu_memory_gb": memory_gb}
+    if in_plane_factor != 1.0:
+        attributes["fullres_spacing"] = _coarser_in_plane(in_plane_factor)
+    return type("AutoCandidate", (DefaultPlanner,), attributes)
+
+
+def _coarser_in_plane(factor: float):
+    """A ``fullres_spacing`` that multiplies the 2d configuration's in-plane spacing by ``factor``."""
+    def fullres_spacing(self: DefaultPlanner, name: str) -> tuple[list[float], Decision]:
+        spacing, decision = DefaultPlanner.fullres_spacing(self, name)
+        if name != "2d":
+            return spacing, decision
+        coarse = [spacing[0], spacing[1] * factor, spacing[2] * factor]
+        return coarse, Decision("target spacing", coarse, f"{decision.rule}; in-plane {factor:g}x coarser so the "
+                                                          f"patch sees the anatomy (auto planner, CPU budget)")
+    return fullres_spacing
+
+
+def smallest_lesion_pixels(fingerprint: Fingerprint, in_plane_spacing: Sequence[float]) -> float | None:
+    """Pixels of the smallest class's 25th-percentile lesion at ``in_plane_spacing`` (2d).
+
+    Args:
+        fingerprint: the dataset fingerprint (its ``lesion_sizes``; mm² for 2D sets, mm³ for 3D
+            ones, where a lesion's slice is taken as the face of a cube of its volume).
+        in_plane_spacing: (y, x) in mm.
+
+    Returns:
+        The pixel count, or None when the fingerprint has no lesion sizes.
+    """
+    sizes = [stats.get("size_p25") for stats in (fingerprint.lesion_sizes or {}).values()
+             if isinstance(stats, Mapping)]
+    sizes = [float(s) for s in sizes if s is not None]
+    if not sizes:
+        return None
+    area = min(sizes) if fingerprint.component_size_unit == "mm2" else min(sizes) ** (2.0 / 3.0)
+    return area / (float(in_plane_spacing[0]) * float(in_plane_spacing[1]))
+
+
+def coverage(config: ConfigurationPlan) -> float:
+    """Share of the median image one patch covers (in-plane for 2d), at most 1."""
+    median = config.median_shape_after_resampling[-config.dim:]
+    return min(1.0, math.prod(config.patch_size) / max(1.0, float(math.prod(median))))
+
+
+def _rung_index(candidate: sizing.Candidate) -> int:
+    return [rung[0] for rung in CPU_LADDER].index(candidate.name)
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "x".join(f"{float(v):g}" for v in values)
 
 
 def resolve_device(device: str) -> str:
@@ -107,7 +169,7 @@ class AutoPlanner:
         if self.gpu_memory_gb is not None:
             log.warning("gpu_memory_gb=%g is ignored on a CPU: the auto planner sizes the plan from the "
                         "measured step time and the time budget", self.gpu_memory_gb)
-        planned = [_variant(*rung)(self.fingerprint, None, self.overrides).plan(dataset_name) for rung in CPU_LADDER]
+        planned = self.plan_ladder(1.0, dataset_name)
         chosen_plans = planned[0]
         in_channels = len(chosen_plans.channel_names)
         out_channels = max(1, len(chosen_plans.region_mapping.regions))
@@ -115,28 +177,94 @@ class AutoPlanner:
         configurations: dict[str, ConfigurationPlan] = {}
         memory = {}
         for name in planned[0].configurations:
-            candidates, seen = [], set()
-            for rung, plans in zip(CPU_LADDER, planned):
-                config = plans.configurations.get(name)
-                key = None if config is None else (repr(config.architecture), tuple(config.patch_size),
-                                                   config.batch_size)
-                if key is None or key in seen:  # a smaller budget that changes nothing is not a candidate
-                    continue
-                seen.add(key)
-                candidates.append(sizing.Candidate(rung[0], config.architecture, list(config.patch_size),
-                                                   config.batch_size))
+            candidates = self.candidates(planned, name)
             chosen, probed = sizing.rank_candidates(candidates, budget_s, in_channels, out_channels, probe,
                                                     self.min_iterations)
-            index = [rung[0] for rung in CPU_LADDER].index(chosen.name)
+            index = _rung_index(chosen)
             config = planned[index].configurations[name]
+            decisions = self.choice_decisions(candidates, chosen, probed, budget_s, budget_rule)
+            if name == "2d":
+                scaled = sizing.scaled_probe(probed, candidates[-1])
+                config, index, decisions = self.with_context(config, index, decisions, scaled, probed,
+                                                             budget_s, budget_rule, in_channels, out_channels,
+                                                             dataset_name)
             memory[name] = CPU_LADDER[index][3]
-            config.decisions[:0] = self.choice_decisions(candidates, chosen, probed, budget_s, budget_rule)
+            config.decisions[:0] = decisions
             configurations[name] = config
         plans = planned[0]
         plans.configurations = configurations
         plans.planner = self.name
         plans.gpu_memory_gb = min(memory.values())
         return plans
+
+    def plan_ladder(self, in_plane_factor: float, dataset_name: str | None) -> list[Plans]:
+        """Every rung of :data:`CPU_LADDER` planned, the 2d in-plane spacing times ``in_plane_factor``."""
+        return [_variant(*rung, in_plane_factor=in_plane_factor)(self.fingerprint, None, self.overrides)
+                .plan(dataset_name) for rung in CPU_LADDER]
+
+    @staticmethod
+    def candidates(planned: Sequence[Plans], name: str) -> list[sizing.Candidate]:
+        """The distinct sized plans of configuration ``name`` down the ladder, widest first."""
+        candidates, seen = [], set()
+        for rung, plans in zip(CPU_LADDER, planned):
+            config = plans.configurations.get(name)
+            key = None if config is None else (repr(config.architecture), tuple(config.patch_size), config.batch_size)
+            if key is None or key in seen:  # a smaller budget that changes nothing is not a candidate
+                continue
+            seen.add(key)
+            candidates.append(sizing.Candidate(rung[0], config.architecture, list(config.patch_size),
+                                               config.batch_size))
+        return candidates
+
+    def with_context(self, fine: ConfigurationPlan, fine_index: int, fine_decisions: list[Decision],
+                     probe: sizing.StepProbe, probed: float, budget_s: float, budget_rule: str, in_channels: int,
+                     out_channels: int, dataset_name: str | None) -> tuple[ConfigurationPlan, int, list[Decision]]:
+        """The 2d plan at a coarser in-plane spacing when the chosen patch sees too little of the image.
+
+        Coarsens in 2x steps (at most :data:`MAX_IN_PLANE_COARSENING`) until the patch covers
+        :data:`CONTEXT_TARGET` of the median image, while every class's 25th-percentile lesion keeps
+        :data:`SMALLEST_LESION_PIXELS`; the coarser candidates are costed from the same probe.
+
+        Returns:
+            ``(configuration, ladder rung index, decisions)``: the fine ones unchanged when kept.
+        """
+        share = coverage(fine)
+        what = "in-plane resolution"
+        if self.overrides is not None and not self.overrides.is_empty():
+            return fine, fine_index, fine_decisions + [Decision(what, "kept", "the plan has user overrides")]
+        if share >= CONTEXT_COVERAGE:
+            return fine, fine_index, fine_decisions + [Decision(
+                what, "kept", f"the patch covers {share:.0%} of the median image (>= {CONTEXT_COVERAGE:.0%})")]
+        best, factor, stop = None, 2.0, ""
+        while factor <= MAX_IN_PLANE_COARSENING:
+            pixels = smallest_lesion_pixels(self.fingerprint, [s * factor for s in fine.spacing[1:]])
+            if pixels is None or pixels < SMALLEST_LESION_PIXELS:
+                stop = ("the fingerprint has no lesion sizes" if pixels is None else
+                        f"at {factor:g}x the smallest class's 25th-percentile lesion would have {pixels:.0f} pixels "
+                        f"(< {SMALLEST_LESION_PIXELS:g})")
+                break
+            planned = self.plan_ladder(factor, dataset_name)
+            candidates = self.candidates(planned, "2d")
+            chosen, _ = sizing.rank_candidates(candidates, budget_s, in_channels, out_channels, probe,
+                                               self.min_iterations)
+            index = _rung_index(chosen)
+            config = planned[index].configurations["2d"]
+            best = (config, index, factor, self.choice_decisions(candidates, chosen, probed, budget_s, budget_rule),
+                    pixels)
+            if coverage(config) >= CONTEXT_TARGET:
+                break
+            factor *= 2.0
+        if best is None:
+            return fine, fine_index, fine_decisions + [Decision(
+                what, "kept", f"the patch covers only {share:.0%} of the median image, but {stop}")]
+        config, index, factor, decisions, pixels = best
+        return config, index, decisions + [Decision(
+            what, f"{factor:g}x coarser",
+            f"at {_fmt(fine.spacing[1:])} mm the {_fmt(fine.patch_size)} patch covers only {share:.0%} of the median "
+            f"image (< {CONTEXT_COVERAGE:.0%}), too little context for a short CPU run; coarsened in 2x steps "
+            f"(at most {MAX_IN_PLANE_COARSENING:g}x) until the patch covers {CONTEXT_TARGET:.0%}: now "
+            f"{coverage(config):.0%}, the smallest class's 25th-percentile lesion keeping {pixels:.0f} pixels "
+            f"(>= {SMALLEST_LESION_PIXELS:g}); predictions are resampled back to the input's grid")]
 
     def choice_decisions(self, candidates: Sequence[sizing.Candidate], chosen: sizing.Candidate, probed: float,
                          budget_s: float, budget_rule: str) -> list[Decision]:

@@ -129,6 +129,21 @@ def probe_step_seconds(arch: ArchitecturePlan, patch: Sequence[int], batch: int,
     return min(times)
 
 
+def scaled_probe(probed_s: float, reference: Candidate) -> StepProbe:
+    """A probe that measures nothing: it costs a step from ``reference``'s measured one by multiply-accumulates.
+
+    Args:
+        probed_s: measured seconds per step of ``reference``.
+        reference: a costed candidate (its ``macs`` set by :func:`rank_candidates`).
+
+    Returns:
+        The probe.
+    """
+    def probe(arch: ArchitecturePlan, patch: Sequence[int], batch: int, in_channels: int, out_channels: int) -> float:
+        return probed_s * estimate_macs(arch, patch, in_channels, out_channels) * batch / reference.macs
+    return probe
+
+
 def rank_candidates(candidates: list[Candidate], budget_s: float, in_channels: int, out_channels: int,
                     probe: StepProbe, min_iterations: int = MIN_ITERATIONS) -> tuple[Candidate, float]:
     """Cost every candidate from one probe and pick the widest that buys ``min_iterations`` steps.

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from autolung.paths import DataRoot
 from autolung.planning import budget as sizing
 from autolung.planning.explain import format_explanation
+from autolung.planning.overrides import PlanOverrides
 from autolung.planning.run import planned_time_budget
 from autolung.training.options import TrainingOptions
 from autolung.training.run import with_planned_budget
@@ -222,3 +223,51 @@ def test_cli_default_is_auto_end_to_end(tiny_msd: Path, data_root: DataRoot, mon
 
     assert result.exit_code != 0 and isinstance(result.exception, InvalidInputError)
     assert "several planners (auto, cpu); name the one to use with --planner" in with_flags(str(result.exception))
+
+
+def chest_xrays(lesion_p25: float | None = 26000.0) -> dict:
+    return synthetic_fingerprint([(999.0, 1.0, 1.0)] * 64, [(1, 512, 512)] * 64, is_2d=True,
+                                 value_range={"min": 0.0, "max": 255.0, "integer": True}, file_ending=".png",
+                                 lesion_p25=lesion_p25)
+
+
+def _in_plane(plans) -> tuple[list[float], str]:
+    config = plans.configurations["2d"]
+    decision = next(d for d in config.decisions if d.what == "in-plane resolution")
+    return config.spacing[1:], decision.value
+
+
+def test_large_2d_images_are_coarsened_until_the_patch_sees_the_whole_image() -> None:
+    # A loaded CPU (2 s per GMAC): at 1 mm only a 192x192-ish patch of the 512x512 X-ray trains in 5 minutes.
+    plans = AutoPlanner(chest_xrays(), device="cpu", time_budget_s=300, probe=Probe(2.0)).plan()
+    spacing, value = _in_plane(plans)
+    config = plans.configurations["2d"]
+    assert spacing == [4.0, 4.0] and value == "4x coarser"
+    assert config.median_shape_after_resampling[1:] == [128, 128]
+    assert config.patch_size == [128, 128]  # the whole (coarser) image
+    assert config.spacing[0] == 999.0  # the slice axis is never touched
+    explanation = format_explanation(plans)
+    assert "covers only" in explanation and "4x coarser" in explanation
+
+
+def test_small_lesions_or_overrides_keep_the_fine_spacing() -> None:
+    # 100 mm² lesions: 2x coarser would leave them 25 pixels (< 64).
+    spacing, value = _in_plane(AutoPlanner(chest_xrays(lesion_p25=100.0), device="cpu", time_budget_s=300,
+                                           probe=Probe(2.0)).plan())
+    assert spacing == [1.0, 1.0] and value == "kept"
+    # No lesion sizes in the fingerprint: nothing to check the coarser spacing against.
+    spacing, value = _in_plane(AutoPlanner(chest_xrays(lesion_p25=None), device="cpu", time_budget_s=300,
+                                           probe=Probe(2.0)).plan())
+    assert spacing == [1.0, 1.0] and value == "kept"
+    overrides = PlanOverrides(batch_size=2)
+    spacing, value = _in_plane(AutoPlanner(chest_xrays(), device="cpu", time_budget_s=300, probe=Probe(2.0),
+                                           overrides=overrides).plan())
+    assert spacing == [1.0, 1.0] and value == "kept"
+
+
+def test_images_the_patch_already_covers_keep_their_spacing() -> None:
+    plans = AutoPlanner(patches_2d(), device="cpu", time_budget_s=300, probe=Probe(2.0)).plan()
+    assert _in_plane(plans) == ([1.0, 1.0], "kept")
+    # A fast CPU with a long budget buys the GPU plan, whose 512x512 patch covers the image.
+    plans = AutoPlanner(chest_xrays(), device="cpu", time_budget_s=36000, probe=Probe(0.001)).plan()
+    assert _in_plane(plans) == ([1.0, 1.0], "kept")
