@@ -398,7 +398,19 @@ def machine() -> dict:
     model = re.search(r"model name\s*:\s*(.*)", flags)
     return {"cpu": model.group(1) if model else platform.processor(), "cores": os.cpu_count(),
             "avx512": "avx512f" in flags, "load_before": round(os.getloadavg()[0], 2),
-            "note": "shared with other jobs"}
+            "note": "shared with other jobs", "autolung_commit": autolung_commit()}
+
+
+def autolung_commit() -> str | None:
+    """The benchmarked checkout's commit (``+`` when it has uncommitted changes); None outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+" if dirty else "")
 
 
 def append_result(path: Path, result: dict) -> None:
@@ -462,8 +474,9 @@ def paired_runs(records: list[dict]) -> list[tuple[dict, dict]]:
 
 
 def pair_rows(records: list[dict]) -> list[str]:
-    rows = ["| set | budget | autolung (planner) | autolung Dice | nnU-Net Dice | difference | autolung / nnU-Net "
-            "iterations | rare class (autolung / nnU-Net) |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| set | budget | started (UTC), autolung commit | autolung (planner) | autolung Dice | nnU-Net Dice | "
+            "difference | autolung / nnU-Net iterations | rare class (autolung / nnU-Net) |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for ours, theirs in paired_runs(records):
         a, b = ours["dice"].get("mean"), theirs["dice"].get("mean")
         classes = [k for k in ours["dice"] if k != "mean"]
@@ -472,7 +485,8 @@ def pair_rows(records: list[dict]) -> list[str]:
             # the class both tools learned least (consolidation in COVID_Infection2D)
             lowest = min(classes, key=lambda k: (ours["dice"].get(k) or 0.0) + (theirs["dice"].get(k) or 0.0))
             rare = f"{lowest}: {ours['dice'].get(lowest) or 0:.3f} / {theirs['dice'].get(lowest) or 0:.3f}"
-        rows.append(f"| {ours['set']} | {ours['budget_s'] / 60:g} min | {ours['tool'].split(':', 1)[1]} | "
+        when = f"{ours.get('started', '?')[:16].replace('T', ' ')}, {ours['machine'].get('autolung_commit') or '?'}"
+        rows.append(f"| {ours['set']} | {ours['budget_s'] / 60:g} min | {when} | {ours['tool'].split(':', 1)[1]} | "
                     f"{a:.3f} | {b:.3f} | {a - b:+.3f} | {ours['iterations']} / {theirs['iterations']} | {rare} |")
     return rows
 
@@ -486,14 +500,15 @@ def draw_plot(records: list[dict], target: Path) -> None:
     sets = sorted({r["set"] for r in records})
     figure, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.4), squeeze=False)
     for axis, set_name in zip(axes[0], sets):
-        lines: dict[str, list[tuple[float, float]]] = {}
+        lines: dict[str, dict[float, float]] = {}
         for r in records:
             if (r["set"] == set_name and r["budget_s"] and r["dice"].get("mean") is not None
                     and r["machine"].get("pinned_cores")):  # only the paired runs compare
                 key = r["tool"] if r["variant"] == "defaults" else f"{r['tool']} [{r['variant']}]"
-                lines.setdefault(key, []).append((r["budget_s"] / 60, r["dice"]["mean"]))
-        for key, points in sorted(lines.items()):
-            points.sort()
+                # the latest run per budget: a later commit's defaults supersede an earlier one's
+                lines.setdefault(key, {})[r["budget_s"] / 60] = r["dice"]["mean"]
+        for key, by_budget in sorted(lines.items()):
+            points = sorted(by_budget.items())
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=key)
         axis.set_title(set_name, fontsize=9)
         axis.set_xlabel("training budget (min)")
