@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/fine_tuning.py [--data ../shared/data] [--work /tmp/autolung_fine_tuning]
-        [--configuration 2d] [--batch-size 8] [--pretrain-budget 240s] [--budget 180s]
+        [--configuration 2d] [--batch-size 8] [--pretrain-budget 20m] [--budget 5m]
         [--source-cases 100] [--target-cases 8] [--test-cases 20] [--threads 2] [--json results.json]
 
 Everything runs through the real CLI (``python -m autolung_cli``), on Task04_Hippocampus
@@ -154,8 +154,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=8,
                         help="Batch of every run (the cpu plans' 2d batch, 97 slices, takes over 3 s per "
                              "iteration on 2 cores: a few dozen iterations in minutes).")
-    parser.add_argument("--pretrain-budget", default="240s")
-    parser.add_argument("--budget", default="180s", help="Training budget of each target run.")
+    parser.add_argument("--pretrain-budget", default="20m")
+    parser.add_argument("--budget", default="5m", help="Training budget of each target run.")
     parser.add_argument("--source-cases", type=int, default=100)
     parser.add_argument("--target-cases", type=int, default=8)
     parser.add_argument("--test-cases", type=int, default=20)
