@@ -65,12 +65,13 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="torch threads (default: all cores not used by workers)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override the plan's batch size."),
+    no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars (the epoch log lines stay)."),
 ) -> None:
     """Train one fold: autolung train -d Dataset -c 3d_fullres -f 0."""
     resolved_root = data_root(root)
     name = _dataset_name(dataset, resolved_root)
     folder = api.train(
-        name, resolved_root, configuration, fold, progress=progress_reporter(True),
+        name, resolved_root, configuration, fold, progress=progress_reporter(not no_progress),
         distributed=_distributed_from_environment(), epochs=epochs, iters_per_epoch=iters_per_epoch,
         val_iters=val_iters, time_budget_s=api.parse_duration(time_budget) if time_budget else None, device=device,
         num_workers=num_workers,

@@ -56,3 +56,26 @@ def test_evaluation_summary_is_rows_that_the_cli_draws() -> None:
     console.print(rich_table(table))
     drawn = buffer.getvalue()
     assert "2 cases, NSD tolerance 2.0 mm" in drawn and "0.500 ± 0.250" in drawn and "0.750" in drawn
+
+
+def test_train_no_progress_passes_the_silent_reporter(monkeypatch, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from autolung import api
+    import autolung_cli.commands.train as train_command
+    from autolung_cli.app import app
+
+    seen = {}
+
+    def fake_train(name, root, configuration, fold, progress, **options):
+        seen["progress"] = progress
+        return tmp_path
+
+    monkeypatch.setattr(api, "train", fake_train)
+    monkeypatch.setattr(train_command, "_dataset_name", lambda dataset, root: dataset)
+    runner = CliRunner()
+    args = ["train", "-d", "Tiny", "-c", "2d", "-f", "0", "--root", str(tmp_path)]
+    assert runner.invoke(app, [*args, "--no-progress"]).exit_code == 0
+    assert seen["progress"] is NO_PROGRESS
+    assert runner.invoke(app, args).exit_code == 0
+    assert isinstance(seen["progress"], RichProgress)
