@@ -491,6 +491,18 @@ def pair_rows(records: list[dict]) -> list[str]:
     return rows
 
 
+def plot_lines(records: list[dict], set_name: str) -> dict[str, list[tuple[float, float]]]:
+    """Per tool (and variant): (budget in minutes, mean test Dice) of the paired runs on ``set_name``,
+    the latest run per budget (records are in run order: a later commit's defaults supersede an earlier one's)."""
+    lines: dict[str, dict[float, float]] = {}
+    for r in records:
+        if (r["set"] == set_name and r["budget_s"] and r["dice"].get("mean") is not None
+                and r["machine"].get("pinned_cores")):  # only the paired runs compare
+            key = r["tool"] if r["variant"] == "defaults" else f"{r['tool']} [{r['variant']}]"
+            lines.setdefault(key, {})[r["budget_s"] / 60] = r["dice"]["mean"]
+    return {key: sorted(points.items()) for key, points in lines.items()}
+
+
 def draw_plot(records: list[dict], target: Path) -> None:
     import matplotlib
 
@@ -500,15 +512,7 @@ def draw_plot(records: list[dict], target: Path) -> None:
     sets = sorted({r["set"] for r in records})
     figure, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.4), squeeze=False)
     for axis, set_name in zip(axes[0], sets):
-        lines: dict[str, dict[float, float]] = {}
-        for r in records:
-            if (r["set"] == set_name and r["budget_s"] and r["dice"].get("mean") is not None
-                    and r["machine"].get("pinned_cores")):  # only the paired runs compare
-                key = r["tool"] if r["variant"] == "defaults" else f"{r['tool']} [{r['variant']}]"
-                # the latest run per budget: a later commit's defaults supersede an earlier one's
-                lines.setdefault(key, {})[r["budget_s"] / 60] = r["dice"]["mean"]
-        for key, by_budget in sorted(lines.items()):
-            points = sorted(by_budget.items())
+        for key, points in sorted(plot_lines(records, set_name).items()):
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=key)
         axis.set_title(set_name, fontsize=9)
         axis.set_xlabel("training budget (min)")

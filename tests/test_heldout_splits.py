@@ -115,12 +115,17 @@ def test_paired_runs_are_matched_by_set_budget_and_start() -> None:
     base = {"set": "S", "fold": 0, "budget_s": 300.0, "variant": "defaults", "iterations": 100,
             "train_loop_s": 300.0, "started": "2026-11-30T13:00:05+00:00", "load_after": 1.0}
     ours = dict(base, tool="autolung:auto", dice={"a": 0.5, "b": 0.9, "mean": 0.7},
-                machine={"pinned_cores": [0], "cores": 2})
+                machine={"pinned_cores": [0], "cores": 2, "autolung_commit": "abc1234"})
     theirs = dict(base, tool="nnunet", iterations=40, dice={"a": 0.0, "b": 0.8, "mean": 0.4},
                   machine={"pinned_cores": [1], "cores": 2})
     unpaired = dict(ours, started="2026-11-30T15:00:00+00:00")
     shared = dict(theirs, machine={"cores": 2})  # an unpinned run never pairs
     assert tta.paired_runs([ours, theirs, unpaired, shared]) == [(ours, theirs)]
     row = tta.pair_rows([ours, theirs])[2]
-    assert row == "| S | 5 min | auto | 0.700 | 0.400 | +0.300 | 100 / 40 | a: 0.500 / 0.000 |"
+    assert row == ("| S | 5 min | 2026-11-30 13:00, abc1234 | auto | 0.700 | 0.400 | +0.300 | 100 / 40 | "
+                   "a: 0.500 / 0.000 |")
+    # The plot draws the latest paired run per budget: a later commit's defaults supersede.
+    later = dict(ours, started="2026-11-30T16:00:00+00:00", dice={"a": 0.9, "b": 0.9, "mean": 0.9})
+    assert tta.plot_lines([ours, theirs, later, shared], "S") == {"autolung:auto": [(5.0, 0.9)],
+                                                                  "nnunet": [(5.0, 0.4)]}
     assert "core 0, paired" in tta.report_rows([ours])[2] and "2 (shared)" in tta.report_rows([shared])[2]

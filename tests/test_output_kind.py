@@ -15,12 +15,14 @@ from autolung.errors import AutolungError, InvalidInputError
 from autolung.labels import RegionMapping
 from autolung.output_kind import (
     ACTIVATIONS,
+    AUTO_LOSS,
     LOSSES,
     OUTPUT_KINDS,
     RAW_LOGITS,
     SIGMOID_REGIONS,
     SOFTMAX_CLASSES,
     as_output_kind,
+    default_output_kind,
     output_kind_for_activation,
     output_kind_from_training_info,
 )
@@ -166,8 +168,40 @@ def test_plans_and_training_options_take_their_names_from_the_kinds():
     from autolung.training.options import TrainingOptions
 
     assert OUTPUT_ACTIVATIONS == ACTIVATIONS and OPTION_LOSSES == LOSSES
-    assert TrainingOptions().output_kind == SIGMOID_REGIONS
+    assert TrainingOptions(loss="bce_dice").output_kind == SIGMOID_REGIONS
     assert TrainingOptions(loss="ce_dice").output_kind == SOFTMAX_CLASSES
+    assert TrainingOptions().loss == AUTO_LOSS
+    with pytest.raises(AutolungError, match="names no output kind until the dataset's labels choose one"):
+        TrainingOptions().output_kind
+
+
+def test_the_labels_choose_the_default_kind():
+    assert default_output_kind(RegionMapping.one_per_label([1]))[0] == SIGMOID_REGIONS
+    kind, reason = default_output_kind(TWO_LABELS)
+    assert kind == SOFTMAX_CLASSES and "2 mutually exclusive labels" in reason
+    assert default_output_kind(NESTED) == (SIGMOID_REGIONS, "nested regions, which only sigmoid regions express")
+
+
+def test_training_resolves_auto_from_the_plans_or_the_fold_it_resumes(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from autolung.results import FoldFolder, TrainingInfo
+    from autolung.training.options import TrainingOptions
+    from autolung.training.run import with_resolved_loss
+
+    folder = FoldFolder(tmp_path / "fold_0", 0)
+    inputs = SimpleNamespace(plans=SimpleNamespace(region_mapping=TWO_LABELS), folder=folder)
+    with caplog.at_level("INFO", logger="autolung.training.run"):
+        assert with_resolved_loss(TrainingOptions(), inputs).loss == "ce_dice"
+    assert "loss ce_dice (softmax_classes): 2 mutually exclusive labels" in caplog.text
+    assert with_resolved_loss(TrainingOptions(loss="bce_dice"), inputs).loss == "bce_dice"  # given: kept
+    folder.path.mkdir(parents=True)
+    folder.write_training_info(TrainingInfo(configuration="2d", planner="auto", fold=0, plans_digest="x",
+                                            in_channels=1, out_channels=2, autolung_version="0",
+                                            **SIGMOID_REGIONS.training_info()))
+    # A fold trained with sigmoid regions before "auto" existed resumes as what it is.
+    assert with_resolved_loss(TrainingOptions(resume=True), inputs).loss == "bce_dice"
+    assert with_resolved_loss(TrainingOptions(), inputs).loss == "ce_dice"  # a new run: the labels choose
 
 
 def test_planning_imports_the_kinds_without_torch():

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from autolung.errors import AutolungError
-from autolung.output_kind import LOSSES, SIGMOID_REGIONS, OutputKind, as_output_kind
+from autolung.output_kind import AUTO_LOSS, LOSSES, OutputKind, as_output_kind
 from autolung.results import BEST_CHECKPOINT
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -33,7 +33,9 @@ class TrainingOptions:
         deterministic: deterministic algorithms and seeded everything (bitwise resumable on CPU).
         compile: wrap the network in ``torch.compile``.
         seed: seed for splits-independent randomness (initialisation, patches, augmentation).
-        loss: "bce_dice" (sigmoid per region) or "ce_dice" (softmax over background + labels);
+        loss: "bce_dice" (sigmoid per region), "ce_dice" (softmax over background + labels), or
+            "auto" (the default: the dataset's labels choose, see
+            :func:`autolung.output_kind.default_output_kind`; resolved when training starts);
             selects the :attr:`output_kind`.
         planner: which plans to use ("default" reads plans.json); None: the dataset's only plans,
             else "auto".
@@ -72,7 +74,7 @@ class TrainingOptions:
     deterministic: bool = False
     compile: bool = False
     seed: int = 12345
-    loss: str = SIGMOID_REGIONS.loss
+    loss: str = AUTO_LOSS
     planner: str | None = None
     num_gpus: int = 1
     batch_size: int | None = None
@@ -99,7 +101,7 @@ class TrainingOptions:
 
     @property
     def output_kind(self) -> OutputKind:
-        """The network's output kind, chosen by ``loss``."""
+        """The network's output kind, chosen by ``loss`` (an error while ``loss`` is still "auto")."""
         return as_output_kind(self.loss)
 
     def validate(self) -> None:
@@ -117,8 +119,8 @@ class TrainingOptions:
             raise AutolungError(f"`val_iters` must be 0 or more, got {self.val_iters}")
         if self.validation_mode not in ("auto", "full", "fast"):
             raise AutolungError(f"`validation_mode` must be auto, full or fast, got {self.validation_mode!r}")
-        if self.loss not in LOSSES:
-            raise AutolungError(f"`loss` must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss not in (AUTO_LOSS, *LOSSES):
+            raise AutolungError(f"`loss` must be one of {', '.join((AUTO_LOSS, *LOSSES))}, got {self.loss!r}")
         if self.device not in DEVICES:
             raise AutolungError(f"`device` must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.precision not in PRECISIONS:

@@ -18,7 +18,7 @@ from torch import nn
 
 from autolung import __version__
 from autolung.errors import AutolungError
-from autolung.output_kind import output_kind_from_training_info
+from autolung.output_kind import AUTO_LOSS, SIGMOID_REGIONS, default_output_kind, output_kind_from_training_info
 from autolung.paths import DataRoot
 from autolung.planning.plans import ConfigurationPlan, Plans
 from autolung.planning.registry import planner_in_use, planners_with_plans
@@ -302,7 +302,7 @@ def train_fold(data_root: DataRoot, dataset_name: str, configuration: str, fold:
         return inputs.fold_folder
     context = distributed or ddp.DistributedContext()
     inputs = load_fold_inputs(data_root, dataset_name, configuration, fold, options)
-    options = with_planned_budget(options, inputs.configuration)
+    options = with_resolved_loss(with_planned_budget(options, inputs.configuration), inputs)
     device = _rank_device(hardware.resolve_device(options.device), context)
     # Under DDP every rank writes the same arrays, each atomically.
     prepare_cascade_inputs(data_root, dataset_name, inputs, options.planner)
@@ -386,6 +386,28 @@ def with_planned_budget(options: TrainingOptions, configuration: ConfigurationPl
         return options
     logger.info("no time budget given: training for the %.0f s the plan was sized for", planned)
     return replace(options, time_budget_s=planned)
+
+
+def with_resolved_loss(options: TrainingOptions, inputs: FoldInputs) -> TrainingOptions:
+    """``options`` with ``loss`` "auto" replaced by the kind this fold trains with.
+
+    A fold that already has a ``training_info.json`` and is resumed or re-validated keeps the kind
+    it was trained with; otherwise the plans' labels choose (:func:`default_output_kind`).
+
+    Returns:
+        The options (a copy when changed).
+    """
+    if options.loss != AUTO_LOSS:
+        return options
+    info_file = inputs.folder.training_info_file
+    if (options.resume or options.validation_only) and info_file.is_file():
+        kind = output_kind_from_training_info(inputs.folder.read_training_info().to_json(), info_file,
+                                              default=SIGMOID_REGIONS)
+        reason = "the kind this fold was trained with"
+    else:
+        kind, reason = default_output_kind(inputs.plans.region_mapping)
+    logger.info("loss %s (%s): %s", kind.loss, kind.name, reason)
+    return replace(options, loss=kind.loss)
 
 
 def _prepare(inputs: FoldInputs, options: TrainingOptions, context: ddp.DistributedContext,

@@ -45,7 +45,9 @@ def train(
     compile_network: bool = typer.Option(False, "--compile", help="Use torch.compile."),
     seed: int = typer.Option(12345, "--seed", help="Random seed."),
     num_gpus: int = typer.Option(1, "--num-gpus", help="Spawn this many DDP processes (gloo on CPU)."),
-    loss: str = typer.Option("bce_dice", "--loss", help="bce_dice (sigmoid regions) or ce_dice (softmax)."),
+    loss: str = typer.Option("auto", "--loss",
+                             help="auto (softmax for two or more mutually exclusive labels, else sigmoid), "
+                                  "bce_dice (sigmoid regions) or ce_dice (softmax)."),
     no_validation: bool = typer.Option(False, "--no-final-validation",
                                        help="Skip predicting the validation cases at the end."),
     pretrained_weights: Optional[Path] = typer.Option(

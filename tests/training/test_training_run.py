@@ -45,7 +45,9 @@ def test_cli_training_lowers_loss_and_writes_a_complete_run_folder(root):
     info = json.loads((folder / "training_info.json").read_text())
     assert {"configuration", "planner", "fold", "plans_digest", "in_channels", "out_channels",
             "autolung_version"} <= set(info)
-    assert info["out_channels"] == 2 and info["in_channels"] == 1
+    # two mutually exclusive labels: the default loss "auto" trains softmax classes (background + 2)
+    assert info["out_channels"] == 3 and info["in_channels"] == 1
+    assert info["loss"] == "ce_dice" and info["output_kind"] == "softmax_classes"
     for name in ("checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_final.pt"):
         payload = torch.load(folder / name, weights_only=True)
         assert payload["format"] == "autolung-checkpoint" and payload["plans_digest"] == info["plans_digest"]
@@ -207,5 +209,5 @@ def test_compiled_training_through_the_cli_saves_plain_weights(root):
 
     from autolung.network import build_network
 
-    network = build_network(tiny_configuration().architecture, 1, 2, deep_supervision=True)
+    network = build_network(tiny_configuration().architecture, 1, 3, deep_supervision=True)  # softmax: 1 + 2
     network.load_state_dict(weights)  # strict: the compiled wrapper left no trace in the names
