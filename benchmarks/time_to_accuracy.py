@@ -517,7 +517,8 @@ def draw_plot(records: list[dict], target: Path) -> None:
         axis.set_title(set_name, fontsize=9)
         axis.set_xlabel("training budget (min)")
         axis.set_ylabel("test Dice (mean of classes)")
-        axis.legend(fontsize=7)
+        if axis.get_lines():  # a set with no paired run yet has nothing to name
+            axis.legend(fontsize=7)
     figure.tight_layout()
     target.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(target, dpi=110)
