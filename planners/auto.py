@@ -184,8 +184,7 @@ class AutoPlanner:
             config = planned[index].configurations[name]
             decisions = self.choice_decisions(candidates, chosen, probed, budget_s, budget_rule)
             if name == "2d":
-                scaled = sizing.scaled_probe(probed, candidates[-1])
-                config, index, decisions = self.with_context(config, index, decisions, scaled, probed,
+                config, index, decisions = self.with_context(config, index, decisions, candidates[-1], probed,
                                                              budget_s, budget_rule, in_channels, out_channels,
                                                              dataset_name)
             memory[name] = CPU_LADDER[index][3]
@@ -217,13 +216,15 @@ class AutoPlanner:
         return candidates
 
     def with_context(self, fine: ConfigurationPlan, fine_index: int, fine_decisions: list[Decision],
-                     probe: sizing.StepProbe, probed: float, budget_s: float, budget_rule: str, in_channels: int,
-                     out_channels: int, dataset_name: str | None) -> tuple[ConfigurationPlan, int, list[Decision]]:
+                     probed_candidate: sizing.Candidate, probed: float, budget_s: float, budget_rule: str,
+                     in_channels: int, out_channels: int,
+                     dataset_name: str | None) -> tuple[ConfigurationPlan, int, list[Decision]]:
         """The 2d plan at a coarser in-plane spacing when the chosen patch sees too little of the image.
 
         Coarsens in 2x steps (at most :data:`MAX_IN_PLANE_COARSENING`) until the patch covers
         :data:`CONTEXT_TARGET` of the median image, while every class's 25th-percentile lesion keeps
-        :data:`SMALLEST_LESION_PIXELS`; the coarser candidates are costed from the same probe.
+        :data:`SMALLEST_LESION_PIXELS`; the coarser candidates are costed from the fine plan's
+        measured step (``probed`` seconds of ``probed_candidate``), without measuring again.
 
         Returns:
             ``(configuration, ladder rung index, decisions)``: the fine ones unchanged when kept.
@@ -245,12 +246,12 @@ class AutoPlanner:
                 break
             planned = self.plan_ladder(factor, dataset_name)
             candidates = self.candidates(planned, "2d")
-            chosen, _ = sizing.rank_candidates(candidates, budget_s, in_channels, out_channels, probe,
-                                               self.min_iterations)
+            chosen, _ = sizing.rank_candidates(candidates, budget_s, in_channels, out_channels,
+                                               sizing.scaled_probe(probed, probed_candidate), self.min_iterations)
             index = _rung_index(chosen)
             config = planned[index].configurations["2d"]
-            best = (config, index, factor, self.choice_decisions(candidates, chosen, probed, budget_s, budget_rule),
-                    pixels)
+            decisions = self.choice_decisions(candidates, chosen, probed, budget_s, budget_rule, probed_candidate)
+            best = (config, index, factor, decisions, pixels)
             if coverage(config) >= CONTEXT_TARGET:
                 break
             factor *= 2.0
@@ -267,8 +268,13 @@ class AutoPlanner:
             f"(>= {SMALLEST_LESION_PIXELS:g}); predictions are resampled back to the input's grid")]
 
     def choice_decisions(self, candidates: Sequence[sizing.Candidate], chosen: sizing.Candidate, probed: float,
-                         budget_s: float, budget_rule: str) -> list[Decision]:
-        reference = candidates[-1]
+                         budget_s: float, budget_rule: str,
+                         probed_candidate: sizing.Candidate | None = None) -> list[Decision]:
+        """The plan-choice, budget, probe and candidates decisions; ``probed_candidate`` is the one
+        the probe measured (default: the cheapest of ``candidates``)."""
+        reference = probed_candidate or candidates[-1]
+        measured = ("the cheapest candidate" if reference is candidates[-1]
+                    else "the cheapest candidate at the finer spacing")
         costs = {c.name: {"patch": c.patch_size, "batch": c.batch_size, "features": c.architecture.features_per_stage,
                           "s_per_step": round(c.step_s, 4), "steps_in_budget": int(c.iterations)}
                  for c in candidates}
@@ -280,7 +286,7 @@ class AutoPlanner:
                                                  f"at {chosen.step_s:.3f} s/step)"),
             Decision("training budget", budget_s, budget_rule),
             Decision("throughput probe", round(probed, 4),
-                     f"measured s/step of the cheapest candidate ({reference.name}: patch "
+                     f"measured s/step of {measured} ({reference.name}: patch "
                      f"{reference.patch_size}, batch {reference.batch_size}); the others scaled by their "
                      f"multiply-accumulates; {sizing.TRAINING_SHARE:.0%} of the budget after "
                      f"{sizing.FIXED_OVERHEAD_S:g} s start-up goes to training steps"),

@@ -239,13 +239,18 @@ def _in_plane(plans) -> tuple[list[float], str]:
 
 def test_large_2d_images_are_coarsened_until_the_patch_sees_the_whole_image() -> None:
     # A loaded CPU (2 s per GMAC): at 1 mm only a 192x192-ish patch of the 512x512 X-ray trains in 5 minutes.
-    plans = AutoPlanner(chest_xrays(), device="cpu", time_budget_s=300, probe=Probe(2.0)).plan()
+    probe = Probe(2.0)
+    plans = AutoPlanner(chest_xrays(), device="cpu", time_budget_s=300, probe=probe).plan()
     spacing, value = _in_plane(plans)
     config = plans.configurations["2d"]
     assert spacing == [4.0, 4.0] and value == "4x coarser"
     assert config.median_shape_after_resampling[1:] == [128, 128]
     assert config.patch_size == [128, 128]  # the whole (coarser) image
     assert config.spacing[0] == 999.0  # the slice axis is never touched
+    # The coarser candidates are costed from the one step measured, at 1 mm: no second probe.
+    assert probe.calls == [([192, 192], 2, [16, 32, 64, 128, 256, 256])]
+    probe_decision = next(d for d in config.decisions if d.what == "throughput probe")
+    assert "at the finer spacing" in probe_decision.rule and "patch [192, 192]" in probe_decision.rule
     explanation = format_explanation(plans)
     assert "covers only" in explanation and "4x coarser" in explanation
 
