@@ -242,14 +242,39 @@ def demo_data(root: DataRoot, num_cases: int = 20, seed: int = 0, with_lung_labe
     return write_demo_dataset(target, num_cases=num_cases, seed=seed, with_lung_label=with_lung_label)
 
 
-def train(dataset: str, root: DataRoot, configuration: str = "3d_fullres", fold: int | str = 0,
+def training_configuration(dataset: str, root: DataRoot, configuration: str | None = None,
+                           planner: str | None = None) -> str:
+    """The configuration ``train`` trains: ``configuration`` when given, else the one the plans recommend.
+
+    Args:
+        dataset: the dataset's name (a path stands for its folder name).
+        root: the data root.
+        configuration: the configuration named by the caller, or None.
+        planner: the planner of the plans (None: the only one the dataset has).
+
+    Returns:
+        The configuration name.
+    """
+    if configuration:
+        return configuration
+    from autolung.planning.plans import Plans
+    from autolung.planning.registry import planner_in_use, planners_with_plans
+
+    name = Path(dataset).name
+    planner = planner_in_use(planner, planners_with_plans(root, name), name)
+    recommended = Plans.load(root.plans_file(name, planner)).recommended()
+    logger.info("configuration %s (none named): %s", recommended.value, recommended.rule)
+    return str(recommended.value)
+
+
+def train(dataset: str, root: DataRoot, configuration: str | None = None, fold: int | str = 0,
           progress: ProgressReporter | None = None, distributed: Any = None, **options: Any) -> Path:
     """``autolung train``: train one fold; ``options`` are :class:`TrainingOptions` fields.
 
     Args:
         dataset: the dataset's name (a path stands for its folder name).
         root: the data root.
-        configuration: the configuration.
+        configuration: the configuration; None: the one the plans recommend (:func:`training_configuration`).
         fold: a fold number, ``"all"``, or its text (``"0"``).
         progress: receives the training's progress.
         distributed: this process's :func:`distributed_context` when launched by torchrun.
@@ -263,6 +288,7 @@ def train(dataset: str, root: DataRoot, configuration: str = "3d_fullres", fold:
     from autolung.training.splits import parse_fold
 
     fold = parse_fold(fold) if isinstance(fold, str) else fold
+    configuration = training_configuration(dataset, root, configuration, options.get("planner"))
     return train_fold(root, Path(dataset).name, configuration, fold, TrainingOptions(**options),
                       distributed=distributed, progress=progress)
 

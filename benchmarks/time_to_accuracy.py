@@ -252,6 +252,14 @@ def validation_split(train: list[str], pattern: str) -> dict[str, list[str]]:
 
 
 # ----------------------------------------------------------------------------------------- autolung
+def trained_fold(results: Path, planner: str) -> Path:
+    """The one ``<configuration>__<planner>/fold_0`` folder a run trained under ``results``."""
+    folds = sorted(results.glob(f"*__{planner}/fold_0"))
+    if len(folds) != 1:
+        raise SystemExit(f"expected one trained fold_0 of planner {planner} under {results}, found {len(folds)}")
+    return folds[0]
+
+
 def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: Path, train_args: list[str],
                  configuration: str | None, iterations: int | None = None, plan_args: list[str] = ()) -> dict:
     files = SetFiles(DATA / set_name)
@@ -274,18 +282,21 @@ def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: 
     plan_cmd += list(plan_args)
     plan_s = run(plan_cmd, work / "plan.log", env)
     plans = json.loads(next((root / "preprocessed" / set_name).glob("plans*.json")).read_text())
-    configuration = configuration or ("2d" if "3d_fullres" not in plans["configurations"] else "3d_fullres")
     (root / "preprocessed" / set_name / "splits.json").write_text(json.dumps([inner], indent=1))
-    train_cmd = [*autolung, "train", "-d", set_name, "-c", configuration, "-f", "0", "--root", str(root),
+    # No configuration named: the default command line, which trains the one the plans recommend.
+    named = ["-c", configuration] if configuration else []
+    train_cmd = [*autolung, "train", "-d", set_name, *named, "-f", "0", "--root", str(root),
                  "--planner", planner, "--no-final-validation", *train_args]
     if pinned_cores() is not None:
         train_cmd += ["--threads", str(len(pinned_cores()))]
     # A fixed iteration count (ablations on a machine whose load changes the step time tenfold) or the budget.
     train_cmd += (["--epochs", "1", "--iters-per-epoch", str(iterations), "--val-iters", "10"] if iterations
                   else ["--time-budget", budget])
-    log(f"autolung:{planner} {set_name} {configuration} training {budget} ({' '.join(train_args) or 'defaults'})")
+    log(f"autolung:{planner} {set_name} {configuration or 'recommended configuration'} training {budget} "
+        f"({' '.join(train_args) or 'defaults'})")
     train_s = run(train_cmd, work / "train.log", env)
-    fold_folder = root / "results" / set_name / f"{configuration}__{planner}" / "fold_0"
+    fold_folder = trained_fold(root / "results" / set_name, planner)
+    configuration = fold_folder.parent.name.partition("__")[0]
     epochs = [json.loads(line) for line in (fold_folder / "training_log.jsonl").read_text().splitlines() if line]
     predictions = work / "predictions"
     predict_s = run([*autolung, "predict", "-i", str(images), "-o", str(predictions), "-d", set_name, "-c",

@@ -23,13 +23,19 @@ from planners.default import DefaultPlanner
 
 log = logging.getLogger(__name__)
 
-# (name, base features, max features per dim, memory budget in GB), widest first.
-CPU_LADDER: tuple[tuple[str, int, dict[int, int], float], ...] = (
-    ("full width, 8 GB patch (the GPU plan)", 32, {2: 512, 3: 320}, 8.0),
-    ("full width, 2 GB patch", 32, {2: 512, 3: 320}, 2.0),
-    ("half width, 1 GB patch", 16, {2: 256, 3: 256}, 1.0),
-    ("half width, 0.25 GB patch (the cpu preset)", 16, {2: 256, 3: 256}, 0.25),
-    ("half width, 0.1 GB patch", 16, {2: 256, 3: 256}, 0.1),
+SMALL_BATCH = {2: 8, 3: 2}
+# (name, base features, max features per dim, memory budget in GB, batch cap per dim or None),
+# widest (costliest step) first.
+CPU_LADDER: tuple[tuple[str, int, dict[int, int], float, dict[int, int] | None], ...] = (
+    ("full width, 8 GB patch (the GPU plan)", 32, {2: 512, 3: 320}, 8.0, None),
+    ("full width, 2 GB patch", 32, {2: 512, 3: 320}, 2.0, None),
+    ("half width, 1 GB patch", 16, {2: 256, 3: 256}, 1.0, None),
+    ("half width, 0.25 GB patch (the cpu preset)", 16, {2: 256, 3: 256}, 0.25, None),
+    ("half width, 0.1 GB patch", 16, {2: 256, 3: 256}, 0.1, None),
+    # Small images fill even 0.1 GB with large batches (Task04 2d: 39 patches of 56x40, 0.57 s a
+    # step on one core, 539 steps in 5 minutes, test Dice 0); on a CPU a step costs in proportion
+    # to the batch, so the last rung trades batch for steps (nnU-Net's 3D batch, 8 in 2D).
+    ("half width, 0.1 GB patch, small batch", 16, {2: 256, 3: 256}, 0.1, SMALL_BATCH),
 )
 
 
@@ -45,10 +51,10 @@ MAX_IN_PLANE_COARSENING = 4.0
 SMALLEST_LESION_PIXELS = 64.0
 
 
-def _variant(name: str, base: int, widest: dict[int, int], memory_gb: float,
+def _variant(name: str, base: int, widest: dict[int, int], memory_gb: float, max_batch: dict[int, int] | None,
              in_plane_factor: float = 1.0) -> type[DefaultPlanner]:
     attributes = {"name": name, "base_features": base, "max_features": dict(widest),
-                  "default_gpu_memory_gb": memory_gb}
+                  "default_gpu_memory_gb": memory_gb, "max_batch": None if max_batch is None else dict(max_batch)}
     if in_plane_factor != 1.0:
         attributes["fullres_spacing"] = _coarser_in_plane(in_plane_factor)
     return type("AutoCandidate", (DefaultPlanner,), attributes)
@@ -64,6 +70,33 @@ def _coarser_in_plane(factor: float):
         return coarse, Decision("target spacing", coarse, f"{decision.rule}; in-plane {factor:g}x coarser so the "
                                                           f"patch sees the anatomy (auto planner, CPU budget)")
     return fullres_spacing
+
+
+def recommend_configuration(steps: Mapping[str, float], min_iterations: int, budget_s: float) -> Decision:
+    """The configuration ``train`` trains when none is named, from the steps each buys in the budget.
+
+    3d_fullres where it buys ``min_iterations`` steps (nnU-Net's choice, and the better model once
+    trained); below that a 3D network has not converged, and 2d, whose steps are cheaper, is the
+    better use of a short CPU budget when it buys more steps.
+
+    Args:
+        steps: configuration name -> training steps its chosen plan buys in the budget.
+        min_iterations: the steps a budget must buy (:data:`autolung.planning.budget.MIN_ITERATIONS`).
+        budget_s: the training budget, for the reason.
+
+    Returns:
+        The decision (value: the configuration name).
+    """
+    what = "configuration"
+    if "3d_fullres" not in steps:
+        name = "2d" if "2d" in steps else next(iter(steps))
+        return Decision(what, name, f"{name} is the only configuration planned for these images")
+    full = steps["3d_fullres"]
+    if full >= min_iterations or steps.get("2d", 0.0) <= full:
+        return Decision(what, "3d_fullres", f"training device cpu: 3d_fullres buys {full:.0f} steps in "
+                                            f"{budget_s:g} s (>= {min_iterations}, or no cheaper configuration)")
+    return Decision(what, "2d", f"training device cpu: 3d_fullres buys only {full:.0f} steps in {budget_s:g} s "
+                                f"(< {min_iterations}, too few to converge), 2d buys {steps['2d']:.0f}")
 
 
 def smallest_lesion_pixels(fingerprint: Fingerprint, in_plane_spacing: Sequence[float]) -> float | None:
@@ -175,7 +208,7 @@ class AutoPlanner:
         out_channels = max(1, len(chosen_plans.region_mapping.regions))
         probe = self.probe or sizing.probe_step_seconds
         configurations: dict[str, ConfigurationPlan] = {}
-        memory = {}
+        memory, steps = {}, {}
         for name in planned[0].configurations:
             candidates = self.candidates(planned, name)
             chosen, probed = sizing.rank_candidates(candidates, budget_s, in_channels, out_channels, probe,
@@ -184,16 +217,18 @@ class AutoPlanner:
             config = planned[index].configurations[name]
             decisions = self.choice_decisions(candidates, chosen, probed, budget_s, budget_rule)
             if name == "2d":
-                config, index, decisions = self.with_context(config, index, decisions, candidates[-1], probed,
-                                                             budget_s, budget_rule, in_channels, out_channels,
-                                                             dataset_name)
+                config, index, decisions, chosen = self.with_context(
+                    config, index, decisions, chosen, candidates[-1], probed, budget_s, budget_rule, in_channels,
+                    out_channels, dataset_name)
             memory[name] = CPU_LADDER[index][3]
+            steps[name] = chosen.iterations
             config.decisions[:0] = decisions
             configurations[name] = config
         plans = planned[0]
         plans.configurations = configurations
         plans.planner = self.name
         plans.gpu_memory_gb = min(memory.values())
+        plans.recommended_configuration = recommend_configuration(steps, self.min_iterations, budget_s)
         return plans
 
     def plan_ladder(self, in_plane_factor: float, dataset_name: str | None) -> list[Plans]:
@@ -216,9 +251,9 @@ class AutoPlanner:
         return candidates
 
     def with_context(self, fine: ConfigurationPlan, fine_index: int, fine_decisions: list[Decision],
-                     probed_candidate: sizing.Candidate, probed: float, budget_s: float, budget_rule: str,
-                     in_channels: int, out_channels: int,
-                     dataset_name: str | None) -> tuple[ConfigurationPlan, int, list[Decision]]:
+                     fine_candidate: sizing.Candidate, probed_candidate: sizing.Candidate, probed: float,
+                     budget_s: float, budget_rule: str, in_channels: int, out_channels: int,
+                     dataset_name: str | None) -> tuple[ConfigurationPlan, int, list[Decision], sizing.Candidate]:
         """The 2d plan at a coarser in-plane spacing when the chosen patch sees too little of the image.
 
         Coarsens in 2x steps (at most :data:`MAX_IN_PLANE_COARSENING`) until the patch covers
@@ -227,15 +262,18 @@ class AutoPlanner:
         measured step (``probed`` seconds of ``probed_candidate``), without measuring again.
 
         Returns:
-            ``(configuration, ladder rung index, decisions)``: the fine ones unchanged when kept.
+            ``(configuration, ladder rung index, decisions, chosen candidate)``: the fine ones unchanged
+            when kept.
         """
         share = coverage(fine)
         what = "in-plane resolution"
         if self.overrides is not None and not self.overrides.is_empty():
-            return fine, fine_index, fine_decisions + [Decision(what, "kept", "the plan has user overrides")]
+            return fine, fine_index, fine_decisions + [Decision(what, "kept", "the plan has user overrides")], \
+                fine_candidate
         if share >= CONTEXT_COVERAGE:
             return fine, fine_index, fine_decisions + [Decision(
-                what, "kept", f"the patch covers {share:.0%} of the median image (>= {CONTEXT_COVERAGE:.0%})")]
+                what, "kept", f"the patch covers {share:.0%} of the median image (>= {CONTEXT_COVERAGE:.0%})")], \
+                fine_candidate
         best, factor, stop = None, 2.0, ""
         while factor <= MAX_IN_PLANE_COARSENING:
             pixels = smallest_lesion_pixels(self.fingerprint, [s * factor for s in fine.spacing[1:]])
@@ -251,21 +289,21 @@ class AutoPlanner:
             index = _rung_index(chosen)
             config = planned[index].configurations["2d"]
             decisions = self.choice_decisions(candidates, chosen, probed, budget_s, budget_rule, probed_candidate)
-            best = (config, index, factor, decisions, pixels)
+            best = (config, index, factor, decisions, pixels, chosen)
             if coverage(config) >= CONTEXT_TARGET:
                 break
             factor *= 2.0
         if best is None:
             return fine, fine_index, fine_decisions + [Decision(
-                what, "kept", f"the patch covers only {share:.0%} of the median image, but {stop}")]
-        config, index, factor, decisions, pixels = best
+                what, "kept", f"the patch covers only {share:.0%} of the median image, but {stop}")], fine_candidate
+        config, index, factor, decisions, pixels, chosen = best
         return config, index, decisions + [Decision(
             what, f"{factor:g}x coarser",
             f"at {_fmt(fine.spacing[1:])} mm the {_fmt(fine.patch_size)} patch covers only {share:.0%} of the median "
             f"image (< {CONTEXT_COVERAGE:.0%}), too little context for a short CPU run; coarsened in 2x steps "
             f"(at most {MAX_IN_PLANE_COARSENING:g}x) until the patch covers {CONTEXT_TARGET:.0%}: now "
             f"{coverage(config):.0%}, the smallest class's 25th-percentile lesion keeping {pixels:.0f} pixels "
-            f"(>= {SMALLEST_LESION_PIXELS:g}); predictions are resampled back to the input's grid")]
+            f"(>= {SMALLEST_LESION_PIXELS:g}); predictions are resampled back to the input's grid")], chosen
 
     def choice_decisions(self, candidates: Sequence[sizing.Candidate], chosen: sizing.Candidate, probed: float,
                          budget_s: float, budget_rule: str,

@@ -63,6 +63,8 @@ class DefaultPlanner:
     decoder_convs = 2
     min_feature_edge = 4
     min_batch = 2
+    # Per dimensionality; None: no cap beyond memory and the dataset share.
+    max_batch: dict[int, int] | None = None
     max_dataset_fraction = 0.05
     lowres_threshold = 0.25
     lowres_spacing_step = 1.03
@@ -183,10 +185,13 @@ class DefaultPlanner:
             return forced, Decision("batch size", forced, note)
         by_memory = int(round(self.gpu_memory_gb / per_sample))
         cap = int(round(dataset_voxels * self.max_dataset_fraction / math.prod(patch)))
-        chosen = max(min(by_memory, cap), self.min_batch)
+        ceiling = (self.max_batch or {}).get(arch.dim)
+        chosen = max(min(by_memory, cap, ceiling or by_memory), self.min_batch)
         rule = (f"{self.gpu_memory_gb:g} GB / {per_sample:.3f} GB per patch = {by_memory}; "
                 f"cap so one batch covers at most {self.max_dataset_fraction:.0%} of the dataset's "
-                f"{dataset_voxels:.3g} voxels = {cap}; at least {self.min_batch}")
+                f"{dataset_voxels:.3g} voxels = {cap}; ")
+        rule += f"at most {ceiling} (planner cap); " if ceiling else ""
+        rule += f"at least {self.min_batch}"
         return chosen, Decision("batch size", chosen, rule)
 
     # ----------------------------------------------------------------------------- configurations

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from autolung.paths import DataRoot
 from autolung.planning.registry import planner_in_use, planners_with_trained
 from autolung.results import checkpoint_file
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class ModelSelection:
@@ -30,6 +33,24 @@ class ModelSelection:
 
     models: list[TrainedModel]
     postprocessing: dict | None
+
+
+def _only_trained_configuration(data_root: DataRoot, dataset_name: str, planner: str | None) -> str | None:
+    """The configuration to predict with when none is named and no inference choice is stored: the
+    only one trained (a ``fold_*`` folder with a final checkpoint), else None."""
+    if (data_root.results_dataset(dataset_name) / CHOICE_FILE).is_file():
+        return None
+    folder = data_root.results_dataset(dataset_name)
+    trained = sorted(child.name for child in (folder.iterdir() if folder.is_dir() else ())
+                     if child.is_dir() and "__" in child.name
+                     and (planner is None or child.name.partition("__")[2] == planner)
+                     and any(child.glob(f"fold_*/{CHECKPOINT_NAME}")))
+    if len(trained) != 1:
+        return None
+    configuration = trained[0].partition("__")[0]
+    logger.info("configuration %s (none named, no inference choice): the only one trained (%s)", configuration,
+                trained[0])
+    return configuration
 
 
 def _from_choice(base: Path, choice: dict, folds: Sequence[int] | None,
@@ -104,8 +125,11 @@ def select_models(stack: contextlib.ExitStack, data_root: DataRoot | None, datas
     if not dataset_name or data_root is None:
         raise InvalidInputError("give `dataset_name` (with `configurations`, or a stored choice) or `model_path`")
     if not configurations:
-        choice = load_inference_choice(data_root, dataset_name)
-        return _from_choice(data_root.results_dataset(dataset_name), choice, folds, checkpoint_name)
+        only = _only_trained_configuration(data_root, dataset_name, planner)
+        if only is None:
+            choice = load_inference_choice(data_root, dataset_name)
+            return _from_choice(data_root.results_dataset(dataset_name), choice, folds, checkpoint_name)
+        configurations = [only]
     planner = planner_in_use(planner, planners_with_trained(data_root, dataset_name, configurations), dataset_name,
                              "trained configurations")
     models = [load_trained_model(data_root.training_output(dataset_name, c, planner), list(folds) if folds else None,

@@ -30,6 +30,9 @@ def format_explanation(plans: Plans) -> str:
     """
     lines = [f"Plans for {plans.dataset_name}: planner {plans.planner}, GPU memory budget "
              f"{plans.gpu_memory_gb:g} GB, channels {plans.channel_names}"]
+    recommended = plans.recommended()
+    lines.append(f"Configuration trained when none is named: {recommended.value}")
+    lines.append(f"      because {recommended.rule}")
     names = [n for n in CONFIGURATION_ORDER if n in plans.configurations]
     names += [n for n in plans.configurations if n not in names]
     for name in names:

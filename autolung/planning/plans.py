@@ -163,6 +163,9 @@ class Plans:
     autolung_version: str = __version__
     # Provenance: the fingerprint these plans were made from (not part of ``digest``).
     fingerprint_digest: str | None = None
+    # The configuration to train when none is named, and why (not part of ``digest``: it changes
+    # no network); None: :meth:`recommended` falls back to nnU-Net's habit.
+    recommended_configuration: Decision | None = None
 
     def to_json(self) -> dict[str, Any]:
         payload = {
@@ -178,6 +181,8 @@ class Plans:
             "region_mapping": self.region_mapping.to_json(),
             "configurations": {name: _configuration_to_json(cfg) for name, cfg in self.configurations.items()},
         }
+        if self.recommended_configuration is not None:  # only written when set: older plans keep their layout
+            payload["recommended_configuration"] = asdict(self.recommended_configuration)
         return payload
 
     def digest(self) -> str:
@@ -187,6 +192,7 @@ class Plans:
             cfg.pop("decisions", None)
         payload.pop("autolung_version", None)
         payload.pop("fingerprint_digest", None)
+        payload.pop("recommended_configuration", None)
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
@@ -235,13 +241,41 @@ class Plans:
             autolung_version=str(payload.get("autolung_version", "unknown")),
             fingerprint_digest=payload.get("fingerprint_digest") if isinstance(payload.get("fingerprint_digest"), str)
             else None,
+            recommended_configuration=_recommendation_from_json(payload.get("recommended_configuration"),
+                                                                configurations),
         )
+
+    def recommended(self) -> Decision:
+        """The configuration to train when none is named: the planner's recommendation, else
+        nnU-Net's habit (3d_fullres where planned, else 2d, else the first planned).
+
+        Returns:
+            A :class:`Decision` whose value is the configuration name and whose rule says why.
+        """
+        if self.recommended_configuration is not None:
+            return self.recommended_configuration
+        for name in ("3d_fullres", "2d"):
+            if name in self.configurations:
+                return Decision("configuration", name, f"the planner ({self.planner}) recommends none: {name}, "
+                                                       f"nnU-Net's usual choice (3d_fullres where planned, else 2d)")
+        first = next(iter(self.configurations))
+        return Decision("configuration", first, f"the planner ({self.planner}) recommends none: the first planned")
 
     def configuration(self, name: str) -> ConfigurationPlan:
         if name not in self.configurations:
             raise InvalidPlansError(
                 f"configuration {name!r} is not planned; planned: {', '.join(self.configurations)}")
         return self.configurations[name]
+
+
+def _recommendation_from_json(payload: Any, configurations: dict[str, Any]) -> Decision | None:
+    if payload is None:
+        return None
+    _require(isinstance(payload, dict) and {"what", "value", "rule"} <= set(payload),
+             "'recommended_configuration' must be an object with 'what', 'value' and 'rule'")
+    _require(payload["value"] in configurations,
+             f"'recommended_configuration' names {payload['value']!r}, which is not planned")
+    return Decision(str(payload["what"]), str(payload["value"]), str(payload["rule"]))
 
 
 def _configuration_to_json(configuration: ConfigurationPlan) -> dict[str, Any]:

@@ -28,7 +28,10 @@ def _distributed_from_environment() -> object | None:
 @app.command("train")
 def train(
     dataset: str = dataset_option(),
-    configuration: str = typer.Option(..., "-c", "--configuration", help="Configuration: 2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres."),
+    configuration: Optional[str] = typer.Option(
+        None, "-c", "--configuration",
+        help="Configuration: 2d, 3d_fullres, 3d_lowres, 3d_cascade_fullres (default: the one the plans recommend; "
+             "plan --explain says which and why)."),
     fold: str = typer.Option(..., "-f", "--fold", help="Fold 0-4, or 'all' to train on every case."),
     planner: Optional[str] = typer.Option(None, "--planner", help=TRAINED_PLANNER_HELP),
     epochs: int = typer.Option(1000, "--epochs", help="Number of epochs (an upper bound with --time-budget)."),
@@ -69,9 +72,10 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override the plan's batch size."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars (the epoch log lines stay)."),
 ) -> None:
-    """Train one fold: autolung train -d Dataset -c 3d_fullres -f 0."""
+    """Train one fold: autolung train -d Dataset -f 0 (-c 3d_fullres to name the configuration)."""
     resolved_root = data_root(root)
     name = _dataset_name(dataset, resolved_root)
+    configuration = api.training_configuration(name, resolved_root, configuration, planner)
     folder = api.train(
         name, resolved_root, configuration, fold, progress=progress_reporter(not no_progress),
         distributed=_distributed_from_environment(), epochs=epochs, iters_per_epoch=iters_per_epoch,

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from autolung.paths import DataRoot
+from autolung.planning.plans import Plans
 from autolung.planning import budget as sizing
 from autolung.planning.explain import format_explanation
 from autolung.planning.overrides import PlanOverrides
@@ -16,7 +17,7 @@ from autolung.training.options import TrainingOptions
 from autolung.training.run import with_planned_budget
 import autolung_cli.commands.planning  # noqa: F401 - registers the commands
 from autolung_cli.app import app
-from planners.auto import CPU_LADDER, AutoPlanner
+from planners.auto import CPU_LADDER, SMALL_BATCH, AutoPlanner, recommend_configuration
 from planners.cpu import CpuPlanner
 from planners.default import DefaultPlanner
 from synthetic_fingerprints import synthetic_fingerprint
@@ -206,13 +207,24 @@ def test_cli_default_is_auto_end_to_end(tiny_msd: Path, data_root: DataRoot, mon
                                  "-c", "3d_fullres"])
     assert result.exit_code == 0, result.output
     assert "3d_fullres__auto" in result.output
-    result = runner.invoke(app, ["train", "-d", "Tiny_CT", "-c", "3d_fullres", "-f", "0", *root, "--epochs", "1",
+    # no configuration named: the one the plans recommend (3d_fullres: this probe buys it enough steps)
+    assert Plans.load(data_root.plans_file("Tiny_CT", "auto")).recommended().value == "3d_fullres"
+    result = runner.invoke(app, ["train", "-d", "Tiny_CT", "-f", "0", *root, "--epochs", "1",
                                  "--iters-per-epoch", "1", "--val-iters", "1", "--no-final-validation",
                                  "--num-workers", "0", "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    assert "trained 3d_fullres fold 0" in result.output
     fold = data_root.training_output("Tiny_CT", "3d_fullres", "auto") / "fold_0"
     assert (fold / "checkpoint_final.pt").is_file()
     assert json.loads((fold / "training_info.json").read_text())["planner"] == "auto"
+    # nor at prediction: no inference choice is stored, so the only trained configuration
+    import autolung_cli.commands.predict  # noqa: F401
+
+    image = sorted((tiny_msd / "imagesTr").glob("*.nii.gz"))[0]
+    result = runner.invoke(app, ["predict", "-i", str(image), "-o", str(data_root.root / "pred"), "-d", "Tiny_CT",
+                                 "-f", "0", *root, "--disable-tta", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(list((data_root.root / "pred").glob("*.nii.gz"))) == 1
     # a second planner's plans make the choice ambiguous: named, not guessed
     assert runner.invoke(app, ["plan", "-d", str(tiny_msd), *root, "--planner", "cpu", "-np", "1"]).exit_code == 0
     result = runner.invoke(app, ["train", "-d", "Tiny_CT", "-c", "3d_fullres", "-f", "0", *root, "--epochs", "1",
@@ -276,3 +288,34 @@ def test_images_the_patch_already_covers_keep_their_spacing() -> None:
     # A fast CPU with a long budget buys the GPU plan, whose 512x512 patch covers the image.
     plans = AutoPlanner(chest_xrays(), device="cpu", time_budget_s=36000, probe=Probe(0.001)).plan()
     assert _in_plane(plans) == ([1.0, 1.0], "kept")
+
+
+def test_short_cpu_budget_recommends_2d_with_a_small_batch() -> None:
+    """Task04 on one core in 5 minutes: 3d_fullres buys a few hundred steps, so 2d is recommended,
+    and its batch is capped (39 patches of 56x40 bought 539 steps and test Dice 0)."""
+    plans = AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=300, probe=Probe(2.0)).plan()
+    recommended = plans.recommended()
+    assert recommended.value == "2d" and "3d_fullres buys only" in recommended.rule
+    two_d = plans.configurations["2d"]
+    assert two_d.batch_size <= SMALL_BATCH[2]
+    assert two_d.decisions[0].value == CPU_LADDER[-1][0]
+    assert "at most 8 (planner cap)" in next(d.rule for d in two_d.decisions if d.what == "batch size")
+    assert plans.configurations["3d_fullres"].batch_size <= SMALL_BATCH[3]
+    long = AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=3600, probe=Probe(0.01)).plan()
+    assert long.recommended().value == "3d_fullres" and ">= 1000" in long.recommended().rule
+    assert AutoPlanner(patches_2d(), device="cpu", time_budget_s=300, probe=Probe(2.0)).plan().recommended().value \
+        == "2d"
+    # on a GPU nothing is recommended beyond nnU-Net's habit
+    gpu = AutoPlanner(hippocampus_like(), device="cuda", time_budget_s=300, probe=Probe(2.0)).plan()
+    assert gpu.recommended_configuration is None and gpu.recommended().value == "3d_fullres"
+
+
+@pytest.mark.parametrize("steps, expected", [
+    ({"2d": 3000.0, "3d_fullres": 1200.0}, "3d_fullres"),  # 3d buys enough steps
+    ({"2d": 3000.0, "3d_fullres": 300.0}, "2d"),
+    ({"2d": 200.0, "3d_fullres": 300.0}, "3d_fullres"),  # 2d is no cheaper
+    ({"2d": 50.0}, "2d"),
+    ({"3d_fullres": 50.0, "3d_lowres": 500.0}, "3d_fullres"),
+])
+def test_recommendation_rule(steps: dict, expected: str) -> None:
+    assert recommend_configuration(steps, 1000, 300.0).value == expected

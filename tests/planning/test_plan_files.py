@@ -61,3 +61,25 @@ def test_explanation_lists_every_decision(planned: Path) -> None:
     for expected in ("[3d_fullres]", "target spacing", "patch size", "pooling", "batch size", "normalization CT",
                      "because"):
         assert expected in text
+
+
+def test_recommended_configuration_round_trips_outside_the_digest(planned: Path) -> None:
+    from autolung.planning.plans import Decision
+
+    plans = Plans.load(planned)
+    digest = plans.digest()
+    fallback = plans.recommended()
+    assert (fallback.what, fallback.value) == ("configuration", "3d_fullres") and "recommends none" in fallback.rule
+    assert "recommended_configuration" not in json.loads(planned.read_text())  # older layout kept when unset
+    plans.recommended_configuration = Decision("configuration", "2d", "a short CPU budget")
+    plans.save(planned)
+    loaded = Plans.load(planned)
+    assert loaded.recommended() == Decision("configuration", "2d", "a short CPU budget")
+    assert loaded.digest() == digest  # it changes no network, so no trained fold goes stale
+    text = format_explanation(loaded)
+    assert "Configuration trained when none is named: 2d" in text and "because a short CPU budget" in text
+    payload = json.loads(planned.read_text())
+    payload["recommended_configuration"]["value"] = "3d_lowres_missing"
+    planned.write_text(json.dumps(payload))
+    with pytest.raises(InvalidPlansError, match="names '3d_lowres_missing', which is not planned"):
+        Plans.load(planned)
