@@ -454,7 +454,8 @@ def _cores(record: dict) -> str:
 
 def report_rows(records: list[dict]) -> list[str]:
     rows = ["| set | fold | budget or length | tool | variant | test Dice (mean) | per class | iterations | loop s | "
-            "patch, batch, widths | cores | load (1 min) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "configuration: patch, batch, widths | cores | load (1 min) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: (r["set"], r["fold"], r["budget_s"] or 0, r["tool"], r["variant"],
                                             r.get("started", ""))):
         plan = r.get("plan", {})
@@ -463,7 +464,7 @@ def report_rows(records: list[dict]) -> list[str]:
         mean = r["dice"].get("mean")
         rows.append(f"| {r['set']} | {r['fold']} | {length} | {r['tool']} | {r['variant']} | "
                     f"{'-' if mean is None else f'{mean:.3f}'} | {_dice_text(r)} | {r['iterations']} | "
-                    f"{r['train_loop_s']} | {plan.get('patch')}, {plan.get('batch')}, "
+                    f"{r['train_loop_s']} | {r.get('configuration', '?')}: {plan.get('patch')}, {plan.get('batch')}, "
                     f"{widths[0] if widths else '?'}..{widths[-1] if widths else '?'} | {_cores(r)} | "
                     f"{r['machine'].get('load_before')} → {r.get('load_after')} |")
     return rows
@@ -485,7 +486,7 @@ def paired_runs(records: list[dict]) -> list[tuple[dict, dict]]:
 
 
 def pair_rows(records: list[dict]) -> list[str]:
-    rows = ["| set | budget | started (UTC), autolung commit | autolung (planner) | autolung Dice | nnU-Net Dice | "
+    rows = ["| set | budget | started (UTC), autolung commit | autolung (planner, configuration) | autolung Dice | nnU-Net Dice | "
             "difference | autolung / nnU-Net iterations | rare class (autolung / nnU-Net) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for ours, theirs in paired_runs(records):
@@ -497,7 +498,8 @@ def pair_rows(records: list[dict]) -> list[str]:
             lowest = min(classes, key=lambda k: (ours["dice"].get(k) or 0.0) + (theirs["dice"].get(k) or 0.0))
             rare = f"{lowest}: {ours['dice'].get(lowest) or 0:.3f} / {theirs['dice'].get(lowest) or 0:.3f}"
         when = f"{ours.get('started', '?')[:16].replace('T', ' ')}, {ours['machine'].get('autolung_commit') or '?'}"
-        rows.append(f"| {ours['set']} | {ours['budget_s'] / 60:g} min | {when} | {ours['tool'].split(':', 1)[1]} | "
+        rows.append(f"| {ours['set']} | {ours['budget_s'] / 60:g} min | {when} | {ours['tool'].split(':', 1)[1]}, "
+                    f"{ours.get('configuration', '?')} | "
                     f"{a:.3f} | {b:.3f} | {a - b:+.3f} | {ours['iterations']} / {theirs['iterations']} | {rare} |")
     return rows
 

@@ -103,6 +103,8 @@ def test_results_table_and_plot(tmp_path: Path) -> None:
     nnunet = dict(record, tool="nnunet", dice={"tumour": None, "mean": None})
     rows = tta.report_rows([record, nnunet])
     assert "| S | 0 | 5 min | autolung:auto | defaults | 0.610 | tumour 0.610 | 250 |" in rows[2]
+    assert "| ?: [48, 48], 5, 16..128 |" in rows[2]  # a record without its configuration
+    assert "| 2d: [48, 48], 5, 16..128 |" in tta.report_rows([dict(record, configuration="2d")])[2]
     assert "| nnunet | defaults | - | tumour - |" in rows[3]
     fixed = dict(record, budget_s=None, fixed_iterations=300, variant="ce")
     assert "| S | 0 | 300 iterations | autolung:auto | ce |" in tta.report_rows([fixed])[2]
@@ -114,7 +116,7 @@ def test_paired_runs_are_matched_by_set_budget_and_start() -> None:
     tta = _time_to_accuracy()
     base = {"set": "S", "fold": 0, "budget_s": 300.0, "variant": "defaults", "iterations": 100,
             "train_loop_s": 300.0, "started": "2026-11-30T13:00:05+00:00", "load_after": 1.0}
-    ours = dict(base, tool="autolung:auto", dice={"a": 0.5, "b": 0.9, "mean": 0.7},
+    ours = dict(base, tool="autolung:auto", configuration="2d", dice={"a": 0.5, "b": 0.9, "mean": 0.7},
                 machine={"pinned_cores": [0], "cores": 2, "autolung_commit": "abc1234"})
     theirs = dict(base, tool="nnunet", iterations=40, dice={"a": 0.0, "b": 0.8, "mean": 0.4},
                   machine={"pinned_cores": [1], "cores": 2})
@@ -122,7 +124,7 @@ def test_paired_runs_are_matched_by_set_budget_and_start() -> None:
     shared = dict(theirs, machine={"cores": 2})  # an unpinned run never pairs
     assert tta.paired_runs([ours, theirs, unpaired, shared]) == [(ours, theirs)]
     row = tta.pair_rows([ours, theirs])[2]
-    assert row == ("| S | 5 min | 2026-11-30 13:00, abc1234 | auto | 0.700 | 0.400 | +0.300 | 100 / 40 | "
+    assert row == ("| S | 5 min | 2026-11-30 13:00, abc1234 | auto, 2d | 0.700 | 0.400 | +0.300 | 100 / 40 | "
                    "a: 0.500 / 0.000 |")
     # The plot draws the latest paired run per budget: a later commit's defaults supersede.
     later = dict(ours, started="2026-11-30T16:00:00+00:00", dice={"a": 0.9, "b": 0.9, "mean": 0.9})

@@ -382,7 +382,13 @@ def with_planned_budget(options: TrainingOptions, configuration: ConfigurationPl
     from autolung.planning.run import planned_time_budget
 
     planned = planned_time_budget(configuration)
-    if options.time_budget_s is not None or planned is None:
+    if planned is None:
+        return options
+    if options.time_budget_s is not None:
+        if not planned / 2 <= options.time_budget_s <= planned * 2:
+            logger.warning("training for %.0f s with a plan sized for %.0f s: the plan is not the one that trains "
+                           "best in this budget; plan again with time_budget_s=%.0f", options.time_budget_s, planned,
+                           options.time_budget_s)
         return options
     logger.info("no time budget given: training for the %.0f s the plan was sized for", planned)
     return replace(options, time_budget_s=planned)

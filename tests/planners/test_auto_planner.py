@@ -106,10 +106,14 @@ def test_default_budget_on_cpu_is_recorded() -> None:
     assert "no time budget given" in format_explanation(plans)
 
 
-def test_training_uses_the_planned_budget_unless_given() -> None:
+def test_training_uses_the_planned_budget_unless_given(caplog) -> None:
     config = AutoPlanner(patches_2d(), device="cpu", time_budget_s=420, probe=Probe(0.01)).plan().configurations["2d"]
     assert with_planned_budget(TrainingOptions(), config).time_budget_s == 420
+    assert with_planned_budget(TrainingOptions(time_budget_s=600), config).time_budget_s == 600
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # within 2x of the planned budget
     assert with_planned_budget(TrainingOptions(time_budget_s=60), config).time_budget_s == 60
+    warning = next(r for r in caplog.records if r.levelname == "WARNING").getMessage()
+    assert "training for 60 s with a plan sized for 420 s" in warning and "time_budget_s=60" in warning
     default = DefaultPlanner(patches_2d()).plan().configurations["2d"]
     assert with_planned_budget(TrainingOptions(), default).time_budget_s is None
 
