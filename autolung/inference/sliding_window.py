@@ -167,6 +167,10 @@ def _pad_to_patch(data: torch.Tensor, patch: Sequence[int]) -> tuple[torch.Tenso
     return torch.nn.functional.pad(data, flat, mode="constant", value=0.0), tuple(crop)
 
 
+# Samples per network call below which float32 convolutions may leave oneDNN (default_window_batch_size).
+MIN_CALL_BATCH = 2
+
+
 def _windows(shape: Sequence[int], patch: Sequence[int], step_size: float) -> list[tuple[slice, ...]]:
     starts = [compute_steps(size, length, step_size) for size, length in zip(shape, patch)]
     return [tuple(slice(s, s + length) for s, length in zip(corner, patch))
@@ -174,20 +178,22 @@ def _windows(shape: Sequence[int], patch: Sequence[int], step_size: float) -> li
 
 
 def default_window_batch_size(precision: str) -> int:
-    """Windows per network call when the user does not say.
+    """Windows per network call when the user does not say: 2, in either precision.
 
     Measured on 2-core EPYCs (docs/inference.md): in bfloat16 (AVX-512 BF16) 2 windows per call
-    beat 1 (31 s against 40 s for the same crop); in float32 one window per call was faster on
-    both the AVX-512 and an AVX2 machine (1.83 s against 2.14 s per window on AVX2), as larger
-    float32 batches fall out of cache.
+    beat 1 (31 s against 40 s for the same crop). In float32 on one AVX2 core, a call of one
+    sample can fall off oneDNN onto PyTorch's generic convolution: the half-width U-Net on a
+    6x48x48 LIDC window took 185 ms alone and 38 ms per window two at a time; on 40x48x32 177
+    against 144 ms, on nnU-Net's 40x56x40 plan 702 against 607 ms, on 20x80x80 400 against 403 ms.
+    Larger batches gained nothing more (and 4 windows of 40x56x40 took 878 ms each).
 
     Args:
         precision: the resolved precision, "float32" or "bfloat16".
 
     Returns:
-        2 for bfloat16, 1 for float32.
+        2.
     """
-    return 2 if precision == "bfloat16" else 1
+    return MIN_CALL_BATCH
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -221,22 +227,32 @@ def _forward(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return output
 
 
+def _flip_groups(flips: list[tuple[int, ...]], windows: int) -> list[list[tuple[int, ...]]]:
+    """The mirrorings run together in one network call, so that a call carries at least
+    :data:`MIN_CALL_BATCH` samples when a batch holds fewer windows (see :func:`default_window_batch_size`)."""
+    per_call = max(1, -(-MIN_CALL_BATCH // max(1, windows)))
+    return [flips[begin:begin + per_call] for begin in range(0, len(flips), per_call)]
+
+
 def _predict_batch(networks: Sequence[nn.Module], batch: torch.Tensor, flips: list[tuple[int, ...]],
                    precision: str, average_logits: bool = False) -> torch.Tensor:
     """Sum over networks and mirrorings of the sigmoid outputs (or raw logits) of one window batch (float32)."""
     total: torch.Tensor | None = None
+    windows = batch.shape[0]
     autocast = torch.autocast(device_type=batch.device.type, dtype=torch.bfloat16,
                               enabled=precision == "bfloat16")
     with autocast:
         for network in networks:
-            for dims in flips:
-                inputs = torch.flip(batch, dims) if dims else batch
-                probs = _forward(network, inputs).float()
+            for group in _flip_groups(flips, windows):
+                inputs = torch.cat([torch.flip(batch, dims) if dims else batch for dims in group])
+                outputs = _forward(network, inputs).float()
                 if not average_logits:
-                    probs = torch.sigmoid(probs)
-                if dims:
-                    probs = torch.flip(probs, dims)
-                total = probs if total is None else total + probs
+                    outputs = torch.sigmoid(outputs)
+                for index, dims in enumerate(group):
+                    probs = outputs[index * windows:(index + 1) * windows]
+                    if dims:
+                        probs = torch.flip(probs, dims)
+                    total = probs.clone() if total is None else total + probs
     assert total is not None
     return total
 
