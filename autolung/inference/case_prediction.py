@@ -45,7 +45,7 @@ class CaseOptions:
         device: torch device the networks run on (the networks are moved there).
         precision: "float32", "bfloat16" or "auto"
             (:func:`~autolung.inference.sliding_window.resolve_precision`).
-        window_batch_size: windows per network call; None: the precision's default.
+        window_batch_size: windows per network call; None: 2 (the sliding window's default).
     """
 
     levers: Levers

@@ -54,8 +54,7 @@ class PredictionOptions:
         mirror_axes: the axes (0=z, 1=y, 2=x) to mirror; None: from ``mirror`` or the mode.
         crop_to_body: tile only the body's bounding box (CT); None: the mode's.
         skip_empty_windows: skip windows without a body voxel (CT); None: the mode's.
-        window_batch_size: windows per network call; None: 2 in bfloat16, 1 in float32
-            (``default_window_batch_size``).
+        window_batch_size: windows per network call; None: 2 (``default_window_batch_size``).
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1" or "mps".
         precision: "auto" (bfloat16 autocast where native, see ``resolve_precision``), "float32", "bfloat16".
         save_probabilities: also write ``<case>.npz`` (see ``cv_outputs``).

@@ -104,7 +104,7 @@ def test_window_batch_default_follows_precision_and_never_changes_the_result(mon
     from autolung.inference import sliding_window
 
     assert sliding_window.default_window_batch_size("bfloat16") == 2
-    assert sliding_window.default_window_batch_size("float32") == 1
+    assert sliding_window.default_window_batch_size("float32") == 2
     sizes = []
     original = sliding_window._batches
     monkeypatch.setattr(sliding_window, "_batches", lambda items, size: sizes.append(size) or original(items, size))
@@ -113,5 +113,33 @@ def test_window_batch_default_follows_precision_and_never_changes_the_result(mon
     default = predict_sliding_window(net, data, (8, 16, 16), mirror_axes=None, precision="float32")
     batched = predict_sliding_window(net, data, (8, 16, 16), mirror_axes=None, precision="float32",
                                      window_batch_size=3)
-    assert sizes == [1, 3]
+    assert sizes == [2, 3]
     np.testing.assert_allclose(default, batched, atol=1e-5)
+
+
+def test_mirrorings_share_network_calls_of_at_least_two_samples() -> None:
+    """One window and eight mirrorings: four calls of two samples, the same sum as eight calls of one."""
+    from autolung.inference import sliding_window
+
+    assert sliding_window._flip_groups([(), (2,), (3,)], windows=1) == [[(), (2,)], [(3,)]]
+    assert sliding_window._flip_groups([(), (2,)], windows=2) == [[()], [(2,)]]
+    calls = []
+
+    class Recording(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = conv_net()
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return self.inner(x)
+
+    net = Recording()
+    batch = torch.from_numpy(np.random.default_rng(7).normal(size=(1, 1, 8, 16, 16)).astype(np.float32))
+    flips = sliding_window.mirror_combinations((0, 1, 2), is_2d=False)
+    with torch.inference_mode():
+        grouped = sliding_window._predict_batch([net], batch, flips, "float32")
+        assert calls == [2, 2, 2, 2]
+        one_by_one = sum(torch.flip(torch.sigmoid(net.inner(torch.flip(batch, d) if d else batch)), d) if d
+                         else torch.sigmoid(net.inner(batch)) for d in flips)
+    np.testing.assert_allclose(grouped.numpy(), one_by_one.numpy(), atol=1e-5)
