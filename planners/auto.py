@@ -23,19 +23,18 @@ from planners.default import DefaultPlanner
 
 log = logging.getLogger(__name__)
 
+# On a CPU a step costs in proportion to its batch, and a bigger batch adds no capacity: every rung
+# caps it (nnU-Net's 3D batch, 8 in 2d). Task04 2d, one core: 39 patches of 56x40 bought 539
+# steps in 5 minutes and test Dice 0.000, 1,010 steps in 10 minutes and 0.779; 8 patches bought
+# 2,222 steps in 5 minutes and 0.821 (benchmarks/time_to_accuracy.py).
 SMALL_BATCH = {2: 8, 3: 2}
-# (name, base features, max features per dim, memory budget in GB, batch cap per dim or None),
-# widest (costliest step) first.
-CPU_LADDER: tuple[tuple[str, int, dict[int, int], float, dict[int, int] | None], ...] = (
-    ("full width, 8 GB patch (the GPU plan)", 32, {2: 512, 3: 320}, 8.0, None),
-    ("full width, 2 GB patch", 32, {2: 512, 3: 320}, 2.0, None),
-    ("half width, 1 GB patch", 16, {2: 256, 3: 256}, 1.0, None),
-    ("half width, 0.25 GB patch (the cpu preset)", 16, {2: 256, 3: 256}, 0.25, None),
-    ("half width, 0.1 GB patch", 16, {2: 256, 3: 256}, 0.1, None),
-    # Small images fill even 0.1 GB with large batches (Task04 2d: 39 patches of 56x40, 0.57 s a
-    # step on one core, 539 steps in 5 minutes, test Dice 0); on a CPU a step costs in proportion
-    # to the batch, so the last rung trades batch for steps (nnU-Net's 3D batch, 8 in 2D).
-    ("half width, 0.1 GB patch, small batch", 16, {2: 256, 3: 256}, 0.1, SMALL_BATCH),
+# (name, base features, max features per dim, memory budget in GB), widest (costliest step) first.
+CPU_LADDER: tuple[tuple[str, int, dict[int, int], float], ...] = (
+    ("full width, 8 GB patch (the GPU plan's patch)", 32, {2: 512, 3: 320}, 8.0),
+    ("full width, 2 GB patch", 32, {2: 512, 3: 320}, 2.0),
+    ("half width, 1 GB patch", 16, {2: 256, 3: 256}, 1.0),
+    ("half width, 0.25 GB patch (the cpu preset)", 16, {2: 256, 3: 256}, 0.25),
+    ("half width, 0.1 GB patch", 16, {2: 256, 3: 256}, 0.1),
 )
 
 
@@ -51,10 +50,10 @@ MAX_IN_PLANE_COARSENING = 4.0
 SMALLEST_LESION_PIXELS = 64.0
 
 
-def _variant(name: str, base: int, widest: dict[int, int], memory_gb: float, max_batch: dict[int, int] | None,
+def _variant(name: str, base: int, widest: dict[int, int], memory_gb: float,
              in_plane_factor: float = 1.0) -> type[DefaultPlanner]:
     attributes = {"name": name, "base_features": base, "max_features": dict(widest),
-                  "default_gpu_memory_gb": memory_gb, "max_batch": None if max_batch is None else dict(max_batch)}
+                  "default_gpu_memory_gb": memory_gb, "max_batch": dict(SMALL_BATCH)}
     if in_plane_factor != 1.0:
         attributes["fullres_spacing"] = _coarser_in_plane(in_plane_factor)
     return type("AutoCandidate", (DefaultPlanner,), attributes)

@@ -164,9 +164,9 @@ def plan_step(job: DatasetJob) -> dict[str, Any]:
 
 
 def choose_configurations(job: DatasetJob) -> list[str]:
-    """The configurations to benchmark: those requested that the plans have, else the default one.
-
-    The default is ``2d`` for 2D data and ``3d_fullres`` for 3D data.
+    """The configurations to benchmark: those requested that the plans have, else the one the plans
+    recommend (:meth:`Plans.recommended`: ``2d`` for 2D data; for 3D data ``3d_fullres``, or ``2d``
+    where the ``auto`` planner found that 3d_fullres cannot converge in a short CPU budget).
 
     Args:
         job: the dataset job (plans must exist).
@@ -181,7 +181,9 @@ def choose_configurations(job: DatasetJob) -> list[str]:
     if job.settings.configurations:
         wanted = list(job.settings.configurations)
     else:
-        wanted = ["2d" if _is_2d(plans) else "3d_fullres"]
+        recommended = plans.recommended()
+        logger.info("%s: configuration %s: %s", job.name, recommended.value, recommended.rule)
+        wanted = [str(recommended.value)]
     chosen = [name for name in dict.fromkeys(wanted) if name in plans.configurations]
     for name in wanted:
         if name not in plans.configurations:
@@ -191,11 +193,6 @@ def choose_configurations(job: DatasetJob) -> list[str]:
                             f"{', '.join(plans.configurations)})",
                             path=job.data_root.plans_file(job.name, job.settings.planner))
     return chosen
-
-
-def _is_2d(plans: Plans) -> bool:
-    return all(configuration.dim == 2 for configuration in plans.configurations.values()) or \
-        "3d_fullres" not in plans.configurations
 
 
 def preprocess_step(job: DatasetJob, configuration: str) -> dict[str, Any]:

@@ -63,10 +63,14 @@ def test_gpu_gets_the_default_plan_without_probing() -> None:
 
 
 def test_fast_cpu_and_long_budget_buy_the_gpu_plan() -> None:
+    """The GPU plan's network and patch; on a CPU its batch is capped like every rung's."""
     probe = Probe(0.01)  # 100 GMAC/s
     plans = AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=3600, probe=probe).plan()
     full = plans.configurations["3d_fullres"]
-    assert _same_configuration(full, DefaultPlanner(hippocampus_like()).plan().configurations["3d_fullres"])
+    gpu = DefaultPlanner(hippocampus_like()).plan().configurations["3d_fullres"]
+    assert full.patch_size == gpu.patch_size
+    assert full.architecture.features_per_stage == gpu.architecture.features_per_stage
+    assert full.batch_size == min(gpu.batch_size, SMALL_BATCH[3])
     assert full.decisions[0].value == CPU_LADDER[0][0]
     assert planned_time_budget(full) == 3600
     # only the cheapest candidate is measured, once per configuration
@@ -296,13 +300,13 @@ def test_images_the_patch_already_covers_keep_their_spacing() -> None:
 
 def test_short_cpu_budget_recommends_2d_with_a_small_batch() -> None:
     """Task04 on one core in 5 minutes: 3d_fullres buys a few hundred steps, so 2d is recommended,
-    and its batch is capped (39 patches of 56x40 bought 539 steps and test Dice 0)."""
+    and its batch is capped (39 patches of 56x40 bought 539 steps and test Dice 0, 8 bought 2,222
+    and 0.821)."""
     plans = AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=300, probe=Probe(2.0)).plan()
     recommended = plans.recommended()
     assert recommended.value == "2d" and "3d_fullres buys only" in recommended.rule
     two_d = plans.configurations["2d"]
     assert two_d.batch_size <= SMALL_BATCH[2]
-    assert two_d.decisions[0].value == CPU_LADDER[-1][0]
     assert "at most 8 (planner cap)" in next(d.rule for d in two_d.decisions if d.what == "batch size")
     assert plans.configurations["3d_fullres"].batch_size <= SMALL_BATCH[3]
     long = AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=3600, probe=Probe(0.01)).plan()
