@@ -486,7 +486,8 @@ def paired_runs(records: list[dict]) -> list[tuple[dict, dict]]:
 
 
 def pair_rows(records: list[dict]) -> list[str]:
-    rows = ["| set | budget | started (UTC), autolung commit | autolung (planner, configuration) | autolung Dice | nnU-Net Dice | "
+    rows = ["| set | budget | started (UTC), autolung commit | autolung (planner, configuration) | autolung Dice | "
+            "nnU-Net Dice | "
             "difference | autolung / nnU-Net iterations | rare class (autolung / nnU-Net) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for ours, theirs in paired_runs(records):

@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path

@@ -47,7 +47,8 @@ def benchmark_command(
     datasets: List[str] = typer.Option(..., "-d", "--dataset",
                                        help="Dataset names under raw/ or paths; several allowed."),
     configurations: Optional[List[str]] = typer.Option(
-        None, "-c", "--configurations", help="Configurations to train (default: the one the plans recommend; plan --explain says which)."),
+        None, "-c", "--configurations",
+        help="Configurations to train (default: the one the plans recommend; plan --explain says which)."),
     folds: Optional[List[str]] = typer.Option(None, "-f", "--folds", help="Folds to train (default: all)."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget",
                                               help="Wall-clock budget per fold, e.g. 90s, 10m, 1.5h."),

@@ -55,7 +55,8 @@ def predict_command(
     dataset: Optional[str] = typer.Option(None, "-d", "--dataset", help="Dataset whose trained models to use."),
     configurations: Optional[List[str]] = typer.Option(None, "-c", "--configuration",
                                                        help="Configuration(s) (-c 2d 3d_fullres, or a,b); "
-                                                            "default: the stored best choice (find_best_configuration), else the only "
+                                                            "default: the stored best choice "
+                                                            "(find_best_configuration), else the only "
                                                             "configuration trained."),
     folds: Optional[List[str]] = typer.Option(None, "-f", "--folds",
                                               help="Folds to average (-f 0 1 2, or 0,1,2; 'all' is the fold trained "
