@@ -355,7 +355,7 @@ def predict(input_path: str | Path, output_folder: str | Path, root: DataRoot | 
         anonymize: blank patient and visit attributes in DICOM output.
         num_threads: CPU threads for torch (None: torch's default).
         **options: :class:`autolung.inference.predictor.PredictionOptions` fields (``mode``,
-            ``mirror``, ``mirror_axes``, ``step_size``, ``crop_to_body``, ``skip_empty_windows``,
+            ``mirror``, ``mirror_axes``, ``step_size``, ``crop_to_body``, ``skip_empty_windows``, ``restrict_to_body``,
             ``device``, ``save_probabilities``, ``output_ending``, ...).
 
     Returns:

@@ -21,6 +21,11 @@ Figures per kind, with the same TTA setting on both sides, autolung in float32:
 - wall time of each command (whole run: start-up, reading, preprocessing, prediction, writing) and
   the ratio autolung / nnU-Net.
 
+Where the CPU runs bfloat16 natively (AVX-512 BF16 or AMX), autolung also runs with ``--precision
+auto`` (bfloat16 autocast after its numerical check), as a user gets it: its wall time against
+nnU-Net's float32 run, its mean Dice and its foreground agreement with nnU-Net's masks
+(``--bf16 off`` skips it).
+
 Usage::
 
     /work/shared/reference/setup_nnunet.sh /work/nnunet_venv
@@ -201,7 +206,7 @@ def _autolung_probabilities(model: Path, inputs: Path, mirror: bool, threads: in
     from autolung.inference.sources import select_models
 
     torch.set_num_threads(threads)
-    options = PredictionOptions(mirror=mirror, precision="float32")
+    options = PredictionOptions(mode="full", mirror=mirror, precision="float32")
     result = {}
     with contextlib.ExitStack() as stack:
         models = select_models(stack, None, None, None, [0], model_path=model).models
@@ -211,7 +216,40 @@ def _autolung_probabilities(model: Path, inputs: Path, mirror: bool, threads: in
     return result
 
 
-def compare(work: Path, kind: Kind, cases: int, mirror: bool, threads: int) -> dict:
+def native_bfloat16() -> bool:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _foreground_agreement(first: list[np.ndarray], second: list[np.ndarray]) -> tuple[float, int]:
+    agree = union = 0
+    for a, b in zip(first, second):
+        foreground = (a > 0) | (b > 0)
+        agree += int((a[foreground] == b[foreground]).sum())
+        union += int(foreground.sum())
+    return (agree / union if union else 1.0), union
+
+
+def _autolung_auto_precision(work: Path, kind: Kind, inputs: Path, case_ids: list[str], mirror: bool, threads: int,
+                             env: dict[str, str], nnunet_masks: list[np.ndarray], truths: list[np.ndarray],
+                             labels: list[int], nnunet_s: float) -> dict:
+    """autolung with ``--precision auto`` (bfloat16 where native): time, Dice, agreement with nnU-Net."""
+    tag = "tta" if mirror else "notta"
+    output = work / "out" / f"{kind.plans}_{kind.configuration}_{tag}_autolung_auto"
+    shutil.rmtree(output, ignore_errors=True)
+    seconds = _run([sys.executable, "-m", "autolung_cli", "predict", "-i", str(inputs), "-o", str(output),
+                    "--model", str(model_folder(work, kind)), "-f", "0", "--precision", "auto",
+                    "--threads", str(threads), "--no-progress", "--mode", "full",
+                    *([] if mirror else ["--disable-tta"])], env)
+    ending = json.loads((work / "raw" / kind.dataset / "dataset.json").read_text())["file_ending"]
+    masks = [_read(output / f"{case}{ending}") for case in case_ids]
+    agreement, _ = _foreground_agreement(nnunet_masks, masks)
+    dice = float(np.mean([_dice(mask, truth, labels) for mask, truth in zip(masks, truths)]))
+    return {"autolung_auto_s": seconds, "time_ratio_auto": seconds / nnunet_s, "dice_autolung_auto": dice,
+            "foreground_agreement_auto": agreement}
+
+
+def compare(work: Path, kind: Kind, cases: int, mirror: bool, threads: int, bf16: bool = False) -> dict:
     env = _env(work, threads)
     inputs, case_ids = _test_cases(work, kind, cases)
     tag = "tta" if mirror else "notta"
@@ -226,21 +264,20 @@ def compare(work: Path, kind: Kind, cases: int, mirror: bool, threads: int) -> d
     autolung_env = dict(env, PYTHONPATH=str(REPO))
     autolung_s = _run([sys.executable, "-m", "autolung_cli", "predict", "-i", str(inputs), "-o", str(out_al),
                        "--model", str(model_folder(work, kind)), "-f", "0", "--precision", "float32",
-                       "--threads", str(threads), "--no-progress", *([] if mirror else ["--disable-tta"])],
+                       "--threads", str(threads), "--no-progress", "--mode", "full",
+                       *([] if mirror else ["--disable-tta"])],
                       autolung_env)
     probabilities = _autolung_probabilities(model_folder(work, kind), inputs, mirror, threads)
     dataset = json.loads((work / "raw" / kind.dataset / "dataset.json").read_text())
     ending = dataset["file_ending"]
     labels = [v for k, v in dataset["labels"].items() if k != "background" and isinstance(v, int)]
-    agree = union = 0
     max_diff = inner_diff = 0.0
     over, voxels = 0, 0
     dice_nn, dice_al = [], []
+    nnunet_masks, autolung_masks, truths = [], [], []
     for case in case_ids:
         mask_nn, mask_al = _read(out_nn / f"{case}{ending}"), _read(out_al / f"{case}{ending}")
-        foreground = (mask_nn > 0) | (mask_al > 0)
-        agree += int((mask_nn[foreground] == mask_al[foreground]).sum())
-        union += int(foreground.sum())
+        autolung_masks.append(mask_al)
         with np.load(out_nn / f"{case}.npz") as saved:
             reference = saved["probabilities"].astype(np.float32)
         ours = probabilities[case]
@@ -253,10 +290,15 @@ def compare(work: Path, kind: Kind, cases: int, mirror: bool, threads: int) -> d
         over += int((difference > 1e-3).sum())
         voxels += difference.size
         truth = _read(work / "raw" / kind.dataset / "labelsTr" / f"{case}{ending}")
+        nnunet_masks.append(mask_nn)
+        truths.append(truth)
         dice_nn.append(_dice(mask_nn, truth, labels))
         dice_al.append(_dice(mask_al, truth, labels))
-    return {"kind": kind.name, "tta": mirror, "cases": len(case_ids),
-            "foreground_voxels": union, "foreground_agreement": agree / union if union else 1.0, "max_probability_difference": max_diff,
+    agreement, union = _foreground_agreement(nnunet_masks, autolung_masks)
+    extra = _autolung_auto_precision(work, kind, inputs, case_ids, mirror, threads, autolung_env, nnunet_masks,
+                                     truths, labels, nnunet_s) if bf16 else {}
+    return {**extra, "kind": kind.name, "tta": mirror, "cases": len(case_ids),
+            "foreground_voxels": union, "foreground_agreement": agreement, "max_probability_difference": max_diff,
             "max_probability_difference_interior": inner_diff, "share_over_1e-3": over / max(voxels, 1),
             "dice_nnunet": float(np.mean(dice_nn)), "dice_autolung": float(np.mean(dice_al)),
             "nnunet_s": nnunet_s, "autolung_s": autolung_s, "time_ratio": autolung_s / nnunet_s}
@@ -270,6 +312,8 @@ def main() -> None:
     parser.add_argument("--kinds", nargs="*", type=int, default=list(range(len(KINDS))),
                         help="indices into KINDS (0: 2D, 1: 3D plain, 2: 3D ResEnc M)")
     parser.add_argument("--tta", choices=("on", "off", "both"), default="both")
+    parser.add_argument("--bf16", choices=("auto", "off"), default="auto",
+                        help="auto: also time autolung with --precision auto where the CPU has native bfloat16")
     args = parser.parse_args()
     if not (NNUNET_VENV / "bin" / "nnUNetv2_predict").is_file():
         raise SystemExit(f"no nnU-Net reference environment at {NNUNET_VENV}; run ../shared/reference/setup_nnunet.sh")
@@ -283,7 +327,8 @@ def main() -> None:
         kind = KINDS[index]
         _train(args.work, kind, env)
         for mirror in settings:
-            row = compare(args.work, kind, args.cases, mirror, args.threads)
+            row = compare(args.work, kind, args.cases, mirror, args.threads,
+                          bf16=args.bf16 == "auto" and native_bfloat16())
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{'kind':34s} {'TTA':4s} {'fg agree':>9s} {'max |dp|':>9s} {'interior':>9s} {'>1e-3':>8s} "
@@ -294,6 +339,10 @@ def main() -> None:
               f"{row['max_probability_difference']:9.2e} {row['max_probability_difference_interior']:9.2e} "
               f"{row['share_over_1e-3']:8.2e} {row['dice_nnunet']:9.4f} {row['dice_autolung']:8.4f} "
               f"{row['nnunet_s']:9.1f} {row['autolung_s']:10.1f} {row['time_ratio']:6.2f}")
+        if "autolung_auto_s" in row:
+            print(f"{'':34s} {'':4s} precision auto (bfloat16): fg agree {row['foreground_agreement_auto']:.5f}, "
+                  f"Dice {row['dice_autolung_auto']:.4f} (nnU-Net {row['dice_nnunet']:.4f}), "
+                  f"{row['autolung_auto_s']:.1f} s, ratio {row['time_ratio_auto']:.2f}")
 
 
 if __name__ == "__main__":

@@ -220,7 +220,7 @@ def environment(threads: int, work: Path) -> dict[str, str]:
 def commands(work: Path, inputs: Path, tta: bool, threads: int, precision: str) -> dict[str, list[str]]:
     autolung = [str(REPO / ".venv" / "bin" / "autolung"), "predict", "-i", str(inputs), "-o",
                 str(work / f"out_autolung_{tta}"), "--model", str(work / "autolung_model"), "--threads",
-                str(threads), "--precision", precision, "--no-progress", "--overwrite"]
+                str(threads), "--precision", precision, "--no-progress", "--overwrite", "--mode", "full"]
     nnunet = [str(NNUNET_VENV / "bin" / "nnUNetv2_predict"), "-i", str(inputs), "-o", str(work / f"out_nnunet_{tta}"),
               "-d", str(DATASET_ID), "-c", "3d_fullres", "-f", "0", "-device", "cpu", "-npp", "1", "-nps", "1"]
     if not tta:

@@ -10,7 +10,10 @@ with the size of one float32 copy of the volume for scale.
 
 Usage::
 
-    .venv/bin/python benchmarks/predict_memory.py [--slices 600] [--regions 2] [--threads 2]
+    .venv/bin/python benchmarks/predict_memory.py [--slices 600] [--regions 2] [--threads 2] [--mode fast]
+
+``--mode`` is passed to ``autolung predict`` (``full`` without mirroring unless given: the
+whole-volume tiling; ``fast``: body crop and window skipping).
 """
 from __future__ import annotations
 
@@ -67,6 +70,8 @@ def main() -> None:
     parser.add_argument("--regions", type=int, default=2)
     parser.add_argument("--patch", type=int, nargs=3, default=[64, 160, 160])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--mode", choices=("full", "fast"), default="full",
+                        help="autolung predict --mode (mirroring off in both)")
     args = parser.parse_args()
     if not bench.SCANS.is_dir():
         sys.exit(f"scans not found at {bench.SCANS}")
@@ -78,12 +83,12 @@ def main() -> None:
         small_model(work / "model", [float(s) for s in spacing], args.patch, args.regions)
         command = [str(REPO / ".venv" / "bin" / "autolung"), "predict", "-i", str(scan.parent), "-o",
                    str(work / "out"), "--model", str(work / "model"), "--threads", str(args.threads),
-                   "--disable-tta", "--no-progress"]
+                   "--disable-tta", "--no-progress", "--mode", args.mode]
         start = time.perf_counter()
         seconds, peak_pss = bench.run_measured(command, bench.environment(args.threads, work))
         volume_mb = float(np.prod(shape)) * 4 / 1e6
         mask = sitk.ReadImage(str(work / "out" / "tall.nii.gz"))
-        row = {"shape_zyx": shape, "regions": args.regions, "patch": args.patch, "seconds": round(seconds, 1),
+        row = {"mode": args.mode, "shape_zyx": shape, "regions": args.regions, "patch": args.patch, "seconds": round(seconds, 1),
                "peak_tree_pss_mb": round(peak_pss), "float32_volume_mb": round(volume_mb),
                "peak_in_float32_volumes": round(peak_pss / volume_mb, 2),
                "mask_size_xyz": list(mask.GetSize()),

@@ -57,7 +57,7 @@ def commands(work: Path, key: str, images: Path, threads: int) -> dict[str, list
     folder, _, configuration, dataset_id = train_step.DATASETS[key]
     autolung = [str(REPO / ".venv" / "bin" / "autolung"), "predict", "-i", str(images), "-d", folder, "-c",
                 configuration, "-f", "0", "--root", str(work / "autolung_root"), "--threads", str(threads),
-                "--no-progress", "--overwrite"]
+                "--no-progress", "--overwrite", "--mode", "full"]
     return {
         "nnunet": [str(train_step.DEFAULT_VENV / "bin" / "nnUNetv2_predict"), "-i", str(images), "-o",
                    str(work / "pred_nnunet"), "-d", str(dataset_id), "-c", configuration, "-f", "0", "-tr", TRAINER,

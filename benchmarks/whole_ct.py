@@ -13,13 +13,19 @@ The ``full`` mode of a whole scan takes many minutes on a 2-core CPU. ``--region
 full-mode reference (and, side by side, other settings) on a region around the tumour instead, so
 the accuracy comparison stays side by side even when the whole-scan full run does not fit.
 
-nnU-Net is not run here (its whole-scan CPU run needs tens of minutes); see docs/benchmarks.md for
-the per-window comparison it is estimated from.
+``--nnunet`` adds nnU-Net v2 side by side on one model: nnU-Net (the reference environment,
+``../shared/reference``, ``NNUNET_VENV``) plans and briefly trains its own 3d_fullres model on the
+same two scans (fold ``all``; the comparison is about running the same weights, not their quality),
+then ``nnUNetv2_predict -device cpu`` and ``autolung predict --model <that folder>`` predict the
+held-out whole scan, each with the options of ``--nnunet-settings`` (nnU-Net: ``notta`` runs
+``--disable_tta``, ``tta`` every mirroring; autolung: any of the settings above, in the
+precision ``auto`` picks and in float32). Masks are scored per class and against nnU-Net's mask.
 
 Usage::
 
     .venv/bin/python benchmarks/whole_ct.py WORK [--held-out lung1_003] [--budget 8m] [--threads 2]
         [--settings fast,no_mirror,mirror_x_fast,full] [--json out.json]
+        [--nnunet --nnunet-settings nnunet_notta,fast,no_mirror,fast_float32]
 """
 from __future__ import annotations
 
@@ -54,6 +60,9 @@ SETTINGS = {
     "fast_mirror_x": ["--mode", "fast", "--mirror-axes", "x"],
     "fast_mirror_yx": ["--mode", "fast", "--mirror-axes", "yx"],
     "fast_step_0.6": ["--mode", "fast", "--step-size", "0.6"],
+    "fast_step_0.75": ["--mode", "fast", "--step-size", "0.75"],
+    "fast_step_1": ["--mode", "fast", "--step-size", "1.0"],
+    "full_step_0.75": ["--mode", "full", "--step-size", "0.75"],
     "full_crop_skip": ["--mode", "full", "--crop-to-body", "--skip-empty-windows"],
 }
 
@@ -96,7 +105,7 @@ def train(work: Path, held_out: str, budget: str, env: dict[str, str]) -> dict:
     cli = autolung_command()
     run([*cli, "plan_and_preprocess", "-d", DATASET, "--planner", PLANNER, "-c", "3d_fullres", *root], env)
     start = time.perf_counter()
-    run([*cli, "train", "-d", DATASET, "-c", "3d_fullres", "-f", "0", "--planner", PLANNER, "--time-budget",
+    run([*cli, "train", "-d", DATASET, "-c", "3d_fullres", "-f", "all", "--planner", PLANNER, "--time-budget",
          budget, "--device", "cpu", "--no-final-validation", *root], env)
     expose_as_fold_0(model.parent)
     return {"trained_s": round(time.perf_counter() - start, 1), "budget": budget}
@@ -161,10 +170,97 @@ def predict(work: Path, setting: str, images: Path, labels: Path, threads: int, 
             "dice": scores(mask, next(labels.glob("*.nii.gz"))), "mask": str(mask)}
 
 
+NNUNET_ID, NNUNET_DATASET = 903, "Dataset903_NSCLCLOO"
+
+
+def nnunet_model(work: Path, held_out: str, env: dict[str, str]) -> Path:
+    """nnU-Net's own 3d_fullres model of the two training scans (fold ``all``, short training)."""
+    import nnunet_models
+
+    folder = work / "nnunet" / "results" / NNUNET_DATASET / f"{nnunet_models.TRAINER}__nnUNetPlans__3d_fullres"
+    if (folder / "fold_all" / "checkpoint_final.pth").is_file():
+        return folder
+    raw = work / "nnunet" / "raw" / NNUNET_DATASET
+    (raw / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (raw / "labelsTr").mkdir(exist_ok=True)
+    cases = [Path(entry["image"]).name[:-len(".nii.gz")]
+             for entry in json.loads((DATA / "dataset.json").read_text())["training"]]
+    cases = [case for case in cases if case != held_out]
+    for case in cases:
+        for source, target in ((DATA / "imagesTr" / f"{case}.nii.gz", raw / "imagesTr" / f"{case}_0000.nii.gz"),
+                               (DATA / "labelsTr" / f"{case}.nii.gz", raw / "labelsTr" / f"{case}.nii.gz")):
+            if not target.exists():
+                target.symlink_to(source.resolve())
+    (raw / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "CT"}, "labels": {"background": 0, **CLASSES}, "numTraining": len(cases),
+        "file_ending": ".nii.gz"}, indent=1))
+    nnunet_models._install_trainer()
+    bin_ = nnunet_models.NNUNET_VENV / "bin"
+    run([str(bin_ / "nnUNetv2_plan_and_preprocess"), "-d", str(NNUNET_ID), "-c", "3d_fullres", "-np", "1"], env)
+    run([str(bin_ / "nnUNetv2_train"), str(NNUNET_ID), "3d_fullres", "all", "-tr", nnunet_models.TRAINER,
+         "-device", "cpu"], env)
+    return folder
+
+
+def nnunet_env(work: Path, threads: int) -> dict[str, str]:
+    root = work / "nnunet"
+    return {**os.environ, "nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(root / "preprocessed"),
+            "nnUNet_results": str(root / "results"), "OMP_NUM_THREADS": str(threads), "nnUNet_n_proc_DA": "1",
+            "AUTOLUNG_NNUNET_EPOCHS": os.environ.get("AUTOLUNG_NNUNET_EPOCHS", "1"),
+            "AUTOLUNG_NNUNET_ITERATIONS": os.environ.get("AUTOLUNG_NNUNET_ITERATIONS", "4")}
+
+
+def predict_same_model(work: Path, model: Path, setting: str, images: Path, labels: Path, threads: int,
+                       env: dict[str, str]) -> dict:
+    """One whole-scan prediction of nnU-Net's model: by nnU-Net (``nnunet_tta``, ``nnunet_notta``) or by
+    autolung (a ``SETTINGS`` name, with ``_float32`` appended for float32 instead of ``auto``)."""
+    import nnunet_models
+
+    output = work / f"pred_nnunet_model_{setting}"
+    shutil.rmtree(output, ignore_errors=True)
+    if setting.startswith("nnunet_"):
+        command = [str(nnunet_models.NNUNET_VENV / "bin" / "nnUNetv2_predict"), "-i", str(images), "-o",
+                   str(output), "-d", str(NNUNET_ID), "-c", "3d_fullres", "-tr", nnunet_models.TRAINER, "-f", "all",
+                   "-device", "cpu", "-npp", "1", "-nps", "1",
+                   *(["--disable_tta"] if setting == "nnunet_notta" else [])]
+        precision = "float32"
+    else:
+        name, precision = (setting[:-len("_float32")], "float32") if setting.endswith("_float32") \
+            else (setting, "auto")
+        command = [*autolung_command(), "predict", "-i", str(images), "-o", str(output), "--model", str(model),
+                   "-f", "all", "--threads", str(threads), "--no-progress", "--device", "cpu",
+                   "--precision", precision, *SETTINGS[name]]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    seconds, peak = run_measured(command, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mask = next(output.glob("*.nii.gz"))
+    return {"model": "nnunet", "setting": setting, "precision": precision, "input": images.name,
+            "s": round(seconds, 1),
+            "cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
+            "load_avg": round(os.getloadavg()[0], 1), "peak_mb": round(peak),
+            "dice": scores(mask, next(labels.glob("*.nii.gz"))), "mask": str(mask)}
+
+
+def add_nnunet_agreement(rows: list[dict]) -> None:
+    """Dice against nnU-Net's own no-TTA mask of the same model, and time against nnU-Net's runs."""
+    nnunet = {row["setting"]: row for row in rows if row.get("model") == "nnunet" and
+              row["setting"].startswith("nnunet_")}
+    reference = nnunet.get("nnunet_notta")
+    for row in rows:
+        if row.get("model") != "nnunet" or reference is None:
+            continue
+        row["dice_vs_nnunet_notta_mask"] = scores(Path(row["mask"]), Path(reference["mask"]))
+        row["time_vs_nnunet_notta"] = round(row["s"] / reference["s"], 3)
+        if "nnunet_tta" in nnunet:
+            row["time_vs_nnunet_tta"] = round(row["s"] / nnunet["nnunet_tta"]["s"], 3)
+
+
 def add_agreement(rows: list[dict]) -> None:
     """Dice of each mask against the full mode's mask of the same input, and time ratios."""
-    full = {row["input"]: row for row in rows if row["setting"] == "full"}
+    full = {row["input"]: row for row in rows if row["setting"] == "full" and "model" not in row}
     for row in rows:
+        if "model" in row:
+            continue
         reference = full.get(row["input"])
         if reference is None:
             continue
@@ -194,6 +290,9 @@ def main() -> None:
                              "where the full mode fits")
     parser.add_argument("--region-settings", default="full,fast,fast_mirror_x,no_mirror")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--nnunet", action="store_true", help="also run nnU-Net side by side on its own model")
+    parser.add_argument("--nnunet-settings", default="nnunet_notta,fast,no_mirror,fast_float32,no_mirror_float32",
+                        help="nnunet_notta, nnunet_tta, or autolung settings (optionally with _float32)")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found: the benchmark needs the shared NSCLC scans")
@@ -212,6 +311,19 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         if args.json:
             args.json.write_text(json.dumps(result, indent=1))
+    if args.nnunet:
+        env_nnunet = {**nnunet_env(args.work, args.threads), "PYTHONPATH": str(REPO)}
+        start = time.perf_counter()
+        model = nnunet_model(args.work, args.held_out, env_nnunet)
+        result["nnunet_training_s"] = round(time.perf_counter() - start, 1)
+        images, labels = held_out_input(args.work, args.held_out, None)
+        for setting in (name for name in args.nnunet_settings.split(",") if name):
+            row = predict_same_model(args.work, model, setting, images, labels, args.threads, env_nnunet)
+            result["rows"].append(row)
+            add_nnunet_agreement(result["rows"])
+            print(json.dumps(row), flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 

@@ -18,6 +18,7 @@ command predicts it.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -29,6 +30,8 @@ from autolung.inference.levers import Levers, ResolvedLevers, body_threshold, re
 from autolung.inference.sliding_window import predict_sliding_window
 from autolung.labels import RegionMapping
 from autolung.planning.plans import ConfigurationPlan, InferencePlan
+
+logger = logging.getLogger(__name__)
 
 # Slab of Z slices converted to labels at once: bounds the temporaries of argmax/threshold.
 LABEL_SLAB = 16
@@ -108,6 +111,19 @@ def resolve_configuration_levers(mode: str, device: str | torch.device,
     return configuration_levers(resolve_levers(mode, torch.device(device).type), configuration)
 
 
+def _body_levers_for(levers: Levers, data: np.ndarray, configuration: ConfigurationPlan) -> Levers:
+    """``levers`` without the body levers where the case is a crop rather than a whole body section."""
+    from autolung.inference.levers import spans_body_section
+
+    if not (levers.crop_to_body or levers.skip_empty_windows or levers.restrict_to_body):
+        return levers
+    if spans_body_section(data.shape[-2:], configuration.spacing[-2:]):
+        return levers
+    extent = [round(float(n) * float(s)) for n, s in zip(data.shape[-2:], configuration.spacing[-2:])]
+    logger.info("body levers off: the case spans %s mm in-plane, a crop rather than a whole body section", extent)
+    return replace(levers, crop_to_body=False, skip_empty_windows=False, restrict_to_body=False)
+
+
 def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: np.ndarray,
                               configuration: ConfigurationPlan, options: CaseOptions,
                               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -128,14 +144,15 @@ def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: n
         float32 ``(R, Z, Y, X)`` probabilities, the shape of ``data``.
     """
     inference = configuration.inference or InferencePlan()
-    levers = options.levers
+    levers = _body_levers_for(options.levers, data, configuration)
     return predict_sliding_window(
         networks, data, configuration.patch_size, step_size=levers.step_size,
         mirror_axes=network_mirror_axes(levers.mirror_axes, configuration.dim, inference.mirror_axes),
         window_batch_size=options.window_batch_size, device=options.device, precision=options.precision,
         progress=progress, average_logits=inference.average_logits, output_activation=inference.output_activation,
         weights=inference.window_weights, body_threshold=body_threshold(configuration.normalization),
-        crop_to_body=levers.crop_to_body, skip_empty_windows=levers.skip_empty_windows)
+        crop_to_body=levers.crop_to_body, skip_empty_windows=levers.skip_empty_windows,
+        restrict_to_body=levers.restrict_to_body)
 
 
 def probabilities_to_labels(probabilities: np.ndarray, mapping: RegionMapping) -> np.ndarray:

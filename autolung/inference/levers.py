@@ -4,8 +4,8 @@ Two named modes:
 
 * ``full``: the reference, today's behaviour since the first release: every mirroring (8 passes in
   3D), step 0.5, the whole volume tiled, no window skipped.
-* ``fast``: the body crop and window skipping (both exact where the network runs, see below) and
-  no test-time mirroring, step 0.5. Measured on whole NSCLC chest CTs in docs/benchmarks.md.
+* ``fast``: the body crop, window skipping and background outside the body (see below), no
+  test-time mirroring, step 0.75. Measured on whole NSCLC chest CTs in docs/benchmarks.md.
 
 ``auto`` picks one per device (:data:`DEFAULT_MODE_BY_DEVICE`), and every lever can still be set
 on its own; :func:`resolve_levers` says which came from where, and the predictor logs it.
@@ -20,6 +20,12 @@ the mask keeps the input's exact geometry.
 Window skipping: windows that hold no body voxel (all air around the body) are not run; a voxel
 no run window covers is background, a voxel that only run windows cover gets exactly the value
 the full tiling gives it.
+
+Background outside the body (``restrict_to_body``): every voxel outside the body mask is
+background. Air around the patient is as dark as lung, and a model trained on few scans calls it
+lung (docs/benchmarks.md: on a held-out NSCLC scan 60% of a 2-scan model's lung voxels lay outside
+the body). A slice whose body touches the image border may be cut by the field of view, so that
+its lungs are not enclosed and hole filling would miss them: such slices are not restricted.
 """
 from __future__ import annotations
 
@@ -37,6 +43,10 @@ ALL_AXES = (0, 1, 2)
 BODY_THRESHOLD_HU = -500.0
 # Voxels of context kept around the body's bounding box on the network grid.
 BODY_MARGIN = 4
+# In-plane extent (mm) below which an image is taken for a crop (a lesion's surroundings, a
+# patch of lung) rather than a whole body section: the body levers would treat the lung
+# parenchyma around a ground-glass lesion as air outside the body.
+MIN_BODY_SECTION_MM = 200.0
 
 
 @dataclass(frozen=True)
@@ -48,25 +58,30 @@ class Levers:
         mirror_axes: array axes (0=z, 1=y, 2=x) mirrored at test time; () for none.
         crop_to_body: tile only the body's bounding box (CT only).
         skip_empty_windows: do not run windows without a body voxel (CT only).
+        restrict_to_body: background outside the body mask (CT only).
     """
 
     step_size: float
     mirror_axes: tuple[int, ...]
     crop_to_body: bool
     skip_empty_windows: bool
+    restrict_to_body: bool = False
 
 
 MODE_LEVERS = {
-    "full": Levers(step_size=0.5, mirror_axes=ALL_AXES, crop_to_body=False, skip_empty_windows=False),
-    "fast": Levers(step_size=0.5, mirror_axes=(), crop_to_body=True, skip_empty_windows=True),
+    "full": Levers(step_size=0.5, mirror_axes=ALL_AXES, crop_to_body=False, skip_empty_windows=False,
+                   restrict_to_body=False),
+    "fast": Levers(step_size=0.75, mirror_axes=(), crop_to_body=True, skip_empty_windows=True,
+                   restrict_to_body=True),
 }
 
 # "auto" on each device type. GPUs run every mirroring of a whole CT in seconds; on a CPU the
 # choice follows the whole-CT benchmark (docs/benchmarks.md, benchmarks/whole_ct.py).
-DEFAULT_MODE_BY_DEVICE = {"cpu": "full", "cuda": "full", "mps": "full"}
+DEFAULT_MODE_BY_DEVICE = {"cpu": "fast", "cuda": "full", "mps": "full"}
 DEFAULT_MODE_REASON = {
-    "cpu": "the CPU default until fast mode is shown within 0.01 mean Dice of full on whole CTs "
-           "(docs/benchmarks.md); mode fast runs about 10% of its network passes",
+    "cpu": "the CPU default: on a held-out whole NSCLC chest CT fast took about a minute against full's 26 "
+           "(3% of its network passes) at mean Dice 0.44 against 0.29 (docs/benchmarks.md); mode full is the "
+           "reference",
     "cuda": "the GPU default: every mirroring costs seconds there",
     "mps": "the GPU default: every mirroring costs seconds there",
 }
@@ -90,19 +105,22 @@ class ResolvedLevers:
         """One log line: mode, every lever, and why."""
         lever = self.levers
         settings = (f"step_size={lever.step_size}, mirror_axes={list(lever.mirror_axes)}, "
-                    f"crop_to_body={lever.crop_to_body}, skip_empty_windows={lever.skip_empty_windows}")
+                    f"crop_to_body={lever.crop_to_body}, skip_empty_windows={lever.skip_empty_windows}, "
+                    f"restrict_to_body={lever.restrict_to_body}")
         return f"prediction mode {self.mode} ({settings}): " + "; ".join(self.reasons)
 
     def record(self) -> dict:
         """The settings as JSON-ready values."""
         lever = self.levers
         return {"mode": self.mode, "step_size": lever.step_size, "mirror_axes": list(lever.mirror_axes),
-                "crop_to_body": lever.crop_to_body, "skip_empty_windows": lever.skip_empty_windows}
+                "crop_to_body": lever.crop_to_body, "skip_empty_windows": lever.skip_empty_windows,
+                "restrict_to_body": lever.restrict_to_body}
 
 
 def resolve_levers(mode: str, device_type: str, step_size: float | None = None,
                    mirror_axes: Sequence[int] | None = None, crop_to_body: bool | None = None,
-                   skip_empty_windows: bool | None = None) -> ResolvedLevers:
+                   skip_empty_windows: bool | None = None,
+                   restrict_to_body: bool | None = None, whole_body_ct: bool = True) -> ResolvedLevers:
     """The mode's levers, with any lever given explicitly taking precedence.
 
     Args:
@@ -112,6 +130,10 @@ def resolve_levers(mode: str, device_type: str, step_size: float | None = None,
         mirror_axes: overrides the mode's mirroring when not None (() disables it).
         crop_to_body: overrides the mode's body crop when not None.
         skip_empty_windows: overrides the mode's window skipping when not None.
+        restrict_to_body: overrides the mode's background outside the body when not None.
+        whole_body_ct: whether the models are 3D CT models of whole body sections
+            (:func:`is_whole_body_ct`); "auto" picks ``fast`` on a CPU only for those, where it was
+            measured.
 
     Returns:
         The resolved levers and why each was chosen.
@@ -124,13 +146,17 @@ def resolve_levers(mode: str, device_type: str, step_size: float | None = None,
     reasons = []
     if mode == "auto":
         mode = DEFAULT_MODE_BY_DEVICE.get(device_type, "full")
-        reasons.append(f"mode auto on {device_type}: {mode}, "
-                       + DEFAULT_MODE_REASON.get(device_type, "no measured default for this device"))
+        reason = DEFAULT_MODE_REASON.get(device_type, "no measured default for this device")
+        if mode == "fast" and not whole_body_ct:
+            mode, reason = "full", ("fast mode was measured on whole-body 3D CT only, and these models are not "
+                                    "3D CT models of whole body sections")
+        reasons.append(f"mode auto on {device_type}: {mode}, {reason}")
     else:
         reasons.append(f"mode {mode} as asked")
     levers = MODE_LEVERS[mode]
     overrides = {"step_size": step_size, "mirror_axes": None if mirror_axes is None else tuple(sorted(set(
-        int(a) for a in mirror_axes))), "crop_to_body": crop_to_body, "skip_empty_windows": skip_empty_windows}
+        int(a) for a in mirror_axes))), "crop_to_body": crop_to_body, "skip_empty_windows": skip_empty_windows,
+        "restrict_to_body": restrict_to_body}
     changed = {name: value for name, value in overrides.items() if value is not None}
     if changed.get("step_size") is not None and not 0 < changed["step_size"] <= 1:
         raise ValueError(f"step_size must be in (0, 1], got {changed['step_size']}")
@@ -163,6 +189,28 @@ def body_threshold(normalization: Sequence[object]) -> float | None:
     return (hounsfield - float(plan.mean)) / max(float(plan.std), 1e-8)
 
 
+def spans_body_section(shape_yx: Sequence[int], spacing_yx: Sequence[float]) -> bool:
+    """Whether an image of ``shape_yx`` voxels at ``spacing_yx`` mm spans a whole body section
+    (at least :data:`MIN_BODY_SECTION_MM` along both in-plane axes)."""
+    return min(float(n) * float(s) for n, s in zip(shape_yx, spacing_yx)) >= MIN_BODY_SECTION_MM
+
+
+def is_whole_body_ct(configuration: object) -> bool:
+    """A 3D configuration with ``ct`` normalization trained on whole body sections (median
+    in-plane extent after resampling at least :data:`MIN_BODY_SECTION_MM`).
+
+    Args:
+        configuration: a :class:`~autolung.planning.plans.ConfigurationPlan`.
+
+    Returns:
+        True where the CPU's ``fast`` default was measured.
+    """
+    median = list(getattr(configuration, "median_shape_after_resampling", None) or [])
+    spacing = list(configuration.spacing)
+    return (configuration.dim == 3 and body_threshold(configuration.normalization) is not None
+            and len(median) == 3 and spans_body_section(median[1:], spacing[1:]))
+
+
 def body_mask(channel: np.ndarray, threshold: float) -> np.ndarray:
     """Voxels of the body: above ``threshold``, with each axial slice's holes filled.
 
@@ -180,6 +228,18 @@ def body_mask(channel: np.ndarray, threshold: float) -> np.ndarray:
         if mask[index].any():
             mask[index] = binary_fill_holes(mask[index])
     return mask
+
+
+def open_field_slices(mask: np.ndarray) -> np.ndarray:
+    """Axial slices whose body touches the image border (possibly cut by the field of view).
+
+    Args:
+        mask: bool ``(Z, Y, X)`` body mask.
+
+    Returns:
+        bool ``(Z,)``.
+    """
+    return mask[:, 0].any(axis=1) | mask[:, -1].any(axis=1) | mask[:, :, 0].any(axis=1) | mask[:, :, -1].any(axis=1)
 
 
 def body_box(mask: np.ndarray, patch: Sequence[int], margin: int = BODY_MARGIN) -> tuple[slice, ...] | None:

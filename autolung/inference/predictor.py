@@ -44,8 +44,9 @@ class PredictionOptions:
     """How to predict.
 
     ``mode`` sets the speed levers (:mod:`autolung.inference.levers`): "full" (every mirroring,
-    step 0.5, whole volume), "fast" (body crop, window skipping, no mirroring) or "auto" (the
-    device's measured default). Each lever left None follows the mode; a value overrides it.
+    step 0.5, whole volume), "fast" (body crop, window skipping, background outside the body, no
+    mirroring, step 0.75) or "auto" (the device's measured default). Each lever left None follows
+    the mode; a value overrides it.
 
     Attributes:
         mode: "auto", "full" or "fast".
@@ -54,6 +55,7 @@ class PredictionOptions:
         mirror_axes: the axes (0=z, 1=y, 2=x) to mirror; None: from ``mirror`` or the mode.
         crop_to_body: tile only the body's bounding box (CT); None: the mode's.
         skip_empty_windows: skip windows without a body voxel (CT); None: the mode's.
+        restrict_to_body: background outside the body mask (CT); None: the mode's.
         window_batch_size: windows per network call; None: 2 (``default_window_batch_size``).
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1" or "mps".
         precision: "auto" (bfloat16 autocast where native, see ``resolve_precision``), "float32", "bfloat16".
@@ -88,21 +90,23 @@ class PredictionOptions:
     mirror_axes: tuple[int, ...] | None = None
     crop_to_body: bool | None = None
     skip_empty_windows: bool | None = None
+    restrict_to_body: bool | None = None
     preprocessing_workers: int = 0
     export_workers: int = 0
 
-    def levers(self) -> ResolvedLevers:
-        """The levers these options give on ``device`` ("auto" resolved first), with the reasons."""
+    def levers(self, whole_body_ct: bool = True) -> ResolvedLevers:
+        """The levers these options give on ``device`` ("auto" resolved first) for models of
+        whole-body 3D CT or not (``whole_body_ct``), with the reasons."""
         axes = self.mirror_axes
         if axes is None and self.mirror is not None:
             axes = ALL_AXES if self.mirror else ()
         return resolve_levers(self.mode, resolve_prediction_device(self.device).type, self.step_size, axes,
-                              self.crop_to_body, self.skip_empty_windows)
+                              self.crop_to_body, self.skip_empty_windows, self.restrict_to_body, whole_body_ct)
 
-    def case_options(self) -> CaseOptions:
+    def case_options(self, whole_body_ct: bool = True) -> CaseOptions:
         """What :func:`~autolung.inference.case_prediction.predict_preprocessed_case` needs of these options."""
         device = resolve_prediction_device(self.device) if self.device == "auto" else self.device
-        return CaseOptions(self.levers().levers, device, self.precision, self.window_batch_size)
+        return CaseOptions(self.levers(whole_body_ct).levers, device, self.precision, self.window_batch_size)
 
 
 OVERLAY_FOLDER = "overlays"
@@ -158,7 +162,8 @@ def _check_models(models: Sequence[TrainedModel]) -> RegionMapping:
 def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOptions,
                     progress: PredictionProgress | None) -> np.ndarray:
     """Fold-averaged probabilities of a preprocessed case on the network grid."""
-    return predict_preprocessed_case(model.networks, data, model.configuration, options.case_options(),
+    return predict_preprocessed_case(model.networks, data, model.configuration,
+                                     options.case_options(predicts_ct([model])),
                                      progress.windows if progress is not None else None)
 
 
@@ -359,6 +364,14 @@ def check_output_folder(input_path: Path, output_folder: Path) -> None:
         raise InvalidInputError("the output folder is the input folder; choose another `output_folder`", path=output_folder)
 
 
+def predicts_ct(models: Sequence[TrainedModel]) -> bool:
+    """Whether every model is a 3D CT model of whole body sections, where the CPU's ``fast``
+    default was measured (:func:`~autolung.inference.levers.is_whole_body_ct`)."""
+    from autolung.inference.levers import is_whole_body_ct
+
+    return all(is_whole_body_ct(model.configuration) for model in models)
+
+
 def predict_paths(input_path: str | Path, output_folder: str | Path, models: Sequence[TrainedModel],
                   options: PredictionOptions | None = None,
                   progress: PredictionProgress | None = None) -> list[Path]:
@@ -381,7 +394,7 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
     logger.info("predicting on %s", options.device)
     input_path, output_folder = Path(input_path), Path(output_folder)
     check_output_folder(input_path, output_folder)
-    logger.info(options.levers().explain())
+    logger.info(options.levers(predicts_ct(models)).explain())
     cases = case_part(discover_cases(input_path), options.num_parts, options.part_id)
     created = not output_folder.exists()
     output_folder.mkdir(parents=True, exist_ok=True)
@@ -505,7 +518,7 @@ def _record_prediction(output_folder: Path, models: Sequence[TrainedModel], opti
                        case_id: str) -> None:
     """Add a finished case to the folder's provenance record (rewritten atomically per case)."""
     postprocessing = options.postprocessing if options.postprocessing is not None else models[0].postprocessing
-    settings = prediction_settings(options.levers(), options.precision, postprocessing)
+    settings = prediction_settings(options.levers(predicts_ct(models)), options.precision, postprocessing)
     previous = read_predictions_record(output_folder)
     record = predictions_record(describe_models(models), settings, [case_id], previous)
     write_json_atomic(output_folder / PREDICTIONS_RECORD, record)

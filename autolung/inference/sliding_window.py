@@ -3,9 +3,11 @@
 The case is tiled with overlapping patches (default overlap: half a patch). Each patch's sigmoid
 output is weighted by a Gaussian importance map (sigma = 1/8 of the patch, as in nnU-Net), so
 voxels near a patch border, where the network sees little context, count less. Outputs are summed
-into one float32 accumulator per region channel plus a single shared weight map, then divided:
-peak memory is ``(R + 1)`` float32 volumes at network resolution, whatever the number of windows,
-mirrorings or folds.
+into one float32 accumulator per region channel, then divided by the weight sums: peak memory is
+``R`` float32 volumes at network resolution (plus the input), whatever the number of windows,
+mirrorings or folds. autolung's Gaussian is a product of one factor per axis and the windows form
+a grid, so its weight sums are the product of three per-axis profiles; nnU-Net's truncated
+Gaussian (imported models) is not, and gets a shared weight volume (``R + 1``).
 
 2D configurations (patch of two values) run slice by slice along Z: a window is ``(1, py, px)``
 and the network receives ``(B, C, py, px)``.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 ALL_AXES = (0, 1, 2)
 PRECISIONS = ("float32", "bfloat16")
+# (channels, spatial shape, device, with a weight map) -> zeroed accumulator and weight sums.
+Allocator = Callable[[int, tuple, torch.device, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
 
 
 def resolve_precision(precision: str, device: str | torch.device,
@@ -83,19 +87,20 @@ def compute_steps(size: int, patch: int, step_size: float) -> list[int]:
     return [int(round(v)) for v in np.linspace(0, size - patch, num_steps)]
 
 
+def _gaussian_factor(length: int, sigma_scale: float) -> np.ndarray:
+    """One axis's factor of autolung's window weight (float64, maximum 1)."""
+    # A patch axis of length 1 (the Z axis of 2D windows) gets uniform weight.
+    if length == 1:
+        return np.ones(1)
+    centre = (length - 1) / 2.0
+    factor = np.exp(-0.5 * ((np.arange(length) - centre) / (length * sigma_scale)) ** 2)
+    return factor / factor.max()
+
+
 @lru_cache(maxsize=8)
 def _gaussian_cached(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
-    grids = []
-    for length in patch:
-        # A patch axis of length 1 (the Z axis of 2D windows) gets uniform weight.
-        if length == 1:
-            grids.append(np.ones(1))
-            continue
-        centre = (length - 1) / 2.0
-        sigma = length * sigma_scale
-        grids.append(np.exp(-0.5 * ((np.arange(length) - centre) / sigma) ** 2))
+    grids = [_gaussian_factor(length, sigma_scale) for length in patch]
     weights = grids[0][:, None, None] * grids[1][None, :, None] * grids[2][None, None, :]
-    weights = weights / weights.max()
     # Zero weights would make border voxels of the volume undefined after division.
     weights[weights <= 0] = weights[weights > 0].min()
     return weights.astype(np.float32)
@@ -175,6 +180,39 @@ def _windows(shape: Sequence[int], patch: Sequence[int], step_size: float) -> li
     starts = [compute_steps(size, length, step_size) for size, length in zip(shape, patch)]
     return [tuple(slice(s, s + length) for s, length in zip(corner, patch))
             for corner in itertools.product(*starts)]
+
+
+def separable_weight_sums(spatial: Sequence[int], patch: Sequence[int], step_size: float,
+                          sigma_scale: float = 1.0 / 8) -> list[np.ndarray]:
+    """Per-axis sums of autolung's Gaussian factors over the window starts along each axis.
+
+    autolung's window weight is a product of one Gaussian per axis, and the windows form a grid
+    (every combination of the per-axis starts), so the full tiling's weight sum at voxel
+    ``(z, y, x)`` is the product of the three profiles: no weight volume needs to be held.
+
+    Args:
+        spatial: the (padded) volume shape ``(Z, Y, X)``, at least ``patch``.
+        patch: window shape ``(z, y, x)``.
+        step_size: window stride as a fraction of the patch.
+        sigma_scale: sigma as a fraction of the patch length per axis.
+
+    Returns:
+        Three float64 arrays of lengths Z, Y and X.
+    """
+    profiles = []
+    for size, length in zip(spatial, patch):
+        factor, profile = _gaussian_factor(int(length), sigma_scale), np.zeros(int(size))
+        for start in compute_steps(int(size), int(length), step_size):
+            profile[start:start + int(length)] += factor
+        profiles.append(profile)
+    return profiles
+
+
+def _divide_by_weight_profiles(accumulator: torch.Tensor, profiles: list[np.ndarray], repeats: int) -> None:
+    """``accumulator /= repeats * outer(profiles)``, in place, one Z slice at a time."""
+    plane = np.multiply.outer(profiles[1], profiles[2]) * repeats
+    for z, value in enumerate(profiles[0]):
+        accumulator[:, z] /= torch.from_numpy((plane * value).astype(np.float32)).to(accumulator.device)
 
 
 def default_window_batch_size(precision: str) -> int:
@@ -274,6 +312,7 @@ def predict_sliding_window(
     body_threshold: float | None = None,
     crop_to_body: bool = False,
     skip_empty_windows: bool = False,
+    restrict_to_body: bool = False,
 ) -> np.ndarray:
     """Sigmoid probabilities of a whole case, averaged over networks (folds) and mirrorings.
 
@@ -305,6 +344,8 @@ def predict_sliding_window(
             (:func:`autolung.inference.levers.body_threshold`); needed by the two body levers.
         crop_to_body: tile only the body's bounding box; outside it the probabilities are 0.
         skip_empty_windows: do not run windows that hold no body voxel.
+        restrict_to_body: probability 0 outside the body mask (slices whose body touches the image
+            border excepted).
 
     Returns:
         float32 array ``(R, Z, Y, X)`` of probabilities in [0, 1].
@@ -331,16 +372,62 @@ def predict_sliding_window(
         network.eval()
     flips = mirror_combinations(mirror_axes, is_2d)
     outputs = {"average_logits": average_logits, "output_kind": kind, "weights": weights}
-    body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows)
+    body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows or restrict_to_body)
     box = _body_box(body, patch) if crop_to_body and body is not None else None
     if box is None:
-        return _tile(networks, tensor, body if skip_empty_windows else None, patch, step_size, flips,
-                     window_batch_size, device, precision, is_2d, progress, outputs)
-    inside = _tile(networks, tensor[(slice(None), *box)], body[box] if skip_empty_windows else None, patch,
-                   step_size, flips, window_batch_size, device, precision, is_2d, progress, outputs)
+        result = _tile(networks, tensor, body if skip_empty_windows else None, patch, step_size, flips,
+                       window_batch_size, device, precision, is_2d, progress, outputs)
+    else:
+        result = _tile_box(networks, tensor, box, body if skip_empty_windows else None, patch, step_size, flips,
+                           window_batch_size, device, precision, is_2d, progress, outputs)
+    if restrict_to_body and body is not None:
+        _background_outside_body(result, body)
+    return result
+
+
+def _tile_box(networks: list[nn.Module], tensor: torch.Tensor, box: tuple[slice, ...], body: np.ndarray | None,
+              patch: tuple[int, ...], step_size: float, flips: list[tuple[int, ...]], window_batch_size: int,
+              device: torch.device, precision: str, is_2d: bool, progress: object | None,
+              outputs: dict) -> np.ndarray:
+    """:func:`_tile` of the ``box`` crop, returned in the whole volume (0 outside the box)."""
+    # The crop's windows accumulate straight into the whole volume's accumulators: no second copy.
+    whole: list[torch.Tensor] = []
+    allocate = _box_allocator(tuple(tensor.shape[1:]), box, whole)
+    inside = _tile(networks, tensor[(slice(None), *box)], None if body is None else body[box], patch, step_size,
+                   flips, window_batch_size, device, precision, is_2d, progress, {**outputs, "allocate": allocate})
+    if whole:
+        return whole[0].cpu().numpy()
     result = np.zeros((inside.shape[0], *tensor.shape[1:]), dtype=np.float32)
     result[(slice(None), *box)] = inside
     return result
+
+
+def _background_outside_body(probabilities: np.ndarray, body: np.ndarray) -> None:
+    """Probability 0 outside the body, in place, except on slices the field of view may cut."""
+    from autolung.inference.levers import open_field_slices
+
+    open_field = open_field_slices(body)
+    if open_field.any():
+        logger.warning("%d slices' body touches the image border (field of view cut?): not restricted to the "
+                       "body there", int(open_field.sum()))
+    for z in np.flatnonzero(~open_field):
+        probabilities[:, z][:, ~body[z]] = 0.0
+
+
+def _box_allocator(shape: tuple[int, ...], box: tuple[slice, ...], whole: list[torch.Tensor]) -> Allocator:
+    """Accumulators of the whole ``shape`` whose ``box`` views are handed out (and the whole
+    accumulator appended to ``whole``); a padded box, another shape, gets its own."""
+    box_shape = tuple(s.stop - s.start for s in box)
+
+    def allocate(channels: int, spatial: tuple, device: torch.device,
+                 weight_map: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if tuple(spatial) != box_shape:
+            return allocate_accumulators(channels, spatial, device, weight_map)
+        accumulator, weight_sum = allocate_accumulators(channels, shape, device, weight_map)
+        whole.append(accumulator)
+        return accumulator[(slice(None), *box)], None if weight_sum is None else weight_sum[box]
+
+    return allocate
 
 
 def _body_mask(tensor: torch.Tensor, threshold: float | None, wanted: bool) -> np.ndarray | None:
@@ -376,7 +463,8 @@ def _tile(networks: list[nn.Module], tensor: torch.Tensor, body: np.ndarray | No
           precision: str, is_2d: bool, progress: object | None, outputs: dict) -> np.ndarray:
     """Pad ``tensor`` to at least ``patch``, run the windows (those touching ``body`` when given), unpad.
 
-    ``outputs`` holds :func:`_run_windows`'s ``average_logits``, ``output_kind`` and ``weights``.
+    ``outputs`` holds :func:`_run_windows`'s ``average_logits``, ``output_kind``, ``weights`` and
+    optionally ``allocate``.
     """
     padded, crop = _pad_to_patch(tensor, patch)
     if body is not None and padded.shape[1:] != body.shape:
@@ -392,12 +480,15 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
                  flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device, precision: str,
                  is_2d: bool, progress: object | None, body: np.ndarray | None = None,
                  average_logits: bool = False, output_kind: OutputKind = SIGMOID_REGIONS,
-                 weights: str = "autolung") -> np.ndarray:
+                 weights: str = "autolung", allocate: Allocator | None = None) -> np.ndarray:
     """Tile ``data`` (already at least ``patch``), accumulate weighted outputs, normalise.
 
     With ``body``, windows without a body voxel are skipped; voxels no window covers stay 0
-    (probability 0, also when logits are averaged).
+    (probability 0, also when logits are averaged). ``allocate`` (default
+    :func:`allocate_accumulators`) gives the zeroed accumulators, which may be views into a larger
+    volume; the result is normalised in them.
     """
+    allocate = allocate or allocate_accumulators
     spatial = tuple(data.shape[1:])
     windows = _windows(spatial, patch, step_size)
     if body is not None:
@@ -405,6 +496,9 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
         windows = [w for w in windows if body[w].any()]
         # Never empty: the body is not empty and the windows cover the volume.
         logger.info("%d of %d windows skipped (no body voxel)", total - len(windows), total)
+    # autolung's Gaussian is separable: the weight sums are three profiles, not a volume. A skipped
+    # window then counts as predicting probability 0, which a voxel no run window covers gets.
+    separable = weights == "autolung" and not average_logits
     gaussian = torch.from_numpy(window_weights(patch, weights))
     weight_sum: torch.Tensor | None = None
     accumulator: torch.Tensor | None = None
@@ -417,25 +511,32 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
         if is_2d:
             probs = probs[:, :, None]
         if accumulator is None:
-            accumulator, weight_sum = allocate_accumulators(probs.shape[1], spatial, device)
+            accumulator, weight_sum = allocate(probs.shape[1], spatial, device, not separable)
             gaussian = gaussian.to(accumulator.device)
         probs = probs.to(accumulator.device)
         for window, window_probs in zip(batch_windows, probs):
             accumulator[(slice(None), *window)] += window_probs * gaussian
-            weight_sum[window] += gaussian
+            if weight_sum is not None:
+                weight_sum[window] += gaussian
         done += len(batch_windows)
         if progress is not None:
             progress(done, len(windows))
-    assert accumulator is not None and weight_sum is not None
+    assert accumulator is not None
     # Each window's sum covers every network and mirroring; divide once, in place.
+    if separable:
+        _divide_by_weight_profiles(accumulator, separable_weight_sums(spatial, patch, step_size),
+                                   len(networks) * len(flips))
+        return accumulator.cpu().numpy()
+    assert weight_sum is not None
     weight_sum *= len(networks) * len(flips)
     uncovered = None
     if body is not None:
         uncovered = weight_sum == 0  # voxels of skipped windows only: probability 0
         weight_sum[uncovered] = 1.0
     accumulator /= weight_sum
+    del weight_sum
     if average_logits:
-        accumulator = output_kind.probabilities(accumulator, channel_axis=0)
+        accumulator.copy_(output_kind.probabilities(accumulator, channel_axis=0))
         if uncovered is not None:
             accumulator[:, uncovered] = 0.0
     return accumulator.cpu().numpy()
@@ -445,31 +546,38 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
 GPU_ACCUMULATOR_SHARE = 0.5
 
 
-def allocate_accumulators(channels: int, spatial: tuple[int, ...],
-                          device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def allocate_accumulators(channels: int, spatial: tuple[int, ...], device: torch.device,
+                          weight_map: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Zeroed float32 probability sums ``(R, *spatial)`` and weight sums ``spatial``.
 
     On CUDA they live on the GPU (no copy of every window's output back to the host) when
-    ``(R + 1)`` float32 volumes fit in :data:`GPU_ACCUMULATOR_SHARE` of its free memory; else,
-    or when the allocation fails, on the CPU, with a warning that says why.
+    ``(R + 1)`` float32 volumes (``R`` without the weight map) fit in
+    :data:`GPU_ACCUMULATOR_SHARE` of its free memory; else, or when the allocation fails, on the
+    CPU, with a warning that says why.
 
     Args:
         channels: number of output channels R.
         spatial: the padded case shape.
         device: the device the networks run on.
+        weight_map: also allocate the weight sums (not needed with separable weights).
 
     Returns:
-        ``(accumulator, weight_sum)`` on the same device.
+        ``(accumulator, weight_sum)`` on the same device; ``weight_sum`` is None without ``weight_map``.
     """
+    volumes = channels + int(weight_map)
+
+    def zeros(on: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return (torch.zeros((channels, *spatial), dtype=torch.float32, device=on),
+                torch.zeros(spatial, dtype=torch.float32, device=on) if weight_map else None)
+
     if device.type == "cuda":
-        needed = (channels + 1) * int(np.prod(spatial)) * 4
+        needed = volumes * int(np.prod(spatial)) * 4
         free, _ = torch.cuda.mem_get_info(device)
         if needed <= GPU_ACCUMULATOR_SHARE * free:
             try:
-                return (torch.zeros((channels, *spatial), dtype=torch.float32, device=device),
-                        torch.zeros(spatial, dtype=torch.float32, device=device))
+                return zeros(device)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
         logger.warning("accumulating on the CPU: %d float32 volumes of %s (%.2f GB) do not fit in the GPU's "
-                       "free memory (%.2f GB)", channels + 1, spatial, needed / 1e9, free / 1e9)
-    return torch.zeros((channels, *spatial), dtype=torch.float32), torch.zeros(spatial, dtype=torch.float32)
+                       "free memory (%.2f GB)", volumes, spatial, needed / 1e9, free / 1e9)
+    return zeros()

@@ -65,11 +65,14 @@ def predict_command(
     planner: Optional[str] = typer.Option(None, "--planner", help=TRAINED_PLANNER_HELP),
     model: Optional[Path] = typer.Option(None, "--model", help="Model bundle (.zip) or extracted model folder."),
     disable_tta: bool = typer.Option(False, "--disable-tta", help="No test-time mirroring (about 8x faster in 3D)."),
-    step_size: Optional[float] = typer.Option(None, "--step-size",
-                                              help="Window stride as a fraction of the patch (default: the mode's, 0.5)."),
+    step_size: Optional[float] = typer.Option(
+        None, "--step-size",
+        help="Window stride as a fraction of the patch (default: the mode's: 0.5 full, 0.75 fast)."),
     mode: str = typer.Option("auto", "--mode", help="full (every mirroring, step 0.5, whole volume: the reference), "
-                                                    "fast (body crop, empty windows skipped, no mirroring) or auto "
-                                                    "(the device's default; the log says which and why)."),
+                                                    "fast (body crop, empty windows skipped, background outside the "
+                                                    "body, no mirroring, step 0.75) or auto "
+                                                    "(full on GPUs; on CPUs fast for 3D CT models of whole body "
+                                                    "sections, else full; the log says which and why)."),
     mirror_axes: Optional[str] = typer.Option(None, "--mirror-axes",
                                               help="Axes to mirror at test time, e.g. zyx, x or none "
                                                    "(default: the mode's)."),
@@ -78,6 +81,10 @@ def predict_command(
     skip_empty_windows: Optional[bool] = typer.Option(
         None, "--skip-empty-windows/--no-skip-empty-windows",
         help="Skip windows without a body voxel (CT; default: the mode's)."),
+    restrict_to_body: Optional[bool] = typer.Option(
+        None, "--restrict-to-body/--no-restrict-to-body",
+        help="Background outside the body (CT; slices whose body touches the image border excepted; "
+             "default: the mode's)."),
     save_probabilities: bool = typer.Option(False, "--save-probabilities", help="Also write <case>.npz."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps."),
     output_format: Optional[str] = typer.Option(None, "--format",
@@ -124,7 +131,8 @@ def predict_command(
             mirror=False if disable_tta else None, window_batch_size=batch_windows, device=device,
             precision=precision, save_probabilities=save_probabilities, output_ending=_ending(output_format),
             overwrite=overwrite, overlays=overlays, mode=mode, mirror_axes=_mirror_axes(mirror_axes),
-            crop_to_body=crop_to_body, skip_empty_windows=skip_empty_windows, num_parts=num_parts, part_id=part_id,
+            crop_to_body=crop_to_body, skip_empty_windows=skip_empty_windows, restrict_to_body=restrict_to_body,
+            num_parts=num_parts, part_id=part_id,
             preprocessing_workers=preprocessing_workers, export_workers=export_workers)
     _console.print(f"{len(result.masks)} masks in {output} (peak RSS {result.peak_rss_mb:.0f} MB)")
     if output_format in DICOM_FORMATS:

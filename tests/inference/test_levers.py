@@ -9,7 +9,16 @@ import SimpleITK as sitk
 import torch
 from typer.testing import CliRunner
 
-from autolung.inference.levers import MODE_LEVERS, body_box, body_mask, body_threshold, resolve_levers
+from autolung.inference import levers
+from autolung.inference.case_prediction import CaseOptions, predict_preprocessed_case
+from autolung.inference.levers import (
+    MODE_LEVERS,
+    body_box,
+    body_mask,
+    body_threshold,
+    is_whole_body_ct,
+    resolve_levers,
+)
 from autolung.inference.predictor import PredictionOptions
 from autolung.inference.sliding_window import _windows, predict_sliding_window
 from autolung_cli.app import _register_commands, app
@@ -65,6 +74,10 @@ def test_modes_resolve_to_their_levers_and_overrides_win():
     assert "set explicitly" in fast.explain() and "mode fast" in fast.explain()
     auto = resolve_levers("auto", "cuda")
     assert auto.mode == "full" and "GPU" in auto.explain()
+    on_cpu = resolve_levers("auto", "cpu")
+    assert on_cpu.mode == "fast" and "mode auto on cpu: fast" in on_cpu.explain()
+    not_ct = resolve_levers("auto", "cpu", whole_body_ct=False)
+    assert not_ct.mode == "full" and "measured on whole-body 3D CT only" in not_ct.explain()
     with pytest.raises(ValueError, match="mode"):
         resolve_levers("quick", "cpu")
     with pytest.raises(ValueError, match="mirror_axes"):
@@ -143,7 +156,8 @@ def _write(image: np.ndarray, path) -> sitk.Image:
     return sitk.ReadImage(str(path))  # NIfTI keeps float32 spacing: compare with what was written
 
 
-def test_cli_modes_keep_the_input_geometry_and_skipping_matches_full(tmp_path, data_root, caplog):
+def test_cli_modes_keep_the_input_geometry_and_skipping_matches_full(tmp_path, data_root, caplog, monkeypatch):
+    monkeypatch.setattr(levers, "MIN_BODY_SECTION_MM", 30.0)  # the 39 mm phantom counts as a body section
     results = data_root.results_dataset("Tiny_CT")
     write_fake_model(results / "3d_fullres__default", tiny_plans(), folds=(0,), bias=0.1)
     images = tmp_path / "images"
@@ -154,7 +168,7 @@ def test_cli_modes_keep_the_input_geometry_and_skipping_matches_full(tmp_path, d
               "--root", str(data_root.root)]
     masks = {}
     runs = {"full": ["--mode", "full"], "fast": ["--mode", "fast"],
-            "skip": ["--mode", "full", "--skip-empty-windows"]}
+            "skip": ["--mode", "full", "--skip-empty-windows"], "body": ["--mode", "full", "--restrict-to-body"]}
     for name, extra in runs.items():
         with caplog.at_level(logging.INFO):
             result = runner.invoke(app, ["predict", "-o", str(tmp_path / name), *common, *extra])
@@ -173,6 +187,9 @@ def test_cli_modes_keep_the_input_geometry_and_skipping_matches_full(tmp_path, d
     assert len(np.unique(masks["full"][exact])) == 3  # background and both labels where it must match
     np.testing.assert_array_equal(masks["skip"][exact], masks["full"][exact])
     assert (masks["skip"][covered_only_by(ran, mask.shape) == 0] == 0).all()
+    assert (masks["full"][~mask] > 0).any() and (masks["body"][~mask] == 0).all()
+    np.testing.assert_array_equal(masks["body"][mask], masks["full"][mask])
+    assert "restrict_to_body=True" in caplog.text
 
 
 def test_cli_rejects_bad_mirror_axes(tmp_path, data_root):
@@ -180,6 +197,50 @@ def test_cli_rejects_bad_mirror_axes(tmp_path, data_root):
                                  "--root", str(data_root.root), "-d", "Tiny_CT"])
     assert result.exit_code != 0
     assert "--mirror-axes" in result.output or "--mirror-axes" in str(result.exception)
+
+
+def test_background_outside_the_body_except_on_slices_the_field_of_view_cuts(caplog):
+    network = tiny_network()
+    data, threshold = normalized(chest_phantom())
+    plain = predict_sliding_window(network, data, PATCH, mirror_axes=None)
+    restricted = predict_sliding_window(network, data, PATCH, mirror_axes=None, body_threshold=threshold,
+                                        restrict_to_body=True)
+    mask = body_mask(data[0], threshold)
+    np.testing.assert_array_equal(restricted[:, mask], plain[:, mask])
+    assert (plain[:, ~mask] > 0).all() and (restricted[:, ~mask] == 0).all()
+    cut = chest_phantom()
+    cut[3, 24:32, :] = 40.0  # tissue reaching both side borders: this slice may be cut by the field of view
+    data, threshold = normalized(cut)
+    plain = predict_sliding_window(network, data, PATCH, mirror_axes=None)
+    with caplog.at_level(logging.WARNING):
+        restricted = predict_sliding_window(network, data, PATCH, mirror_axes=None, body_threshold=threshold,
+                                            restrict_to_body=True)
+    assert "1 slices' body touches the image border" in caplog.text
+    np.testing.assert_array_equal(restricted[:, 3], plain[:, 3])
+    assert (restricted[:, 4][:, ~body_mask(data[0], threshold)[4]] == 0).all()
+
+
+def test_body_levers_stay_off_on_crops_and_fast_is_the_cpu_default_only_for_whole_body_ct(caplog):
+    configuration = tiny_plans().configurations["3d_fullres"]
+    data, _ = normalized(chest_phantom())  # 56 x 0.7 mm = 39 mm: a crop, not a body section
+    network = tiny_network()
+    with caplog.at_level(logging.INFO):
+        fast = predict_preprocessed_case(network, data, configuration, CaseOptions(MODE_LEVERS["fast"]))
+    assert "body levers off" in caplog.text
+    plain = predict_sliding_window(network, data, PATCH, step_size=0.75, mirror_axes=None)
+    np.testing.assert_array_equal(fast, plain)
+    assert not is_whole_body_ct(configuration)
+    whole = type(configuration)(**{**configuration.__dict__, "median_shape_after_resampling": [40, 400, 400]})
+    assert is_whole_body_ct(whole)
+
+
+def test_fast_mode_restricts_to_the_body_at_three_quarters_of_a_patch():
+    fast = MODE_LEVERS["fast"]
+    assert (fast.step_size, fast.mirror_axes, fast.crop_to_body, fast.skip_empty_windows,
+            fast.restrict_to_body) == (0.75, (), True, True, True)
+    assert not MODE_LEVERS["full"].restrict_to_body
+    assert not resolve_levers("fast", "cpu", restrict_to_body=False).levers.restrict_to_body
+    assert "restrict_to_body=True" in resolve_levers("fast", "cpu").explain()
 
 
 def test_full_mode_is_every_mirroring_at_half_a_patch():

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from autolung.inference.sliding_window import compute_steps, gaussian_importance, predict_sliding_window
+from autolung.inference.sliding_window import (
+    _windows,
+    compute_steps,
+    gaussian_importance,
+    predict_sliding_window,
+    separable_weight_sums,
+)
 
 
 def pointwise_net(in_channels=1, out_channels=2, dim=3, seed=0) -> nn.Module:
@@ -36,6 +42,16 @@ def test_gaussian_is_centred_and_positive():
     weights = gaussian_importance((8, 16, 16))
     assert weights.max() == pytest.approx(1.0) and weights.min() > 0
     assert np.allclose(weights, weights[::-1, ::-1, ::-1])
+
+
+@pytest.mark.parametrize("shape,patch,step", [((11, 37, 29), (8, 16, 16), 0.5), ((20, 30, 41), (6, 12, 10), 0.7),
+                                              ((5, 40, 40), (1, 16, 16), 0.5)])
+def test_separable_weight_sums_equal_the_summed_weight_volume(shape, patch, step):
+    summed = np.zeros(shape)
+    for window in _windows(shape, patch, step):
+        summed[window] += gaussian_importance(patch)
+    z, y, x = separable_weight_sums(shape, patch, step)
+    np.testing.assert_allclose(z[:, None, None] * y[None, :, None] * x[None, None, :], summed, rtol=1e-6)
 
 
 def test_pointwise_network_is_reproduced_exactly_by_tiling():

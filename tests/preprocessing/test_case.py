@@ -7,7 +7,7 @@ from autolung.errors import InvalidInputError
 from autolung.io.geometry import ImageGeometry
 from autolung.labels import RegionMapping
 from autolung.preprocessing.case import preprocess_case, sample_class_locations
-from autolung.preprocessing.restore import restore_label_map, restore_to_original
+from autolung.preprocessing.restore import LABEL_SLAB, restore_label_map, restore_to_original
 
 from .helpers import make_configuration, make_plans
 
@@ -97,3 +97,19 @@ def test_class_locations_are_deterministic_and_capped() -> None:
     assert first == again and len(first["1"]) == 1000 and first["2"] == []
     many = sample_class_locations(seg, [1], max_per_class=10, min_fraction=0.1)
     assert len(many["1"]) == 1600  # at least 10% of the class
+
+
+@pytest.mark.parametrize("mapping", [
+    RegionMapping.one_per_label([1, 2]),
+    RegionMapping(((0,), (1,), (2,)), (0, 1, 2)),  # softmax classes with a background channel
+    RegionMapping(((1, 2), (2,)), (1, 2)),  # nested regions
+], ids=["disjoint", "softmax", "nested"])
+def test_label_map_on_the_network_grid_is_painted_slab_by_slab_as_the_whole(mapping: RegionMapping) -> None:
+    shape = (LABEL_SLAB * 2 + 5, 9, 7)  # slabs, with a short last one
+    probabilities = np.random.default_rng(3).random((mapping.num_channels, *shape)).astype(np.float32)
+    properties = {"shape_before_crop": shape, "shape_after_crop": shape, "shape_after_resampling": shape,
+                  "crop_bbox": [[0, n] for n in shape], "anisotropic_axis": None}
+    configuration = make_configuration("3d_fullres", [1.0, 1.0, 1.0])
+    labels = restore_label_map(probabilities, properties, configuration, mapping)
+    np.testing.assert_array_equal(labels, mapping.probabilities_to_labels(probabilities))
+    assert len(np.unique(labels)) >= 2
