@@ -23,7 +23,7 @@ the full tiling gives it.
 
 Background outside the body (``restrict_to_body``): every voxel outside the body mask is
 background. Air around the patient is as dark as lung, and a model trained on few scans calls it
-lung (docs/benchmarks.md: on a held-out NSCLC scan 60% of a 2-scan model's lung voxels lay outside
+lung (docs/benchmarks.md: on a held-out NSCLC scan 55% of a 2-scan model's lung voxels lay outside
 the body). A slice whose body touches the image border may be cut by the field of view, so that
 its lungs are not enclosed and hole filling would miss them: such slices are not restricted.
 """

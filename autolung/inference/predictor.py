@@ -163,7 +163,7 @@ def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOp
                     progress: PredictionProgress | None) -> np.ndarray:
     """Fold-averaged probabilities of a preprocessed case on the network grid."""
     return predict_preprocessed_case(model.networks, data, model.configuration,
-                                     options.case_options(predicts_ct([model])),
+                                     options.case_options(predicts_whole_body_ct([model])),
                                      progress.windows if progress is not None else None)
 
 
@@ -364,7 +364,7 @@ def check_output_folder(input_path: Path, output_folder: Path) -> None:
         raise InvalidInputError("the output folder is the input folder; choose another `output_folder`", path=output_folder)
 
 
-def predicts_ct(models: Sequence[TrainedModel]) -> bool:
+def predicts_whole_body_ct(models: Sequence[TrainedModel]) -> bool:
     """Whether every model is a 3D CT model of whole body sections, where the CPU's ``fast``
     default was measured (:func:`~autolung.inference.levers.is_whole_body_ct`)."""
     from autolung.inference.levers import is_whole_body_ct
@@ -394,7 +394,7 @@ def predict_paths(input_path: str | Path, output_folder: str | Path, models: Seq
     logger.info("predicting on %s", options.device)
     input_path, output_folder = Path(input_path), Path(output_folder)
     check_output_folder(input_path, output_folder)
-    logger.info(options.levers(predicts_ct(models)).explain())
+    logger.info(options.levers(predicts_whole_body_ct(models)).explain())
     cases = case_part(discover_cases(input_path), options.num_parts, options.part_id)
     created = not output_folder.exists()
     output_folder.mkdir(parents=True, exist_ok=True)
@@ -518,7 +518,7 @@ def _record_prediction(output_folder: Path, models: Sequence[TrainedModel], opti
                        case_id: str) -> None:
     """Add a finished case to the folder's provenance record (rewritten atomically per case)."""
     postprocessing = options.postprocessing if options.postprocessing is not None else models[0].postprocessing
-    settings = prediction_settings(options.levers(predicts_ct(models)), options.precision, postprocessing)
+    settings = prediction_settings(options.levers(predicts_whole_body_ct(models)), options.precision, postprocessing)
     previous = read_predictions_record(output_folder)
     record = predictions_record(describe_models(models), settings, [case_id], previous)
     write_json_atomic(output_folder / PREDICTIONS_RECORD, record)
