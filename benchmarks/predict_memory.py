@@ -11,15 +11,21 @@ with the size of one float32 copy of the volume for scale.
 Usage::
 
     .venv/bin/python benchmarks/predict_memory.py [--slices 600] [--regions 2] [--threads 2] [--mode fast]
+        [--precision auto] [--reference-commit 472380a]
 
 ``--mode`` is passed to ``autolung predict`` (``full`` without mirroring unless given: the
 whole-volume tiling; ``fast``: body crop and window skipping).
+
+``--reference-commit C`` runs the same command side by side with autolung at commit ``C`` (a
+temporary git worktree put first on ``PYTHONPATH``) and prints the peak as a ratio to it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +78,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--mode", choices=("full", "fast"), default="full",
                         help="autolung predict --mode (mirroring off in both)")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="autolung predict --precision (float32: what an AVX2-only CPU runs)")
+    parser.add_argument("--reference-commit", help="also run autolung at this commit, side by side")
     args = parser.parse_args()
     if not bench.SCANS.is_dir():
         sys.exit(f"scans not found at {bench.SCANS}")
@@ -83,19 +92,43 @@ def main() -> None:
         small_model(work / "model", [float(s) for s in spacing], args.patch, args.regions)
         command = [str(REPO / ".venv" / "bin" / "autolung"), "predict", "-i", str(scan.parent), "-o",
                    str(work / "out"), "--model", str(work / "model"), "--threads", str(args.threads),
-                   "--disable-tta", "--no-progress", "--mode", args.mode]
-        start = time.perf_counter()
-        seconds, peak_pss = bench.run_measured(command, bench.environment(args.threads, work))
+                   "--disable-tta", "--no-progress", "--mode", args.mode, "--precision", args.precision]
         volume_mb = float(np.prod(shape)) * 4 / 1e6
-        mask = sitk.ReadImage(str(work / "out" / "tall.nii.gz"))
-        row = {"mode": args.mode, "shape_zyx": shape, "regions": args.regions, "patch": args.patch, "seconds": round(seconds, 1),
-               "peak_tree_pss_mb": round(peak_pss), "float32_volume_mb": round(volume_mb),
-               "peak_in_float32_volumes": round(peak_pss / volume_mb, 2),
-               "mask_size_xyz": list(mask.GetSize()),
-               "wall_s": round(time.perf_counter() - start, 1)}
-        print(json.dumps(row), flush=True)
+        runs = {"current": measure(command, bench.environment(args.threads, work), work / "out", volume_mb)}
+        runs["current"].update(mode=args.mode, precision=args.precision, shape_zyx=shape, regions=args.regions,
+                               patch=args.patch)
+        print(json.dumps(runs["current"]), flush=True)
+        if args.reference_commit:
+            tree = work / "reference_tree"
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), args.reference_commit],
+                           check=True, capture_output=True)
+            environment = bench.environment(args.threads, work)
+            environment["PYTHONPATH"] = os.pathsep.join([str(tree), environment.get("PYTHONPATH", "")])
+            out = work / "out_reference"
+            runs["reference"] = measure([*command[:5], str(out), *command[6:]], environment, out, volume_mb)
+            runs["reference"]["commit"] = args.reference_commit
+            print(json.dumps(runs["reference"]), flush=True)
+            masks = [sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "tall.nii.gz"))) for folder in (work / "out", out)]
+            differing = float((masks[0] != masks[1]).mean())
+            print(f"peak PSS: {runs['current']['peak_tree_pss_mb']} MB against {runs['reference']['peak_tree_pss_mb']} "
+                  f"MB at {args.reference_commit}: "
+                  f"{runs['current']['peak_tree_pss_mb'] / runs['reference']['peak_tree_pss_mb']:.2f}x; "
+                  f"time {runs['current']['seconds'] / runs['reference']['seconds']:.2f}x; voxels whose label differs: {differing:.2e}")
     finally:
+        if args.reference_commit:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(work / "reference_tree")],
+                           capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(command: list[str], environment: dict, out: Path, volume_mb: float) -> dict:
+    """Run ``command``; its wall time and peak PSS, also in float32 volumes, and the mask's size."""
+    start = time.perf_counter()
+    seconds, peak_pss = bench.run_measured(command, environment)
+    mask = sitk.ReadImage(str(out / "tall.nii.gz"))
+    return {"seconds": round(seconds, 1), "peak_tree_pss_mb": round(peak_pss), "float32_volume_mb": round(volume_mb),
+            "peak_in_float32_volumes": round(peak_pss / volume_mb, 2), "mask_size_xyz": list(mask.GetSize()),
+            "wall_s": round(time.perf_counter() - start, 1)}
 
 
 if __name__ == "__main__":

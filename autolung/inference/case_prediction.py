@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from autolung.inference.levers import Levers, ResolvedLevers, body_threshold, resolve_levers
-from autolung.inference.sliding_window import predict_sliding_window
+from autolung.inference.sliding_window import predict_sliding_window, resolve_precision, window_input
 from autolung.labels import RegionMapping
 from autolung.planning.plans import ConfigurationPlan, InferencePlan
 
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # Slab of Z slices converted to labels at once: bounds the temporaries of argmax/threshold.
 LABEL_SLAB = 16
+# A case predicted only for its labels keeps float16 probabilities from this size of float32 ones.
+FLOAT16_PROBABILITIES_FROM_BYTES = 256 * 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,53 @@ def _body_levers_for(levers: Levers, data: np.ndarray, configuration: Configurat
     return replace(levers, crop_to_body=False, skip_empty_windows=False, restrict_to_body=False)
 
 
-def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: np.ndarray,
+def compact_case_input(data: np.ndarray, networks: nn.Module | Sequence[nn.Module],
+                       options: CaseOptions) -> np.ndarray | torch.Tensor:
+    """The preprocessed case in the smallest dtype that changes no prediction.
+
+    bfloat16 where ``options.precision`` resolves to bfloat16 for these networks
+    (:func:`~autolung.inference.sliding_window.window_input`: autocast would cast each window
+    anyway), else ``data`` itself. The caller drops ``data`` afterwards to free its memory.
+
+    Args:
+        data: the preprocessed case ``(C, Z, Y, X)``, float32.
+        networks: the networks that will predict it.
+        options: device and precision.
+
+    Returns:
+        What :func:`predict_preprocessed_case` accepts as ``data``.
+    """
+    first = networks if isinstance(networks, nn.Module) else networks[0]
+    if resolve_precision(options.precision, options.device, first) != "bfloat16":
+        return data
+    return window_input(data, "bfloat16")
+
+
+def probability_dtype_for(channels: int, spatial: Sequence[int]) -> str:
+    """The dtype of a case's probabilities when only its label map is wanted.
+
+    float16 from :data:`FLOAT16_PROBABILITIES_FROM_BYTES` of float32 probabilities (a
+    600x512x512 CT with two regions: 1.26 GB in float32), float32 below. Summing stays float32;
+    only the finished probabilities are stored as float16, which rounds a value in [0, 1] by at
+    most 2.4e-4 (half its spacing, 2**-11, just below 1). A label can change only where a
+    probability lies that close to 0.5 or to another channel's, which float32 arithmetic in
+    another order (threads, device) can flip too.
+
+    Args:
+        channels: output channels R.
+        spatial: the network grid's shape.
+
+    Returns:
+        "float16" or "float32".
+    """
+    size = 4 * int(channels) * int(np.prod([int(n) for n in spatial]))
+    return "float16" if size >= FLOAT16_PROBABILITIES_FROM_BYTES else "float32"
+
+
+def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: np.ndarray | torch.Tensor,
                               configuration: ConfigurationPlan, options: CaseOptions,
-                              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                              progress: Callable[[int, int], None] | None = None,
+                              probability_dtype: str = "float32") -> np.ndarray:
     """Probabilities of one preprocessed case on the network grid, averaged over networks and mirrorings.
 
     Args:
@@ -134,14 +180,17 @@ def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: n
             logit per region (softmax-trained networks wrapped in
             :class:`~autolung.inference.model.SoftmaxAsSigmoidLogits`, or raw outputs when the
             configuration's inference plan averages logits).
-        data: the preprocessed case ``(C, Z, Y, X)`` (with a cascade's previous-stage channels).
+        data: the preprocessed case ``(C, Z, Y, X)`` (with a cascade's previous-stage channels),
+            float32 or from :func:`compact_case_input`.
         configuration: its configuration: patch size, dimension, normalization (for the body
             levers) and inference plan (activation, window weights, allowed mirror axes).
         options: levers, device, precision and window batch size.
         progress: optional ``progress(done, total)`` called after each window batch.
+        probability_dtype: "float32", or "float16" for a case wanted only for its labels
+            (:func:`probability_dtype_for`).
 
     Returns:
-        float32 ``(R, Z, Y, X)`` probabilities, the shape of ``data``.
+        ``(R, Z, Y, X)`` probabilities of ``probability_dtype``, the shape of ``data``.
     """
     inference = configuration.inference or InferencePlan()
     levers = _body_levers_for(options.levers, data, configuration)
@@ -152,7 +201,7 @@ def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: n
         progress=progress, average_logits=inference.average_logits, output_activation=inference.output_activation,
         weights=inference.window_weights, body_threshold=body_threshold(configuration.normalization),
         crop_to_body=levers.crop_to_body, skip_empty_windows=levers.skip_empty_windows,
-        restrict_to_body=levers.restrict_to_body)
+        restrict_to_body=levers.restrict_to_body, probability_dtype=probability_dtype)
 
 
 def probabilities_to_labels(probabilities: np.ndarray, mapping: RegionMapping) -> np.ndarray:

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -211,20 +212,27 @@ def is_whole_body_ct(configuration: object) -> bool:
             and len(median) == 3 and spans_body_section(median[1:], spacing[1:]))
 
 
-def body_mask(channel: np.ndarray, threshold: float) -> np.ndarray:
+def body_mask(channel: np.ndarray | torch.Tensor, threshold: float,
+              dtype: torch.dtype | None = None) -> np.ndarray:
     """Voxels of the body: above ``threshold``, with each axial slice's holes filled.
 
     Args:
-        channel: ``(Z, Y, X)`` preprocessed intensities.
+        channel: ``(Z, Y, X)`` preprocessed intensities (array or CPU tensor).
         threshold: from :func:`body_threshold`.
+        dtype: compare the intensities rounded to this dtype (the windows' dtype), slice by slice;
+            None compares them as given.
 
     Returns:
         bool ``(Z, Y, X)``.
     """
     from scipy.ndimage import binary_fill_holes
 
-    mask = channel > threshold
+    mask = np.empty(tuple(channel.shape), dtype=bool)
     for index in range(mask.shape[0]):
+        plane = channel[index]
+        if dtype is not None:
+            plane = torch.as_tensor(plane).to(dtype)
+        mask[index] = np.asarray(plane > threshold)
         if mask[index].any():
             mask[index] = binary_fill_holes(mask[index])
     return mask

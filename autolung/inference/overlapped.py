@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from autolung.inference import predictor as p
 from autolung.inference.inputs import InputCase, read_input_case
@@ -33,7 +34,7 @@ class _Prepared:
     lock: contextlib.ExitStack
     geometry: ImageGeometry
     image: np.ndarray | None = None
-    data: np.ndarray | None = None
+    data: np.ndarray | torch.Tensor | None = None
     properties: dict[str, Any] = field(default_factory=dict)
     back: list[int] | None = None
 
@@ -66,8 +67,9 @@ class _PredictionStages(CaseStages[InputCase, _Prepared]):
                 model_image, model_geometry, prepared.back = p._model_frame(image, geometry, model)
                 prepared.image = None
                 del image
-                prepared.data, _, prepared.properties = preprocess_case(
+                data, _, prepared.properties = preprocess_case(
                     model_image, None, model_geometry, model.plans, model.configuration_name)
+                prepared.data = p._compact_input(model, data, self.options)
             return prepared
         except BaseException:
             lock.close()
@@ -78,7 +80,7 @@ class _PredictionStages(CaseStages[InputCase, _Prepared]):
             self.progress.case_started(item.case.case_id)
         if item.data is not None:
             data, item.data = item.data, None
-            return p._sliding_window(self.models[0], data, self.options, self.progress)
+            return p._labels_only_sliding_window(self.models[0], data, self.options, self.progress)
         if len(self.models) == 1 and not self.options.save_probabilities:
             # A cascade: its first stage and the preprocessing run here.
             from autolung.preprocessing.restore import restore_label_map
@@ -87,7 +89,10 @@ class _PredictionStages(CaseStages[InputCase, _Prepared]):
             model_image, model_geometry, back = p._model_frame(item.image, item.geometry, model)
             item.image = None
             data, properties = p._network_input(model_image, model_geometry, model, self.options, self.progress)
-            probabilities = p._sliding_window(model, data, self.options, self.progress)
+            del model_image
+            data = p._compact_input(model, data, self.options)
+            probabilities = p._labels_only_sliding_window(model, data, self.options, self.progress)
+            del data
             labels = restore_label_map(probabilities, properties, model.configuration, model.plans.region_mapping)
             return np.ascontiguousarray(labels.transpose(back)) if back is not None else labels
         image, item.image = item.image, None

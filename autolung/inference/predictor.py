@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from autolung.errors import AutolungError, InvalidInputError, LockedError
-from autolung.inference.case_prediction import (CaseOptions, model_entry, predict_preprocessed_case,
-                                                 prediction_settings, probabilities_to_labels)
+from autolung.inference.case_prediction import (CaseOptions, compact_case_input, model_entry,
+                                                 predict_preprocessed_case, prediction_settings,
+                                                 probabilities_to_labels, probability_dtype_for)
 from autolung.inference.cv_outputs import save_cv_probabilities
 from autolung.inference.inputs import InputCase, discover_cases, mask_ending, read_input_case
 from autolung.inference.levers import ResolvedLevers, resolve_levers
@@ -159,12 +160,25 @@ def _check_models(models: Sequence[TrainedModel]) -> RegionMapping:
     return mapping
 
 
-def _sliding_window(model: TrainedModel, data: np.ndarray, options: PredictionOptions,
-                    progress: PredictionProgress | None) -> np.ndarray:
+def _sliding_window(model: TrainedModel, data: np.ndarray | torch.Tensor, options: PredictionOptions,
+                    progress: PredictionProgress | None, probability_dtype: str = "float32") -> np.ndarray:
     """Fold-averaged probabilities of a preprocessed case on the network grid."""
     return predict_preprocessed_case(model.networks, data, model.configuration,
                                      options.case_options(predicts_whole_body_ct([model])),
-                                     progress.windows if progress is not None else None)
+                                     progress.windows if progress is not None else None, probability_dtype)
+
+
+
+def _compact_input(model: TrainedModel, data: np.ndarray, options: PredictionOptions) -> np.ndarray | torch.Tensor:
+    """``data`` in bfloat16 where ``model``'s networks run in it (:func:`compact_case_input`)."""
+    return compact_case_input(data, model.networks, options.case_options(predicts_whole_body_ct([model])))
+
+
+def _labels_only_sliding_window(model: TrainedModel, data: np.ndarray | torch.Tensor, options: PredictionOptions,
+                                progress: PredictionProgress | None) -> np.ndarray:
+    """:func:`_sliding_window` of a case wanted only for its labels: large probabilities as float16."""
+    dtype = probability_dtype_for(model.plans.region_mapping.num_channels, tuple(data.shape[1:]))
+    return _sliding_window(model, data, options, progress, dtype)
 
 
 def _model_frame(image: np.ndarray, geometry: ImageGeometry,
@@ -253,9 +267,11 @@ def predict_case_labels(case: InputCase, model: TrainedModel, options: Predictio
                         progress: PredictionProgress | None = None) -> tuple[np.ndarray, ImageGeometry]:
     """Label map of one case with one model, keeping peak memory low.
 
-    The raw image is dropped once preprocessed, the network-grid input once predicted, and the
-    original grid only ever holds one float32 channel, a float32 running maximum and the uint8
-    labels (``restore_label_map``), never all regions' probabilities at full resolution.
+    The raw image is dropped once preprocessed; the network-grid input is kept in bfloat16 where
+    the networks run in it (:func:`compact_case_input`) and dropped once predicted; large
+    probabilities are kept as float16 (:func:`probability_dtype_for`); and the original grid only
+    ever holds one float32 channel, a float32 running maximum and the uint8 labels
+    (``restore_label_map``), never all regions' probabilities at full resolution.
 
     Returns:
         The uint8 label map and the input's geometry.
@@ -267,7 +283,8 @@ def predict_case_labels(case: InputCase, model: TrainedModel, options: Predictio
     del image
     data, properties = _network_input(model_image, model_geometry, model, options, progress)
     del model_image
-    probabilities = _sliding_window(model, data, options, progress)
+    data = _compact_input(model, data, options)  # rebinding frees the float32 case
+    probabilities = _labels_only_sliding_window(model, data, options, progress)
     del data
     labels = restore_label_map(probabilities, properties, model.configuration, model.plans.region_mapping)
     if back is not None:

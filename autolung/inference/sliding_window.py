@@ -2,12 +2,16 @@
 
 The case is tiled with overlapping patches (default overlap: half a patch). Each patch's sigmoid
 output is weighted by a Gaussian importance map (sigma = 1/8 of the patch, as in nnU-Net), so
-voxels near a patch border, where the network sees little context, count less. Outputs are summed
-into one float32 accumulator per region channel, then divided by the weight sums: peak memory is
-``R`` float32 volumes at network resolution (plus the input), whatever the number of windows,
-mirrorings or folds. autolung's Gaussian is a product of one factor per axis and the windows form
-a grid, so its weight sums are the product of three per-axis profiles; nnU-Net's truncated
-Gaussian (imported models) is not, and gets a shared weight volume (``R + 1``).
+voxels near a patch border, where the network sees little context, count less. Windows run in Z
+order, and their weighted outputs are summed in a float32 slab one window deep: once no later
+window reaches a slice, it is divided by its weight sums and written into the output, float32 or
+float16 (``probability_dtype``). Peak memory is the input, the output and that slab, whatever the
+number of windows, mirrorings or folds. autolung's Gaussian is a product of one factor per axis
+and the windows form a grid, so its weight sums are the product of three per-axis profiles;
+nnU-Net's truncated Gaussian (imported models) gets a window-deep weight slab too.
+
+The input may be bfloat16 when the networks run in bfloat16 autocast (:func:`window_input`):
+autocast casts every window to bfloat16 before the first convolution anyway.
 
 2D configurations (patch of two values) run slice by slice along Z: a window is ``(1, py, px)``
 and the network receives ``(B, C, py, px)``.
@@ -31,8 +35,9 @@ logger = logging.getLogger(__name__)
 
 ALL_AXES = (0, 1, 2)
 PRECISIONS = ("float32", "bfloat16")
-# (channels, spatial shape, device, with a weight map) -> zeroed accumulator and weight sums.
-Allocator = Callable[[int, tuple, torch.device, bool], tuple[torch.Tensor, "torch.Tensor | None"]]
+PROBABILITY_DTYPES = ("float32", "float16")
+# (channels, spatial shape) -> the zeroed output probabilities (R, *spatial) on the CPU.
+Allocator = Callable[[int, tuple], np.ndarray]
 
 
 def resolve_precision(precision: str, device: str | torch.device,
@@ -67,6 +72,33 @@ def resolve_precision(precision: str, device: str | torch.device,
     if network is not None and not bf16_matches_float32(tuple(convolution_shapes(network)), kind):
         return "float32"
     return "bfloat16"
+
+
+def window_input(data: np.ndarray | torch.Tensor, precision: str) -> torch.Tensor:
+    """The case as the sliding window cuts its windows: bfloat16 when ``precision`` is bfloat16.
+
+    bfloat16 autocast casts every window to bfloat16 before the first convolution, so storing the
+    case in bfloat16 changes no prediction and halves the largest input array. Callers that own
+    the float32 case drop it after this call.
+
+    Args:
+        data: preprocessed case ``(C, Z, Y, X)``.
+        precision: the resolved precision (:func:`resolve_precision`), "float32" or "bfloat16".
+
+    Returns:
+        A bfloat16 tensor for "bfloat16", else a float32 tensor (sharing ``data``'s memory
+        where it already is one).
+    """
+    tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
+    return tensor.to(torch.bfloat16 if precision == "bfloat16" else torch.float32)
+
+
+def _input_tensor(data: np.ndarray | torch.Tensor, precision: str) -> torch.Tensor:
+    """``data`` as a tensor: bfloat16 kept (only in bfloat16 precision), anything else float32."""
+    tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
+    if tensor.dtype == torch.bfloat16 and precision != "bfloat16":
+        raise ValueError(f"a bfloat16 case can only be predicted in bfloat16 precision, not {precision}")
+    return tensor if tensor.dtype == torch.bfloat16 else tensor.float()
 
 
 def compute_steps(size: int, patch: int, step_size: float) -> list[int]:
@@ -313,6 +345,7 @@ def predict_sliding_window(
     crop_to_body: bool = False,
     skip_empty_windows: bool = False,
     restrict_to_body: bool = False,
+    probability_dtype: str = "float32",
 ) -> np.ndarray:
     """Sigmoid probabilities of a whole case, averaged over networks (folds) and mirrorings.
 
@@ -326,14 +359,15 @@ def predict_sliding_window(
     Args:
         networks: one network or several (e.g. folds); each maps ``(B, C, *patch)`` to
             ``(B, R, *patch)`` logits (or a list whose first entry is that).
-        data: preprocessed case ``(C, Z, Y, X)``.
+        data: preprocessed case ``(C, Z, Y, X)``, float32, or bfloat16 from :func:`window_input`
+            when ``precision`` resolves to bfloat16.
         patch_size: ``(pz, py, px)`` for 3D networks, ``(py, px)`` for 2D networks (run per Z slice).
         step_size: window stride as a fraction of the patch; smaller is slower and smoother.
         mirror_axes: array axes (0=z, 1=y, 2=x) mirrored at test time; None or () disables it.
         window_batch_size: windows passed through the network together; None picks
             :func:`default_window_batch_size` for the resolved precision.
-        device: torch device for the networks (moved there) and windows. On CUDA the accumulators
-            stay on the GPU too when they fit in its free memory, else on the CPU (logged).
+        device: torch device for the networks (moved there), windows and the window-deep sums; the
+            output is on the CPU.
         precision: "float32", "bfloat16" (autocast; accumulation is always float32) or "auto"
             (see :func:`resolve_precision`).
         progress: optional callable ``progress(done, total)`` called after each batch.
@@ -346,9 +380,11 @@ def predict_sliding_window(
         skip_empty_windows: do not run windows that hold no body voxel.
         restrict_to_body: probability 0 outside the body mask (slices whose body touches the image
             border excepted).
+        probability_dtype: "float32" or "float16" (half the output's memory; rounding below
+            2.5e-4, see :func:`autolung.inference.case_prediction.probability_dtype_for`).
 
     Returns:
-        float32 array ``(R, Z, Y, X)`` of probabilities in [0, 1].
+        Array ``(R, Z, Y, X)`` of probabilities in [0, 1], of ``probability_dtype``.
     """
     kind = output_kind_for_activation(output_activation)
     if kind != SIGMOID_REGIONS and not average_logits:
@@ -361,7 +397,7 @@ def predict_sliding_window(
     precision = resolve_precision(precision, device, networks[0])
     if window_batch_size is None:
         window_batch_size = default_window_batch_size(precision)
-    tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).float()
+    tensor = _input_tensor(data, precision)
     if tensor.ndim != 4:
         raise ValueError(f"data must be (C, Z, Y, X), got shape {tuple(tensor.shape)}")
     is_2d = len(patch_size) == 2
@@ -371,8 +407,11 @@ def predict_sliding_window(
         network.to(device)
         network.eval()
     flips = mirror_combinations(mirror_axes, is_2d)
-    outputs = {"average_logits": average_logits, "output_kind": kind, "weights": weights}
-    body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows or restrict_to_body)
+    if probability_dtype not in PROBABILITY_DTYPES:
+        raise ValueError(f"probability_dtype must be one of {PROBABILITY_DTYPES}, got {probability_dtype!r}")
+    outputs = {"average_logits": average_logits, "output_kind": kind, "weights": weights,
+               "dtype": np.dtype(probability_dtype)}
+    body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows or restrict_to_body, precision)
     box = _body_box(body, patch) if crop_to_body and body is not None else None
     if box is None:
         result = _tile(networks, tensor, body if skip_empty_windows else None, patch, step_size, flips,
@@ -390,14 +429,14 @@ def _tile_box(networks: list[nn.Module], tensor: torch.Tensor, box: tuple[slice,
               device: torch.device, precision: str, is_2d: bool, progress: object | None,
               outputs: dict) -> np.ndarray:
     """:func:`_tile` of the ``box`` crop, returned in the whole volume (0 outside the box)."""
-    # The crop's windows accumulate straight into the whole volume's accumulators: no second copy.
-    whole: list[torch.Tensor] = []
-    allocate = _box_allocator(tuple(tensor.shape[1:]), box, whole)
+    # The crop's finished slices are written straight into the whole volume's output: no second copy.
+    whole: list[np.ndarray] = []
+    allocate = _box_allocator(tuple(tensor.shape[1:]), box, outputs["dtype"], whole)
     inside = _tile(networks, tensor[(slice(None), *box)], None if body is None else body[box], patch, step_size,
                    flips, window_batch_size, device, precision, is_2d, progress, {**outputs, "allocate": allocate})
     if whole:
-        return whole[0].cpu().numpy()
-    result = np.zeros((inside.shape[0], *tensor.shape[1:]), dtype=np.float32)
+        return whole[0]
+    result = np.zeros((inside.shape[0], *tensor.shape[1:]), dtype=inside.dtype)
     result[(slice(None), *box)] = inside
     return result
 
@@ -414,23 +453,23 @@ def _background_outside_body(probabilities: np.ndarray, body: np.ndarray) -> Non
         probabilities[:, z][:, ~body[z]] = 0.0
 
 
-def _box_allocator(shape: tuple[int, ...], box: tuple[slice, ...], whole: list[torch.Tensor]) -> Allocator:
-    """Accumulators of the whole ``shape`` whose ``box`` views are handed out (and the whole
-    accumulator appended to ``whole``); a padded box, another shape, gets its own."""
+def _box_allocator(shape: tuple[int, ...], box: tuple[slice, ...], dtype: np.dtype,
+                   whole: list[np.ndarray]) -> Allocator:
+    """Outputs of the whole ``shape`` whose ``box`` views are handed out (and the whole output
+    appended to ``whole``); a padded box, another shape, gets its own."""
     box_shape = tuple(s.stop - s.start for s in box)
 
-    def allocate(channels: int, spatial: tuple, device: torch.device,
-                 weight_map: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def allocate(channels: int, spatial: tuple) -> np.ndarray:
         if tuple(spatial) != box_shape:
-            return allocate_accumulators(channels, spatial, device, weight_map)
-        accumulator, weight_sum = allocate_accumulators(channels, shape, device, weight_map)
-        whole.append(accumulator)
-        return accumulator[(slice(None), *box)], None if weight_sum is None else weight_sum[box]
+            return np.zeros((channels, *spatial), dtype=dtype)
+        output = np.zeros((channels, *shape), dtype=dtype)
+        whole.append(output)
+        return output[(slice(None), *box)]
 
     return allocate
 
 
-def _body_mask(tensor: torch.Tensor, threshold: float | None, wanted: bool) -> np.ndarray | None:
+def _body_mask(tensor: torch.Tensor, threshold: float | None, wanted: bool, precision: str) -> np.ndarray | None:
     """The body mask of channel 0 when a body lever is on; None (whole volume) when none can be found."""
     if not wanted:
         return None
@@ -440,7 +479,9 @@ def _body_mask(tensor: torch.Tensor, threshold: float | None, wanted: bool) -> n
         return None
     from autolung.inference.levers import body_mask
 
-    mask = body_mask(tensor[0].numpy(), threshold)
+    # Thresholded as the windows hold it (bfloat16 or float32), so a bfloat16 input from
+    # window_input gives the same mask as float32 data predicted in bfloat16.
+    mask = body_mask(tensor[0], threshold, torch.bfloat16 if precision == "bfloat16" else torch.float32)
     if not mask.any():
         logger.warning("no voxel above the body threshold: is this a CT in Hounsfield units? "
                        "The whole volume is tiled")
@@ -480,15 +521,14 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
                  flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device, precision: str,
                  is_2d: bool, progress: object | None, body: np.ndarray | None = None,
                  average_logits: bool = False, output_kind: OutputKind = SIGMOID_REGIONS,
-                 weights: str = "autolung", allocate: Allocator | None = None) -> np.ndarray:
+                 weights: str = "autolung", dtype: np.dtype = np.dtype(np.float32),
+                 allocate: Allocator | None = None) -> np.ndarray:
     """Tile ``data`` (already at least ``patch``), accumulate weighted outputs, normalise.
 
     With ``body``, windows without a body voxel are skipped; voxels no window covers stay 0
-    (probability 0, also when logits are averaged). ``allocate`` (default
-    :func:`allocate_accumulators`) gives the zeroed accumulators, which may be views into a larger
-    volume; the result is normalised in them.
+    (probability 0, also when logits are averaged). ``allocate`` (default: zeros of ``dtype``)
+    gives the output, which may be a view into a larger volume.
     """
-    allocate = allocate or allocate_accumulators
     spatial = tuple(data.shape[1:])
     windows = _windows(spatial, patch, step_size)
     if body is not None:
@@ -499,9 +539,10 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
     # autolung's Gaussian is separable: the weight sums are three profiles, not a volume. A skipped
     # window then counts as predicting probability 0, which a voxel no run window covers gets.
     separable = weights == "autolung" and not average_logits
-    gaussian = torch.from_numpy(window_weights(patch, weights))
-    weight_sum: torch.Tensor | None = None
-    accumulator: torch.Tensor | None = None
+    normalise = _SlabNormaliser(len(networks) * len(flips), output_kind if average_logits else None,
+                                separable_weight_sums(spatial, patch, step_size) if separable else None)
+    gaussian = torch.from_numpy(window_weights(patch, weights)).to(device)
+    stream: _ZStream | None = None
     done = 0
     for batch_windows in _batches(windows, max(1, window_batch_size)):
         batch = torch.stack([data[(slice(None), *w)] for w in batch_windows]).to(device)
@@ -510,74 +551,115 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
         probs = _predict_batch(networks, batch, flips, precision, average_logits)
         if is_2d:
             probs = probs[:, :, None]
-        if accumulator is None:
-            accumulator, weight_sum = allocate(probs.shape[1], spatial, device, not separable)
-            gaussian = gaussian.to(accumulator.device)
-        probs = probs.to(accumulator.device)
+        if stream is None:
+            out = (allocate or _zeros_allocator(dtype))(probs.shape[1], spatial)
+            stream = _ZStream(out, patch[0], device, not separable, normalise)
         for window, window_probs in zip(batch_windows, probs):
-            accumulator[(slice(None), *window)] += window_probs * gaussian
-            if weight_sum is not None:
-                weight_sum[window] += gaussian
+            stream.add(window, window_probs, gaussian)
         done += len(batch_windows)
         if progress is not None:
             progress(done, len(windows))
-    assert accumulator is not None
-    # Each window's sum covers every network and mirroring; divide once, in place.
-    if separable:
-        _divide_by_weight_profiles(accumulator, separable_weight_sums(spatial, patch, step_size),
-                                   len(networks) * len(flips))
-        return accumulator.cpu().numpy()
-    assert weight_sum is not None
-    weight_sum *= len(networks) * len(flips)
-    uncovered = None
-    if body is not None:
-        uncovered = weight_sum == 0  # voxels of skipped windows only: probability 0
-        weight_sum[uncovered] = 1.0
-    accumulator /= weight_sum
-    del weight_sum
-    if average_logits:
-        accumulator.copy_(output_kind.probabilities(accumulator, channel_axis=0))
-        if uncovered is not None:
-            accumulator[:, uncovered] = 0.0
-    return accumulator.cpu().numpy()
+    assert stream is not None
+    return stream.close()
 
 
-# Share of the GPU's free memory the accumulators may take; the rest is left to the network.
-GPU_ACCUMULATOR_SHARE = 0.5
+def _zeros_allocator(dtype: np.dtype) -> Allocator:
+    def allocate(channels: int, spatial: tuple) -> np.ndarray:
+        return np.zeros((channels, *spatial), dtype=dtype)
+
+    return allocate
 
 
-def allocate_accumulators(channels: int, spatial: tuple[int, ...], device: torch.device,
-                          weight_map: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Zeroed float32 probability sums ``(R, *spatial)`` and weight sums ``spatial``.
-
-    On CUDA they live on the GPU (no copy of every window's output back to the host) when
-    ``(R + 1)`` float32 volumes (``R`` without the weight map) fit in
-    :data:`GPU_ACCUMULATOR_SHARE` of its free memory; else, or when the allocation fails, on the
-    CPU, with a warning that says why.
+class _SlabNormaliser:
+    """Turns a slab of summed window outputs into probabilities.
 
     Args:
-        channels: number of output channels R.
-        spatial: the padded case shape.
-        device: the device the networks run on.
-        weight_map: also allocate the weight sums (not needed with separable weights).
-
-    Returns:
-        ``(accumulator, weight_sum)`` on the same device; ``weight_sum`` is None without ``weight_map``.
+        repeats: passes per window (networks x mirrorings) in every sum.
+        output_kind: the activation applied after averaging logits; None when the sums are
+            already probabilities.
+        profiles: per-axis weight sums of a separable window weight
+            (:func:`separable_weight_sums`); None when a weight-sum volume is accumulated.
     """
-    volumes = channels + int(weight_map)
 
-    def zeros(on: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return (torch.zeros((channels, *spatial), dtype=torch.float32, device=on),
-                torch.zeros(spatial, dtype=torch.float32, device=on) if weight_map else None)
+    def __init__(self, repeats: int, output_kind: OutputKind | None, profiles: list[np.ndarray] | None):
+        self.repeats = repeats
+        self.output_kind = output_kind
+        self.profiles = profiles
+        self.plane = None if profiles is None else np.multiply.outer(profiles[1], profiles[2]) * repeats
 
-    if device.type == "cuda":
-        needed = volumes * int(np.prod(spatial)) * 4
-        free, _ = torch.cuda.mem_get_info(device)
-        if needed <= GPU_ACCUMULATOR_SHARE * free:
-            try:
-                return zeros(device)
-            except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
-        logger.warning("accumulating on the CPU: %d float32 volumes of %s (%.2f GB) do not fit in the GPU's "
-                       "free memory (%.2f GB)", volumes, spatial, needed / 1e9, free / 1e9)
-    return zeros()
+    def __call__(self, sums: torch.Tensor, weight_sums: torch.Tensor | None, begin: int) -> torch.Tensor:
+        """Probabilities of the slab ``sums`` ``(R, n, Y, X)`` starting at Z index ``begin`` (in place)."""
+        if weight_sums is None:
+            assert self.profiles is not None and self.plane is not None
+            for offset in range(sums.shape[1]):
+                divisor = self.plane * self.profiles[0][begin + offset]
+                sums[:, offset] /= torch.from_numpy(divisor.astype(np.float32)).to(sums.device)
+            return sums
+        uncovered = weight_sums == 0  # voxels of skipped windows only: probability 0
+        sums /= torch.where(uncovered, 1.0, weight_sums * self.repeats)
+        if self.output_kind is not None:
+            sums = self.output_kind.probabilities(sums, channel_axis=0)
+            sums[:, uncovered] = 0.0
+        return sums
+
+
+class _ZStream:
+    """Window outputs summed in a float32 buffer one window deep along Z, finished slices written out.
+
+    Windows arrive in Z order of their starts (:func:`_windows`), so once a window starts at
+    ``z``, no later window reaches a slice before ``z``: those slices are normalised and written
+    into ``out`` (whatever its dtype), and the buffer moves on. Peak memory is ``out`` plus one
+    window-deep slab per channel, whatever the volume's depth.
+
+    Args:
+        out: the zeroed output ``(R, Z, Y, X)`` on the CPU.
+        depth: the window's Z length.
+        device: where the buffers live (the networks' device).
+        weight_map: also sum the window weights (non-separable weights).
+        normalise: turns a finished slab into probabilities.
+    """
+
+    def __init__(self, out: np.ndarray, depth: int, device: torch.device, weight_map: bool,
+                 normalise: _SlabNormaliser):
+        channels, _, height, width = out.shape
+        self.out, self.depth, self.normalise, self.begin = out, depth, normalise, 0
+        self.sums = torch.zeros((channels, depth, height, width), dtype=torch.float32, device=device)
+        self.weights = torch.zeros((depth, height, width), dtype=torch.float32, device=device) if weight_map else None
+
+    def add(self, window: tuple[slice, ...], probabilities: torch.Tensor, gaussian: torch.Tensor) -> None:
+        """Add one window's ``(R, *patch)`` outputs, weighted by ``gaussian``."""
+        start = window[0].start
+        if start > self.begin:
+            self._advance(start)
+        local = (slice(start - self.begin, window[0].stop - self.begin), *window[1:])
+        self.sums[(slice(None), *local)] += probabilities.to(self.sums.device) * gaussian
+        if self.weights is not None:
+            self.weights[local] += gaussian
+
+    def _advance(self, start: int) -> None:
+        finished = min(start - self.begin, self.depth)
+        self._write(finished)
+        kept = self.depth - finished
+        if kept:
+            self.sums[:, :kept] = self.sums[:, finished:].clone()
+            if self.weights is not None:
+                self.weights[:kept] = self.weights[finished:].clone()
+        self.sums[:, kept:] = 0.0
+        if self.weights is not None:
+            self.weights[kept:] = 0.0
+        # Slices between the buffer's end and ``start`` no window reached: they stay 0.
+        self.begin = start
+
+    def _write(self, count: int) -> None:
+        count = min(count, self.out.shape[1] - self.begin)
+        if count <= 0:
+            return
+        weights = None if self.weights is None else self.weights[:count]
+        # In place: these rows are discarded after writing.
+        slab = self.normalise(self.sums[:, :count], weights, self.begin)
+        self.out[:, self.begin:self.begin + count] = slab.cpu().numpy()
+
+    def close(self) -> np.ndarray:
+        """Write the remaining slices; return ``out``."""
+        self._write(self.depth)
+        return self.out

@@ -106,3 +106,35 @@ def test_network_mirror_axes_and_labels_in_slabs():
     probabilities = np.random.default_rng(1).random((2, 40, 6, 5)).astype(np.float32)
     np.testing.assert_array_equal(probabilities_to_labels(probabilities, mapping),
                                   mapping.probabilities_to_labels(probabilities))
+
+
+def test_labels_only_prediction_compacts_the_case_and_keeps_float16_probabilities(tmp_path, monkeypatch):
+    """The memory-saving path (bfloat16 case, float16 probabilities) gives the masks of the float32 one,
+    except where a probability lies at the decision boundary."""
+    import autolung.inference.case_prediction as case_prediction
+    import autolung.inference.predictor as predictor
+
+    plans = tiny_plans(dim=3)
+    raw, _ = _case_on_disk(tmp_path, plans, "3d_fullres")
+    model = load_trained_model(write_fake_model(tmp_path / "model", plans, folds=(0,), bias=0.3))
+    options = dict(mode="full", device="cpu", precision="bfloat16")
+    predict_paths(raw, tmp_path / "reference", [model], PredictionOptions(**options, save_probabilities=True))
+    used = {}
+    monkeypatch.setattr(case_prediction, "FLOAT16_PROBABILITIES_FROM_BYTES", 0)
+    sliding_window = predictor._sliding_window
+
+    def recording(model, data, options, progress, probability_dtype="float32"):
+        used.update(input=data.dtype, probabilities=probability_dtype)
+        return sliding_window(model, data, options, progress, probability_dtype)
+
+    monkeypatch.setattr(predictor, "_sliding_window", recording)
+    predict_paths(raw, tmp_path / "compact", [model], PredictionOptions(**options))
+    assert used == {"input": torch.bfloat16, "probabilities": "float16"}
+    reference, compact = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / name / f"{CASE}.nii.gz")))
+                          for name in ("reference", "compact"))
+    probabilities = load_cv_probabilities(tmp_path / "reference" / f"{CASE}.npz").probabilities.astype(np.float32)
+    differ = reference != compact
+    assert differ.mean() <= 1e-3 and (reference > 0).any()
+    at_threshold = np.abs(probabilities[:, differ] - 0.5).min(axis=0) < 2e-3
+    tied = np.abs(probabilities[0, differ] - probabilities[1, differ]) < 2e-3  # the most probable channel wins
+    assert (at_threshold | tied).all()

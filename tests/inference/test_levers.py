@@ -245,3 +245,15 @@ def test_fast_mode_restricts_to_the_body_at_three_quarters_of_a_patch():
 
 def test_full_mode_is_every_mirroring_at_half_a_patch():
     assert MODE_LEVERS["full"].mirror_axes == (0, 1, 2) and MODE_LEVERS["full"].step_size == 0.5
+
+
+def test_bfloat16_input_gives_the_same_body_and_prediction_as_float32_data():
+    from autolung.inference.sliding_window import window_input
+
+    data, threshold = normalized(chest_phantom())
+    options = dict(mirror_axes=None, precision="bfloat16", body_threshold=threshold, crop_to_body=True,
+                   skip_empty_windows=True, restrict_to_body=True, step_size=0.75)
+    expected = predict_sliding_window(tiny_network(), data, PATCH, **options)
+    result = predict_sliding_window(tiny_network(), window_input(data, "bfloat16"), PATCH, **options)
+    np.testing.assert_array_equal(result, expected)
+    assert (result == 0).any() and (result > 0).any()

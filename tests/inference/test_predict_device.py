@@ -1,4 +1,4 @@
-"""predict --device auto (the default) and GPU accumulation with its CPU fallback."""
+"""predict --device auto (the default), and the sliding window on CUDA against the CPU."""
 from __future__ import annotations
 
 import logging
@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from autolung.inference.sliding_window import allocate_accumulators, predict_sliding_window
+from autolung.inference.sliding_window import predict_sliding_window
 
 from cli_main import run_main
 from conftest import make_case
@@ -45,34 +45,15 @@ def test_auto_device_is_the_default_and_resolves_like_training(tmp_path, data_ro
         assert code == 1 and "no CUDA GPU" in output
 
 
-def test_cpu_accumulators_stay_on_the_cpu():
-    accumulator, weights = allocate_accumulators(2, (4, 8, 8), torch.device("cpu"))
-    assert accumulator.device.type == "cpu" and accumulator.shape == (2, 4, 8, 8) and weights.shape == (4, 8, 8)
-
-
 def _network():
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3, padding=1))
 
 
 @CUDA
-def test_cuda_accumulates_on_the_gpu_and_matches_the_cpu():
+def test_cuda_matches_the_cpu_and_returns_probabilities_on_the_cpu():
     data = np.random.default_rng(0).normal(size=(1, 20, 40, 40)).astype(np.float32)
     on_cpu = predict_sliding_window(_network(), data, (8, 16, 16), device="cpu", precision="float32")
-    accumulator, _ = allocate_accumulators(2, (20, 40, 40), torch.device("cuda"))
-    assert accumulator.device.type == "cuda"
     on_gpu = predict_sliding_window(_network(), data, (8, 16, 16), device="cuda", precision="float32")
-    np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-4)
-
-
-@CUDA
-def test_cuda_falls_back_to_cpu_accumulators_when_the_volume_does_not_fit(monkeypatch, caplog):
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 10 ** 10))
-    with caplog.at_level(logging.WARNING, logger="autolung.inference.sliding_window"):
-        accumulator, weights = allocate_accumulators(2, (20, 40, 40), torch.device("cuda"))
-    assert accumulator.device.type == "cpu" and weights.device.type == "cpu"
-    assert "accumulating on the CPU" in caplog.text
-    data = np.random.default_rng(0).normal(size=(1, 20, 40, 40)).astype(np.float32)
-    on_gpu = predict_sliding_window(_network(), data, (8, 16, 16), device="cuda", precision="float32")
-    on_cpu = predict_sliding_window(_network(), data, (8, 16, 16), device="cpu", precision="float32")
+    assert isinstance(on_gpu, np.ndarray) and on_gpu.shape == on_cpu.shape
     np.testing.assert_allclose(on_gpu, on_cpu, atol=1e-4)

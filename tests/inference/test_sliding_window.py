@@ -159,3 +159,78 @@ def test_mirrorings_share_network_calls_of_at_least_two_samples() -> None:
         one_by_one = sum(torch.flip(torch.sigmoid(net.inner(torch.flip(batch, d) if d else batch)), d) if d
                          else torch.sigmoid(net.inner(batch)) for d in flips)
     np.testing.assert_allclose(grouped.numpy(), one_by_one.numpy(), atol=1e-5)
+
+
+def whole_volume_sums(network: nn.Module, data: np.ndarray, patch, step: float, weights: str,
+                      average_logits: bool, activation: str) -> np.ndarray:
+    """The plain algorithm the Z stream replaces: whole-volume sums and weight sums, divided once."""
+    from autolung.inference.sliding_window import _predict_batch, mirror_combinations, window_weights
+    from autolung.output_kind import output_kind_for_activation
+
+    is_2d = len(patch) == 2
+    patch3 = (1, *patch) if is_2d else tuple(patch)
+    flips = mirror_combinations((0, 1, 2), is_2d)
+    gaussian = torch.from_numpy(window_weights(patch3, weights))
+    tensor = torch.from_numpy(data)
+    sums = weight_sums = None
+    with torch.inference_mode():
+        for window in _windows(data.shape[1:], patch3, step):
+            batch = tensor[(slice(None), *window)][None]
+            outputs = _predict_batch([network], batch[:, :, 0] if is_2d else batch, flips, "float32", average_logits)
+            outputs = outputs[:, :, None] if is_2d else outputs
+            if sums is None:
+                sums, weight_sums = torch.zeros((outputs.shape[1], *data.shape[1:])), torch.zeros(data.shape[1:])
+            sums[(slice(None), *window)] += outputs[0] * gaussian
+            weight_sums[window] += gaussian * len(flips)
+        result = sums / weight_sums
+        if average_logits:
+            result = output_kind_for_activation(activation).probabilities(result, channel_axis=0)
+    return result.numpy()
+
+
+@pytest.mark.parametrize("shape,patch,weights,average_logits,activation", [
+    ((23, 20, 18), (8, 12, 12), "autolung", False, "sigmoid"),
+    ((23, 20, 18), (6, 12, 10), "nnunet", True, "softmax"),
+    ((17, 19, 21), (7, 9, 11), "nnunet", True, "sigmoid"),
+    ((6, 20, 18), (12, 12), "autolung", False, "sigmoid"),
+])
+def test_streamed_slabs_equal_whole_volume_sums(shape, patch, weights, average_logits, activation):
+    network = pointwise_net(dim=len(patch)) if len(patch) == 2 else conv_net()
+    data = np.random.default_rng(1).normal(size=(1, *shape)).astype(np.float32)
+    streamed = predict_sliding_window(network, data, patch, step_size=0.5, weights=weights,
+                                      average_logits=average_logits, output_activation=activation)
+    expected = whole_volume_sums(network, data, patch, 0.5, weights, average_logits, activation)
+    assert streamed.shape == expected.shape and streamed.dtype == np.float32
+    np.testing.assert_allclose(streamed, expected, atol=2e-6)
+
+
+def test_float16_probabilities_round_float32_ones_only():
+    data = np.random.default_rng(2).normal(size=(1, 19, 30, 26)).astype(np.float32)
+    full = predict_sliding_window(conv_net(), data, (8, 16, 16))
+    half = predict_sliding_window(conv_net(), data, (8, 16, 16), probability_dtype="float16")
+    assert half.dtype == np.float16 and half.shape == full.shape
+    assert np.abs(half.astype(np.float32) - full).max() <= 2.5e-4
+    with pytest.raises(ValueError, match="probability_dtype"):
+        predict_sliding_window(conv_net(), data, (8, 16, 16), probability_dtype="int8")
+
+
+def test_probabilities_turn_float16_only_for_large_cases():
+    from autolung.inference.case_prediction import probability_dtype_for
+
+    assert probability_dtype_for(2, (600, 512, 512)) == "float16"
+    assert probability_dtype_for(2, (40, 128, 128)) == "float32"
+    assert probability_dtype_for(1, (256, 512, 512)) == "float16"  # exactly 256 MiB in float32
+    assert probability_dtype_for(1, (255, 512, 512)) == "float32"
+
+
+def test_bfloat16_input_predicts_exactly_as_float32_data_in_bfloat16():
+    from autolung.inference.sliding_window import window_input
+
+    data = np.random.default_rng(3).normal(size=(1, 12, 24, 24)).astype(np.float32)
+    compact = window_input(data, "bfloat16")
+    assert compact.dtype == torch.bfloat16 and window_input(data, "float32").dtype == torch.float32
+    expected = predict_sliding_window(conv_net(), data, (8, 16, 16), precision="bfloat16", mirror_axes=(2,))
+    result = predict_sliding_window(conv_net(), compact, (8, 16, 16), precision="bfloat16", mirror_axes=(2,))
+    np.testing.assert_array_equal(result, expected)
+    with pytest.raises(ValueError, match="bfloat16 precision"):
+        predict_sliding_window(conv_net(), compact, (8, 16, 16), precision="float32")
