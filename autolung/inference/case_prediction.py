@@ -50,7 +50,8 @@ class CaseOptions:
         device: torch device the networks run on (the networks are moved there).
         precision: "float32", "bfloat16" or "auto"
             (:func:`~autolung.inference.sliding_window.resolve_precision`).
-        window_batch_size: windows per network call; None: 2 (the sliding window's default).
+        window_batch_size: windows per network call; None: the sliding window's default (2, or 1
+            for large windows).
     """
 
     levers: Levers

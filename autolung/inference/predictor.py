@@ -57,7 +57,7 @@ class PredictionOptions:
         crop_to_body: tile only the body's bounding box (CT); None: the mode's.
         skip_empty_windows: skip windows without a body voxel (CT); None: the mode's.
         restrict_to_body: background outside the body mask (CT); None: the mode's.
-        window_batch_size: windows per network call; None: 2 (``default_window_batch_size``).
+        window_batch_size: windows per network call; None: 2, or 1 for large windows (``samples_per_call``).
         device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1" or "mps".
         precision: "auto" (bfloat16 autocast where native, see ``resolve_precision``), "float32", "bfloat16".
         save_probabilities: also write ``<case>.npz`` (see ``cv_outputs``).

@@ -204,7 +204,7 @@ def _pad_to_patch(data: torch.Tensor, patch: Sequence[int]) -> tuple[torch.Tenso
     return torch.nn.functional.pad(data, flat, mode="constant", value=0.0), tuple(crop)
 
 
-# Samples per network call below which float32 convolutions may leave oneDNN (default_window_batch_size).
+# Samples per network call below which float32 convolutions may leave oneDNN (samples_per_call).
 MIN_CALL_BATCH = 2
 
 
@@ -240,30 +240,42 @@ def separable_weight_sums(spatial: Sequence[int], patch: Sequence[int], step_siz
     return profiles
 
 
-def _divide_by_weight_profiles(accumulator: torch.Tensor, profiles: list[np.ndarray], repeats: int) -> None:
-    """``accumulator /= repeats * outer(profiles)``, in place, one Z slice at a time."""
-    plane = np.multiply.outer(profiles[1], profiles[2]) * repeats
-    for z, value in enumerate(profiles[0]):
-        accumulator[:, z] /= torch.from_numpy((plane * value).astype(np.float32)).to(accumulator.device)
+# Feature-map bytes of one network call's samples above which a call carries a single sample.
+CALL_FEATURE_BYTES = 256 * 2 ** 20
 
 
-def default_window_batch_size(precision: str) -> int:
-    """Windows per network call when the user does not say: 2, in either precision.
+def samples_per_call(network: nn.Module, patch: Sequence[int], precision: str) -> int:
+    """Samples per network call (windows, or mirrorings of one window) when the user does not say.
+
+    :data:`MIN_CALL_BATCH` (2) where two samples' feature maps take at most
+    :data:`CALL_FEATURE_BYTES`, as the network reports them (``feature_map_elements``; 2 bytes
+    per element in bfloat16, 4 in float32); 1 above, where a second sample mostly adds memory.
+    Networks that do not report their feature maps get 2.
 
     Measured on 2-core EPYCs (docs/inference.md): in bfloat16 (AVX-512 BF16) 2 windows per call
     beat 1 (31 s against 40 s for the same crop). In float32 on one AVX2 core, a call of one
     sample can fall off oneDNN onto PyTorch's generic convolution: the half-width U-Net on a
     6x48x48 LIDC window took 185 ms alone and 38 ms per window two at a time; on 40x48x32 177
     against 144 ms, on nnU-Net's 40x56x40 plan 702 against 607 ms, on 20x80x80 400 against 403 ms.
-    Larger batches gained nothing more (and 4 windows of 40x56x40 took 878 ms each).
+    Larger batches gained nothing more (and 4 windows of 40x56x40 took 878 ms each). For large
+    windows one sample per call costs little time and saves the network's working memory
+    (docs/benchmarks.md, "Whole chest CT on a CPU").
 
     Args:
+        network: the first network that predicts.
+        patch: the window shape, 3 values (a 2D network's ``(1, py, px)``) or the network's own.
         precision: the resolved precision, "float32" or "bfloat16".
 
     Returns:
-        2.
+        1 or 2.
     """
-    return MIN_CALL_BATCH
+    report = getattr(network, "feature_map_elements", None)
+    if report is None:
+        return MIN_CALL_BATCH
+    dims = getattr(getattr(network, "arch", None), "dim", len(patch))
+    elements = int(report(list(patch)[-dims:]))
+    per_sample = elements * (2 if precision == "bfloat16" else 4)
+    return MIN_CALL_BATCH if MIN_CALL_BATCH * per_sample <= CALL_FEATURE_BYTES else 1
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
@@ -297,15 +309,15 @@ def _forward(network: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return output
 
 
-def _flip_groups(flips: list[tuple[int, ...]], windows: int) -> list[list[tuple[int, ...]]]:
+def _flip_groups(flips: list[tuple[int, ...]], windows: int, call_samples: int) -> list[list[tuple[int, ...]]]:
     """The mirrorings run together in one network call, so that a call carries at least
-    :data:`MIN_CALL_BATCH` samples when a batch holds fewer windows (see :func:`default_window_batch_size`)."""
-    per_call = max(1, -(-MIN_CALL_BATCH // max(1, windows)))
+    ``call_samples`` samples when a batch holds fewer windows (see :func:`samples_per_call`)."""
+    per_call = max(1, -(-call_samples // max(1, windows)))
     return [flips[begin:begin + per_call] for begin in range(0, len(flips), per_call)]
 
 
 def _predict_batch(networks: Sequence[nn.Module], batch: torch.Tensor, flips: list[tuple[int, ...]],
-                   precision: str, average_logits: bool = False) -> torch.Tensor:
+                   precision: str, average_logits: bool = False, call_samples: int = MIN_CALL_BATCH) -> torch.Tensor:
     """Sum over networks and mirrorings of the sigmoid outputs (or raw logits) of one window batch (float32)."""
     total: torch.Tensor | None = None
     windows = batch.shape[0]
@@ -313,7 +325,7 @@ def _predict_batch(networks: Sequence[nn.Module], batch: torch.Tensor, flips: li
                               enabled=precision == "bfloat16")
     with autocast:
         for network in networks:
-            for group in _flip_groups(flips, windows):
+            for group in _flip_groups(flips, windows, call_samples):
                 inputs = torch.cat([torch.flip(batch, dims) if dims else batch for dims in group])
                 outputs = _forward(network, inputs).float()
                 if not average_logits:
@@ -365,7 +377,7 @@ def predict_sliding_window(
         step_size: window stride as a fraction of the patch; smaller is slower and smoother.
         mirror_axes: array axes (0=z, 1=y, 2=x) mirrored at test time; None or () disables it.
         window_batch_size: windows passed through the network together; None picks
-            :func:`default_window_batch_size` for the resolved precision.
+            :func:`samples_per_call` for the network, patch and resolved precision.
         device: torch device for the networks (moved there), windows and the window-deep sums; the
             output is on the CPU.
         precision: "float32", "bfloat16" (autocast; accumulation is always float32) or "auto"
@@ -395,8 +407,6 @@ def predict_sliding_window(
     if not networks:
         raise ValueError("no networks given")
     precision = resolve_precision(precision, device, networks[0])
-    if window_batch_size is None:
-        window_batch_size = default_window_batch_size(precision)
     tensor = _input_tensor(data, precision)
     if tensor.ndim != 4:
         raise ValueError(f"data must be (C, Z, Y, X), got shape {tuple(tensor.shape)}")
@@ -407,10 +417,13 @@ def predict_sliding_window(
         network.to(device)
         network.eval()
     flips = mirror_combinations(mirror_axes, is_2d)
+    call_samples = samples_per_call(networks[0], patch, precision)
+    if window_batch_size is None:
+        window_batch_size = call_samples
     if probability_dtype not in PROBABILITY_DTYPES:
         raise ValueError(f"probability_dtype must be one of {PROBABILITY_DTYPES}, got {probability_dtype!r}")
     outputs = {"average_logits": average_logits, "output_kind": kind, "weights": weights,
-               "dtype": np.dtype(probability_dtype)}
+               "dtype": np.dtype(probability_dtype), "call_samples": call_samples}
     body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows or restrict_to_body, precision)
     box = _body_box(body, patch) if crop_to_body and body is not None else None
     if box is None:
@@ -522,7 +535,7 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
                  is_2d: bool, progress: object | None, body: np.ndarray | None = None,
                  average_logits: bool = False, output_kind: OutputKind = SIGMOID_REGIONS,
                  weights: str = "autolung", dtype: np.dtype = np.dtype(np.float32),
-                 allocate: Allocator | None = None) -> np.ndarray:
+                 allocate: Allocator | None = None, call_samples: int = MIN_CALL_BATCH) -> np.ndarray:
     """Tile ``data`` (already at least ``patch``), accumulate weighted outputs, normalise.
 
     With ``body``, windows without a body voxel are skipped; voxels no window covers stay 0
@@ -548,7 +561,7 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
         batch = torch.stack([data[(slice(None), *w)] for w in batch_windows]).to(device)
         if is_2d:
             batch = batch[:, :, 0]  # (B, C, 1, Y, X) -> (B, C, Y, X)
-        probs = _predict_batch(networks, batch, flips, precision, average_logits)
+        probs = _predict_batch(networks, batch, flips, precision, average_logits, call_samples)
         if is_2d:
             probs = probs[:, :, None]
         if stream is None:

@@ -96,7 +96,8 @@ def predict_command(
                                        "float32, bfloat16."),
     batch_windows: Optional[int] = typer.Option(
         None, "--window-batch", min=1,
-        help="Windows per network call (default: 2, as measured; one window runs its mirrorings two at a time)."),
+        help="Windows per network call (default: 2, as measured, one window running its mirrorings two at a "
+             "time; 1 for large windows)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo cases that already have a mask."),
     overlays: bool = typer.Option(False, "--overlays", help="Also write a QC picture per case to OUTPUT/overlays/."),

@@ -116,11 +116,53 @@ def test_precision_choice():
         resolve_precision("float16", "cpu")
 
 
-def test_window_batch_default_follows_precision_and_never_changes_the_result(monkeypatch):
+def test_samples_per_call_follow_the_networks_feature_maps():
+    from autolung.inference.sliding_window import CALL_FEATURE_BYTES, samples_per_call
+
+    class Reporting(nn.Module):
+        def __init__(self, elements: int) -> None:
+            super().__init__()
+            self.elements = elements
+
+        def feature_map_elements(self, patch):
+            assert list(patch) == [8, 16, 16]
+            return self.elements
+
+    small, large = Reporting(CALL_FEATURE_BYTES // 8), Reporting(CALL_FEATURE_BYTES // 8 + 1)
+    assert samples_per_call(small, (8, 16, 16), "float32") == 2  # 2 samples x 4 bytes: exactly the bound
+    assert samples_per_call(large, (8, 16, 16), "float32") == 1
+    assert samples_per_call(large, (8, 16, 16), "bfloat16") == 2
+    assert samples_per_call(conv_net(), (8, 16, 16), "float32") == 2  # reports nothing
+
+
+def test_one_sample_per_call_for_large_windows_gives_the_same_probabilities(monkeypatch):
     from autolung.inference import sliding_window
 
-    assert sliding_window.default_window_batch_size("bfloat16") == 2
-    assert sliding_window.default_window_batch_size("float32") == 2
+    calls = []
+
+    class Recording(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = conv_net()
+
+        def feature_map_elements(self, patch):
+            return CALL_BYTES_FOR_ONE
+
+        def forward(self, x):
+            calls.append(x.shape[0])
+            return self.inner(x)
+
+    CALL_BYTES_FOR_ONE = sliding_window.CALL_FEATURE_BYTES  # 2 samples would exceed the bound
+    data = np.random.default_rng(8).normal(size=(1, 12, 24, 24)).astype(np.float32)
+    single = predict_sliding_window(Recording(), data, (8, 16, 16), mirror_axes=(2,), precision="float32")
+    assert set(calls) == {1}
+    paired = predict_sliding_window(conv_net(), data, (8, 16, 16), mirror_axes=(2,), precision="float32")
+    np.testing.assert_allclose(single, paired, atol=1e-5)
+
+
+def test_window_batch_default_never_changes_the_result(monkeypatch):
+    from autolung.inference import sliding_window
+
     sizes = []
     original = sliding_window._batches
     monkeypatch.setattr(sliding_window, "_batches", lambda items, size: sizes.append(size) or original(items, size))
@@ -137,8 +179,9 @@ def test_mirrorings_share_network_calls_of_at_least_two_samples() -> None:
     """One window and eight mirrorings: four calls of two samples, the same sum as eight calls of one."""
     from autolung.inference import sliding_window
 
-    assert sliding_window._flip_groups([(), (2,), (3,)], windows=1) == [[(), (2,)], [(3,)]]
-    assert sliding_window._flip_groups([(), (2,)], windows=2) == [[()], [(2,)]]
+    assert sliding_window._flip_groups([(), (2,), (3,)], windows=1, call_samples=2) == [[(), (2,)], [(3,)]]
+    assert sliding_window._flip_groups([(), (2,)], windows=2, call_samples=2) == [[()], [(2,)]]
+    assert sliding_window._flip_groups([(), (2,)], windows=1, call_samples=1) == [[()], [(2,)]]
     calls = []
 
     class Recording(torch.nn.Module):
