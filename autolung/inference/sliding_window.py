@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autolung.inference.slab_stream import SlabNormaliser, ZStream
 from autolung.output_kind import ACTIVATIONS, SIGMOID_REGIONS, OutputKind, output_kind_for_activation
 from autolung.utils.precision import (bf16_matches_float32, convolution_shapes, cpu_has_native_bf16,
                                      warn_if_emulated_bf16)
@@ -552,10 +553,10 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
     # autolung's Gaussian is separable: the weight sums are three profiles, not a volume. A skipped
     # window then counts as predicting probability 0, which a voxel no run window covers gets.
     separable = weights == "autolung" and not average_logits
-    normalise = _SlabNormaliser(len(networks) * len(flips), output_kind if average_logits else None,
+    normalise = SlabNormaliser(len(networks) * len(flips), output_kind if average_logits else None,
                                 separable_weight_sums(spatial, patch, step_size) if separable else None)
     gaussian = torch.from_numpy(window_weights(patch, weights)).to(device)
-    stream: _ZStream | None = None
+    stream: ZStream | None = None
     done = 0
     for batch_windows in _batches(windows, max(1, window_batch_size)):
         batch = torch.stack([data[(slice(None), *w)] for w in batch_windows]).to(device)
@@ -566,7 +567,7 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
             probs = probs[:, :, None]
         if stream is None:
             out = (allocate or _zeros_allocator(dtype))(probs.shape[1], spatial)
-            stream = _ZStream(out, patch[0], device, not separable, normalise)
+            stream = ZStream(out, patch[0], device, not separable, normalise)
         for window, window_probs in zip(batch_windows, probs):
             stream.add(window, window_probs, gaussian)
         done += len(batch_windows)
@@ -581,98 +582,3 @@ def _zeros_allocator(dtype: np.dtype) -> Allocator:
         return np.zeros((channels, *spatial), dtype=dtype)
 
     return allocate
-
-
-class _SlabNormaliser:
-    """Turns a slab of summed window outputs into probabilities.
-
-    Args:
-        repeats: passes per window (networks x mirrorings) in every sum.
-        output_kind: the activation applied after averaging logits; None when the sums are
-            already probabilities.
-        profiles: per-axis weight sums of a separable window weight
-            (:func:`separable_weight_sums`); None when a weight-sum volume is accumulated.
-    """
-
-    def __init__(self, repeats: int, output_kind: OutputKind | None, profiles: list[np.ndarray] | None):
-        self.repeats = repeats
-        self.output_kind = output_kind
-        self.profiles = profiles
-        self.plane = None if profiles is None else np.multiply.outer(profiles[1], profiles[2]) * repeats
-
-    def __call__(self, sums: torch.Tensor, weight_sums: torch.Tensor | None, begin: int) -> torch.Tensor:
-        """Probabilities of the slab ``sums`` ``(R, n, Y, X)`` starting at Z index ``begin`` (in place)."""
-        if weight_sums is None:
-            assert self.profiles is not None and self.plane is not None
-            for offset in range(sums.shape[1]):
-                divisor = self.plane * self.profiles[0][begin + offset]
-                sums[:, offset] /= torch.from_numpy(divisor.astype(np.float32)).to(sums.device)
-            return sums
-        uncovered = weight_sums == 0  # voxels of skipped windows only: probability 0
-        sums /= torch.where(uncovered, 1.0, weight_sums * self.repeats)
-        if self.output_kind is not None:
-            sums = self.output_kind.probabilities(sums, channel_axis=0)
-            sums[:, uncovered] = 0.0
-        return sums
-
-
-class _ZStream:
-    """Window outputs summed in a float32 buffer one window deep along Z, finished slices written out.
-
-    Windows arrive in Z order of their starts (:func:`_windows`), so once a window starts at
-    ``z``, no later window reaches a slice before ``z``: those slices are normalised and written
-    into ``out`` (whatever its dtype), and the buffer moves on. Peak memory is ``out`` plus one
-    window-deep slab per channel, whatever the volume's depth.
-
-    Args:
-        out: the zeroed output ``(R, Z, Y, X)`` on the CPU.
-        depth: the window's Z length.
-        device: where the buffers live (the networks' device).
-        weight_map: also sum the window weights (non-separable weights).
-        normalise: turns a finished slab into probabilities.
-    """
-
-    def __init__(self, out: np.ndarray, depth: int, device: torch.device, weight_map: bool,
-                 normalise: _SlabNormaliser):
-        channels, _, height, width = out.shape
-        self.out, self.depth, self.normalise, self.begin = out, depth, normalise, 0
-        self.sums = torch.zeros((channels, depth, height, width), dtype=torch.float32, device=device)
-        self.weights = torch.zeros((depth, height, width), dtype=torch.float32, device=device) if weight_map else None
-
-    def add(self, window: tuple[slice, ...], probabilities: torch.Tensor, gaussian: torch.Tensor) -> None:
-        """Add one window's ``(R, *patch)`` outputs, weighted by ``gaussian``."""
-        start = window[0].start
-        if start > self.begin:
-            self._advance(start)
-        local = (slice(start - self.begin, window[0].stop - self.begin), *window[1:])
-        self.sums[(slice(None), *local)] += probabilities.to(self.sums.device) * gaussian
-        if self.weights is not None:
-            self.weights[local] += gaussian
-
-    def _advance(self, start: int) -> None:
-        finished = min(start - self.begin, self.depth)
-        self._write(finished)
-        kept = self.depth - finished
-        if kept:
-            self.sums[:, :kept] = self.sums[:, finished:].clone()
-            if self.weights is not None:
-                self.weights[:kept] = self.weights[finished:].clone()
-        self.sums[:, kept:] = 0.0
-        if self.weights is not None:
-            self.weights[kept:] = 0.0
-        # Slices between the buffer's end and ``start`` no window reached: they stay 0.
-        self.begin = start
-
-    def _write(self, count: int) -> None:
-        count = min(count, self.out.shape[1] - self.begin)
-        if count <= 0:
-            return
-        weights = None if self.weights is None else self.weights[:count]
-        # In place: these rows are discarded after writing.
-        slab = self.normalise(self.sums[:, :count], weights, self.begin)
-        self.out[:, self.begin:self.begin + count] = slab.cpu().numpy()
-
-    def close(self) -> np.ndarray:
-        """Write the remaining slices; return ``out``."""
-        self._write(self.depth)
-        return self.out
