@@ -168,7 +168,6 @@ def _sliding_window(model: TrainedModel, data: np.ndarray | torch.Tensor, option
                                      progress.windows if progress is not None else None, probability_dtype)
 
 
-
 def _compact_input(model: TrainedModel, data: np.ndarray, options: PredictionOptions) -> np.ndarray | torch.Tensor:
     """``data`` in bfloat16 where ``model``'s networks run in it (:func:`compact_case_input`)."""
     return compact_case_input(data, model.networks, options.case_options(predicts_whole_body_ct([model])))

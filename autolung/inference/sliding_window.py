@@ -90,13 +90,16 @@ def window_input(data: np.ndarray | torch.Tensor, precision: str) -> torch.Tenso
         A bfloat16 tensor for "bfloat16", else a float32 tensor (sharing ``data``'s memory
         where it already is one).
     """
-    tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
-    return tensor.to(torch.bfloat16 if precision == "bfloat16" else torch.float32)
+    return _as_tensor(data).to(torch.bfloat16 if precision == "bfloat16" else torch.float32)
+
+
+def _as_tensor(data: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
 
 
 def _input_tensor(data: np.ndarray | torch.Tensor, precision: str) -> torch.Tensor:
     """``data`` as a tensor: bfloat16 kept (only in bfloat16 precision), anything else float32."""
-    tensor = torch.as_tensor(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data)
+    tensor = _as_tensor(data)
     if tensor.dtype == torch.bfloat16 and precision != "bfloat16":
         raise ValueError(f"a bfloat16 case can only be predicted in bfloat16 precision, not {precision}")
     return tensor if tensor.dtype == torch.bfloat16 else tensor.float()
