@@ -21,15 +21,28 @@ Figures per kind, with the same TTA setting on both sides, autolung in float32:
 - wall time of each command (whole run: start-up, reading, preprocessing, prediction, writing) and
   the ratio autolung / nnU-Net.
 
+``--float32-sums`` also runs nnU-Net with its sliding-window sums in float32 (it sums Gaussian-weighted
+logits in float16) and reports autolung's largest probability difference to that run: it separates
+nnU-Net's float16 rounding from any difference in how the two tools compute.
+
 Where the CPU runs bfloat16 natively (AVX-512 BF16 or AMX), autolung also runs with ``--precision
 auto`` (bfloat16 autocast after its numerical check), as a user gets it: its wall time against
 nnU-Net's float32 run, its mean Dice and its foreground agreement with nnU-Net's masks
 (``--bf16 off`` skips it).
 
+A model trained elsewhere (a longer run, so that a 3D model predicts foreground and Dice agreement
+means something) is compared the same way with ``--trained MODEL_FOLDER IMAGES LABELS``: nnU-Net runs
+it with ``nnUNetv2_predict_from_modelfolder``; the images and labels are its held-out test cases (for
+example a ``benchmarks/time_to_accuracy.py`` nnU-Net run folder: ``nnUNet_results/.../<trainer>__<plans>__<configuration>``,
+``test_images``, ``test_labels``).
+
 Usage::
 
     /work/shared/reference/setup_nnunet.sh /work/nnunet_venv
     NNUNET_VENV=/work/nnunet_venv python benchmarks/nnunet_models.py --work /tmp/nnunet_models --cases 5
+    NNUNET_VENV=/work/nnunet_venv python benchmarks/nnunet_models.py --work /tmp/nnunet_models --kinds --cases 10 \
+        --trained RUN/nnUNet_results/Dataset905_Task04_Hippocampus/nnUNetTrainer_autolungBudget__nnUNetPlans__3d_fullres \
+        RUN/test_images RUN/test_labels
 
 The work folder keeps nnU-Net's raw/preprocessed/results folders, so a rerun skips finished training.
 """
@@ -66,6 +79,28 @@ class nnUNetTrainer_autolungShort(nnUNetTrainer):
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         pass
+'''
+
+
+# Runs nnU-Net's own predict entry point with its sliding-window sums in float32 instead of float16
+# (nnU-Net sums Gaussian-weighted logits, scaled by 10, in float16): isolates that rounding.
+FLOAT32_SUMS_WRAPPER = '''import inspect, sys, textwrap
+
+# Guarded: nnU-Net's preprocessing workers are spawned and import this file again.
+if __name__ == "__main__":
+    from nnunetv2.inference import predict_from_raw_data as module
+
+    method = module.nnUNetPredictor._internal_predict_sliding_window_return_logits
+    source = textwrap.dedent(inspect.getsource(method))
+    if source.count("dtype=torch.half") != 2:
+        raise SystemExit("nnU-Net's sliding window changed: its float16 sums were not found")
+    namespace = dict(vars(module))
+    exec(source.replace("dtype=torch.half", "dtype=torch.float32"), namespace)
+    module.nnUNetPredictor._internal_predict_sliding_window_return_logits = namespace[method.__name__]
+    entry = sys.argv.pop(1)
+    sys.argv[0] = entry
+    getattr(module, {"nnUNetv2_predict": "predict_entry_point",
+                     "nnUNetv2_predict_from_modelfolder": "predict_entry_point_modelfolder"}[entry])()
 '''
 
 
@@ -165,6 +200,56 @@ def _train(work: Path, kind: Kind, env: dict[str, str]) -> None:
           "-p", kind.plans, "-device", "cpu"], env)
 
 
+@dataclass
+class Target:
+    """One model and its held-out cases, as both tools are given them."""
+
+    name: str
+    model: Path
+    inputs: Path
+    case_ids: list[str]
+    labels_folder: Path
+    file_ending: str
+    labels: list[int]
+    nnunet_command: list[str]  # nnU-Net's predict command without inputs, outputs and TTA
+
+    @property
+    def tag(self) -> str:
+        return self.model.name
+
+
+def _foreground_labels(dataset_json: Path) -> list[int]:
+    labels = json.loads(dataset_json.read_text())["labels"]
+    return [v for k, v in labels.items() if k != "background" and isinstance(v, int)]
+
+
+def kind_target(work: Path, kind: Kind, count: int) -> Target:
+    """A briefly trained kind, on the first ``count`` cases of nnU-Net's fold-0 validation split."""
+    inputs, case_ids = _test_cases(work, kind, count)
+    dataset_json = work / "raw" / kind.dataset / "dataset.json"
+    command = [str(NNUNET_VENV / "bin" / "nnUNetv2_predict"), "-d", str(kind.dataset_id), "-c", kind.configuration,
+               "-tr", TRAINER, "-p", kind.plans, "-f", "0"]
+    return Target(kind.name, model_folder(work, kind), inputs, case_ids, work / "raw" / kind.dataset / "labelsTr",
+                  json.loads(dataset_json.read_text())["file_ending"], _foreground_labels(dataset_json), command)
+
+
+def trained_target(work: Path, model: Path, images: Path, labels: Path, count: int) -> Target:
+    """A model folder trained elsewhere, on the first ``count`` of its held-out test images."""
+    dataset_json = model / "dataset.json"
+    ending = json.loads(dataset_json.read_text())["file_ending"]
+    case_ids = sorted(path.name[: -len(f"_0000{ending}")] for path in images.glob(f"*_0000{ending}"))[:count]
+    if not case_ids:
+        raise SystemExit(f"{images}: no images named <case>_0000{ending}")
+    inputs = work / "inputs" / f"trained_{model.name}"
+    shutil.rmtree(inputs, ignore_errors=True)
+    inputs.mkdir(parents=True)
+    for case in case_ids:
+        shutil.copy(images / f"{case}_0000{ending}", inputs)
+    command = [str(NNUNET_VENV / "bin" / "nnUNetv2_predict_from_modelfolder"), "-m", str(model), "-f", "0"]
+    return Target(f"trained {model.name}", model, inputs, case_ids, labels, ending, _foreground_labels(dataset_json),
+                  command)
+
+
 def _test_cases(work: Path, kind: Kind, count: int) -> tuple[Path, list[str]]:
     """Input folder with the first ``count`` cases of nnU-Net's fold-0 validation split (held-out patients)."""
     splits = json.loads((work / "preprocessed" / kind.dataset / "splits_final.json").read_text())
@@ -230,47 +315,62 @@ def _foreground_agreement(first: list[np.ndarray], second: list[np.ndarray]) -> 
     return (agree / union if union else 1.0), union
 
 
-def _autolung_auto_precision(work: Path, kind: Kind, inputs: Path, case_ids: list[str], mirror: bool, threads: int,
-                             env: dict[str, str], nnunet_masks: list[np.ndarray], truths: list[np.ndarray],
-                             labels: list[int], nnunet_s: float) -> dict:
+def _autolung_auto_precision(work: Path, target: Target, mirror: bool, threads: int, env: dict[str, str],
+                             nnunet_masks: list[np.ndarray], truths: list[np.ndarray], nnunet_s: float) -> dict:
     """autolung with ``--precision auto`` (bfloat16 where native): time, Dice, agreement with nnU-Net."""
     tag = "tta" if mirror else "notta"
-    output = work / "out" / f"{kind.plans}_{kind.configuration}_{tag}_autolung_auto"
+    output = work / "out" / f"{target.tag}_{tag}_autolung_auto"
     shutil.rmtree(output, ignore_errors=True)
-    seconds = _run([sys.executable, "-m", "autolung_cli", "predict", "-i", str(inputs), "-o", str(output),
-                    "--model", str(model_folder(work, kind)), "-f", "0", "--precision", "auto",
+    seconds = _run([sys.executable, "-m", "autolung_cli", "predict", "-i", str(target.inputs), "-o", str(output),
+                    "--model", str(target.model), "-f", "0", "--precision", "auto",
                     "--threads", str(threads), "--no-progress", "--mode", "full",
                     *([] if mirror else ["--disable-tta"])], env)
-    ending = json.loads((work / "raw" / kind.dataset / "dataset.json").read_text())["file_ending"]
-    masks = [_read(output / f"{case}{ending}") for case in case_ids]
+    masks = [_read(output / f"{case}{target.file_ending}") for case in target.case_ids]
     agreement, _ = _foreground_agreement(nnunet_masks, masks)
-    dice = float(np.mean([_dice(mask, truth, labels) for mask, truth in zip(masks, truths)]))
+    dice = float(np.mean([_dice(mask, truth, target.labels) for mask, truth in zip(masks, truths)]))
     return {"autolung_auto_s": seconds, "time_ratio_auto": seconds / nnunet_s, "dice_autolung_auto": dice,
             "foreground_agreement_auto": agreement}
 
 
-def compare(work: Path, kind: Kind, cases: int, mirror: bool, threads: int, bf16: bool = False) -> dict:
+def _nnunet_float32_sums(work: Path, target: Target, tta: list[str], env: dict[str, str]) -> Path:
+    """nnU-Net's probabilities with its sliding-window sums in float32 (:data:`FLOAT32_SUMS_WRAPPER`)."""
+    wrapper = work / "nnunet_float32_sums.py"
+    wrapper.write_text(FLOAT32_SUMS_WRAPPER)
+    output = work / "out" / f"{target.tag}_{'notta' if tta else 'tta'}_nnunet_float32_sums"
+    shutil.rmtree(output, ignore_errors=True)
+    _run([str(NNUNET_VENV / "bin" / "python"), str(wrapper), Path(target.nnunet_command[0]).name,
+          *target.nnunet_command[1:], "-i", str(target.inputs), "-o", str(output), "-device", "cpu",
+          "--save_probabilities", "-npp", "1", "-nps", "1", *tta], env)
+    return output
+
+
+def _max_difference(folder: Path, probabilities: dict[str, np.ndarray]) -> float:
+    largest = 0.0
+    for case, ours in probabilities.items():
+        with np.load(folder / f"{case}.npz") as saved:
+            reference = saved["probabilities"].astype(np.float32).reshape(ours.shape)
+        largest = max(largest, float(np.abs(reference - ours).max()))
+    return largest
+
+
+def compare(work: Path, target: Target, mirror: bool, threads: int, bf16: bool = False,
+            float32_sums: bool = False) -> dict:
     env = _env(work, threads)
-    inputs, case_ids = _test_cases(work, kind, cases)
     tag = "tta" if mirror else "notta"
-    out_nn, out_al = work / "out" / f"{kind.plans}_{kind.configuration}_{tag}_nnunet", \
-        work / "out" / f"{kind.plans}_{kind.configuration}_{tag}_autolung"
+    out_nn, out_al = work / "out" / f"{target.tag}_{tag}_nnunet", work / "out" / f"{target.tag}_{tag}_autolung"
     for folder in (out_nn, out_al):
         shutil.rmtree(folder, ignore_errors=True)
     tta = [] if mirror else ["--disable_tta"]
-    nnunet_s = _run([str(NNUNET_VENV / "bin" / "nnUNetv2_predict"), "-i", str(inputs), "-o", str(out_nn),
-                     "-d", str(kind.dataset_id), "-c", kind.configuration, "-tr", TRAINER, "-p", kind.plans,
-                     "-f", "0", "-device", "cpu", "--save_probabilities", "-npp", "1", "-nps", "1", *tta], env)
+    nnunet_s = _run([*target.nnunet_command, "-i", str(target.inputs), "-o", str(out_nn), "-device", "cpu",
+                     "--save_probabilities", "-npp", "1", "-nps", "1", *tta], env)
     autolung_env = dict(env, PYTHONPATH=str(REPO))
-    autolung_s = _run([sys.executable, "-m", "autolung_cli", "predict", "-i", str(inputs), "-o", str(out_al),
-                       "--model", str(model_folder(work, kind)), "-f", "0", "--precision", "float32",
+    autolung_s = _run([sys.executable, "-m", "autolung_cli", "predict", "-i", str(target.inputs), "-o", str(out_al),
+                       "--model", str(target.model), "-f", "0", "--precision", "float32",
                        "--threads", str(threads), "--no-progress", "--mode", "full",
                        *([] if mirror else ["--disable-tta"])],
                       autolung_env)
-    probabilities = _autolung_probabilities(model_folder(work, kind), inputs, mirror, threads)
-    dataset = json.loads((work / "raw" / kind.dataset / "dataset.json").read_text())
-    ending = dataset["file_ending"]
-    labels = [v for k, v in dataset["labels"].items() if k != "background" and isinstance(v, int)]
+    probabilities = _autolung_probabilities(target.model, target.inputs, mirror, threads)
+    ending, labels, case_ids = target.file_ending, target.labels, target.case_ids
     max_diff = inner_diff = 0.0
     over, voxels = 0, 0
     dice_nn, dice_al = [], []
@@ -289,15 +389,20 @@ def compare(work: Path, kind: Kind, cases: int, mirror: bool, threads: int, bf16
         inner_diff = max(inner_diff, float(inner.max()))
         over += int((difference > 1e-3).sum())
         voxels += difference.size
-        truth = _read(work / "raw" / kind.dataset / "labelsTr" / f"{case}{ending}")
+        truth = _read(target.labels_folder / f"{case}{ending}")
         nnunet_masks.append(mask_nn)
         truths.append(truth)
         dice_nn.append(_dice(mask_nn, truth, labels))
         dice_al.append(_dice(mask_al, truth, labels))
     agreement, union = _foreground_agreement(nnunet_masks, autolung_masks)
-    extra = _autolung_auto_precision(work, kind, inputs, case_ids, mirror, threads, autolung_env, nnunet_masks,
-                                     truths, labels, nnunet_s) if bf16 else {}
-    return {**extra, "kind": kind.name, "tta": mirror, "cases": len(case_ids),
+    if float32_sums:
+        folder = _nnunet_float32_sums(work, target, tta, env)
+        extra_sums = {"max_probability_difference_float32_sums": _max_difference(folder, probabilities)}
+    else:
+        extra_sums = {}
+    extra = _autolung_auto_precision(work, target, mirror, threads, autolung_env, nnunet_masks, truths,
+                                     nnunet_s) if bf16 else {}
+    return {**extra, **extra_sums, "kind": target.name, "tta": mirror, "cases": len(case_ids),
             "foreground_voxels": union, "foreground_agreement": agreement, "max_probability_difference": max_diff,
             "max_probability_difference_interior": inner_diff, "share_over_1e-3": over / max(voxels, 1),
             "dice_nnunet": float(np.mean(dice_nn)), "dice_autolung": float(np.mean(dice_al)),
@@ -311,6 +416,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--kinds", nargs="*", type=int, default=list(range(len(KINDS))),
                         help="indices into KINDS (0: 2D, 1: 3D plain, 2: 3D ResEnc M)")
+    parser.add_argument("--trained", nargs=3, type=Path, action="append", default=[],
+                        metavar=("MODEL_FOLDER", "IMAGES", "LABELS"),
+                        help="also compare a model trained elsewhere on its held-out images and labels")
+    parser.add_argument("--float32-sums", action="store_true",
+                        help="also run nnU-Net with its sliding-window sums in float32 instead of float16 and "
+                             "report autolung's largest probability difference to that")
     parser.add_argument("--tta", choices=("on", "off", "both"), default="both")
     parser.add_argument("--bf16", choices=("auto", "off"), default="auto",
                         help="auto: also time autolung with --precision auto where the CPU has native bfloat16")
@@ -322,13 +433,16 @@ def main() -> None:
     _install_trainer()
     _prepare_raw(args.work, env)
     settings = {"on": [True], "off": [False], "both": [False, True]}[args.tta]
-    rows = []
+    targets = []
     for index in args.kinds:
-        kind = KINDS[index]
-        _train(args.work, kind, env)
+        _train(args.work, KINDS[index], env)
+        targets.append(kind_target(args.work, KINDS[index], args.cases))
+    targets += [trained_target(args.work, model, images, labels, args.cases) for model, images, labels in args.trained]
+    rows = []
+    for target in targets:
         for mirror in settings:
-            row = compare(args.work, kind, args.cases, mirror, args.threads,
-                          bf16=args.bf16 == "auto" and native_bfloat16())
+            row = compare(args.work, target, mirror, args.threads, bf16=args.bf16 == "auto" and native_bfloat16(),
+                          float32_sums=args.float32_sums)
             rows.append(row)
             print(json.dumps(row), flush=True)
     print(f"\n{'kind':34s} {'TTA':4s} {'fg agree':>9s} {'max |dp|':>9s} {'interior':>9s} {'>1e-3':>8s} "
@@ -339,6 +453,9 @@ def main() -> None:
               f"{row['max_probability_difference']:9.2e} {row['max_probability_difference_interior']:9.2e} "
               f"{row['share_over_1e-3']:8.2e} {row['dice_nnunet']:9.4f} {row['dice_autolung']:8.4f} "
               f"{row['nnunet_s']:9.1f} {row['autolung_s']:10.1f} {row['time_ratio']:6.2f}")
+        if "max_probability_difference_float32_sums" in row:
+            print(f"{'':34s} {'':4s} max |dp| to nnU-Net with float32 sums: "
+                  f"{row['max_probability_difference_float32_sums']:.2e}")
         if "autolung_auto_s" in row:
             print(f"{'':34s} {'':4s} precision auto (bfloat16): fg agree {row['foreground_agreement_auto']:.5f}, "
                   f"Dice {row['dice_autolung_auto']:.4f} (nnU-Net {row['dice_nnunet']:.4f}), "

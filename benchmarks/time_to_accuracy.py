@@ -147,14 +147,19 @@ def thread_env(env: dict[str, str] | None) -> dict[str, str] | None:
                 AUTOLUNG_TORCH_THREADS=count)
 
 
-def run(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> float:
-    """Run ``command`` (output to ``log_file``); its wall time; exit with the log tail on failure."""
-    cores = pinned_cores()
+def run(command: list[str], log_file: Path, env: dict[str, str] | None = None, pin: bool = True) -> float:
+    """Run ``command`` (output to ``log_file``); its wall time; exit with the log tail on failure.
+
+    ``pin=False`` runs it on every core even in a paired run: for the steps outside the budget
+    (planning, preprocessing, prediction), whose time is not compared.
+    """
+    cores = pinned_cores() if pin else None
     if cores is not None:  # taskset, not preexec_fn: the tools run from threads, where preexec_fn may deadlock
         command = ["taskset", "-c", ",".join(map(str, cores)), *command]
     start = time.perf_counter()
     with open(log_file, "w") as handle:
-        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=thread_env(env))
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT,
+                                env=thread_env(env) if pin else env)
     if result.returncode != 0:
         raise SystemExit(f"failed (exit {result.returncode}): {' '.join(command)}\n{log_file.read_text()[-3000:]}")
     return time.perf_counter() - start
@@ -280,7 +285,7 @@ def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: 
     if configuration:
         plan_cmd += ["-c", configuration]
     plan_cmd += list(plan_args)
-    plan_s = run(plan_cmd, work / "plan.log", env)
+    plan_s = run(plan_cmd, work / "plan.log", env, pin=False)
     plans = json.loads(next((root / "preprocessed" / set_name).glob("plans*.json")).read_text())
     (root / "preprocessed" / set_name / "splits.json").write_text(json.dumps([inner], indent=1))
     # No configuration named: the default command line, which trains the one the plans recommend.
@@ -301,7 +306,7 @@ def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: 
     predictions = work / "predictions"
     predict_s = run([*autolung, "predict", "-i", str(images), "-o", str(predictions), "-d", set_name, "-c",
                      configuration, "-f", "0", "--planner", planner, "--root", str(root), "--no-progress"],
-                    work / "predict.log", env)
+                    work / "predict.log", env, pin=False)
     dice = evaluate(labels, predictions, files, work, env)
     cfg = plans["configurations"][configuration]
     return {"iterations": int(sum(e.get("iterations", 0) for e in epochs)),
@@ -375,7 +380,7 @@ def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path
     configuration = configuration or ("3d_fullres" if files.ending == ".nii.gz" else "2d")
     bin_ = venv / "bin"
     plan_s = run([str(bin_ / "nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", configuration,
-                  "-np", "2", "-npfp", "2"], work / "plan.log", env)
+                  "-np", "2", "-npfp", "2"], work / "plan.log", env, pin=False)
     (work / "nnUNet_preprocessed" / name / "splits_final.json").write_text(json.dumps([inner], indent=1))
     install_nnunet_trainer(venv)
     # Short epochs so the epoch count can follow the budget closely (the schedule is per epoch).
@@ -391,7 +396,7 @@ def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path
     predictions = work / "predictions"
     predict_s = run([str(bin_ / "nnUNetv2_predict"), "-i", str(images), "-o", str(predictions), "-d", str(dataset_id),
                      "-c", configuration, "-f", "0", "-tr", NNUNET_TRAINER, "-chk", "checkpoint_final.pth",
-                     "-device", "cpu", "-npp", "1", "-nps", "1"], work / "predict.log", env)
+                     "-device", "cpu", "-npp", "1", "-nps", "1"], work / "predict.log", env, pin=False)
     dice = evaluate(labels, predictions, files, work, dict(os.environ, PYTHONPATH=str(REPO)))
     plans = json.loads((work / "nnUNet_preprocessed" / name / "nnUNetPlans.json").read_text())
     cfg = plans["configurations"][configuration]

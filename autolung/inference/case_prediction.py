@@ -9,6 +9,8 @@ probabilities validation saves, ``find_best_configuration`` all go through this 
   imported model only along the axes it allows);
 - :func:`predict_preprocessed_case` runs the sliding window on a preprocessed case with those
   levers, the device, the precision and the configuration's inference plan;
+  :func:`predict_preprocessed_case_labels` does the same for a case wanted only for its labels
+  on the network grid, painting them as slabs finish;
 - :func:`probabilities_to_labels` turns probabilities into a label map;
 - :func:`prediction_settings` and :func:`model_entry` are what ``autolung_predictions.json``
   records of how the cases were predicted and by which model.
@@ -27,7 +29,8 @@ import torch
 from torch import nn
 
 from autolung.inference.levers import Levers, ResolvedLevers, body_threshold, resolve_levers
-from autolung.inference.sliding_window import predict_sliding_window, resolve_precision, window_input
+from autolung.inference.sliding_window import (predict_sliding_window, predict_sliding_window_labels,
+                                              resolve_precision, window_input)
 from autolung.labels import RegionMapping
 from autolung.planning.plans import ConfigurationPlan, InferencePlan
 
@@ -193,16 +196,49 @@ def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: n
     Returns:
         ``(R, Z, Y, X)`` probabilities of ``probability_dtype``, the shape of ``data``.
     """
+    return predict_sliding_window(networks, data, configuration.patch_size, progress=progress,
+                                  probability_dtype=probability_dtype,
+                                  **_sliding_window_options(data, configuration, options))
+
+
+def predict_preprocessed_case_labels(networks: nn.Module | Sequence[nn.Module], data: np.ndarray | torch.Tensor,
+                                     configuration: ConfigurationPlan, options: CaseOptions,
+                                     region_mapping: RegionMapping,
+                                     progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The label map of :func:`predict_preprocessed_case`'s probabilities, painted as slabs finish.
+
+    For a case whose labels need no resampling or uncropping: its probabilities are never held
+    for the whole volume
+    (:func:`~autolung.inference.sliding_window.predict_sliding_window_labels`).
+
+    Args:
+        networks: as :func:`predict_preprocessed_case`.
+        data: as :func:`predict_preprocessed_case`.
+        configuration: as :func:`predict_preprocessed_case`.
+        options: as :func:`predict_preprocessed_case`.
+        region_mapping: the plans' region mapping.
+        progress: optional ``progress(done, total)`` called after each window batch.
+
+    Returns:
+        uint8 labels ``(Z, Y, X)`` on the network grid.
+    """
+    return predict_sliding_window_labels(networks, data, configuration.patch_size, region_mapping,
+                                         progress=progress, **_sliding_window_options(data, configuration, options))
+
+
+def _sliding_window_options(data: np.ndarray | torch.Tensor, configuration: ConfigurationPlan,
+                            options: CaseOptions) -> dict:
+    """The sliding window's keyword arguments for ``configuration`` and ``options``."""
     inference = configuration.inference or InferencePlan()
     levers = _body_levers_for(options.levers, data, configuration)
-    return predict_sliding_window(
-        networks, data, configuration.patch_size, step_size=levers.step_size,
+    return dict(
+        step_size=levers.step_size,
         mirror_axes=network_mirror_axes(levers.mirror_axes, configuration.dim, inference.mirror_axes),
         window_batch_size=options.window_batch_size, device=options.device, precision=options.precision,
-        progress=progress, average_logits=inference.average_logits, output_activation=inference.output_activation,
+        average_logits=inference.average_logits, output_activation=inference.output_activation,
         weights=inference.window_weights, body_threshold=body_threshold(configuration.normalization),
         crop_to_body=levers.crop_to_body, skip_empty_windows=levers.skip_empty_windows,
-        restrict_to_body=levers.restrict_to_body, probability_dtype=probability_dtype)
+        restrict_to_body=levers.restrict_to_body)
 
 
 def probabilities_to_labels(probabilities: np.ndarray, mapping: RegionMapping) -> np.ndarray:

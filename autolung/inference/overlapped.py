@@ -80,34 +80,26 @@ class _PredictionStages(CaseStages[InputCase, _Prepared]):
             self.progress.case_started(item.case.case_id)
         if item.data is not None:
             data, item.data = item.data, None
-            return p._labels_only_sliding_window(self.models[0], data, self.options, self.progress)
+            return p._network_grid_result(self.models[0], data, item.properties, self.options, self.progress)
         if len(self.models) == 1 and not self.options.save_probabilities:
             # A cascade: its first stage and the preprocessing run here.
-            from autolung.preprocessing.restore import restore_label_map
-
             model = self.models[0]
             model_image, model_geometry, back = p._model_frame(item.image, item.geometry, model)
             item.image = None
             data, properties = p._network_input(model_image, model_geometry, model, self.options, self.progress)
             del model_image
             data = p._compact_input(model, data, self.options)
-            probabilities = p._labels_only_sliding_window(model, data, self.options, self.progress)
+            result = p._network_grid_result(model, data, properties, self.options, self.progress)
             del data
-            labels = restore_label_map(probabilities, properties, model.configuration, model.plans.region_mapping)
-            return np.ascontiguousarray(labels.transpose(back)) if back is not None else labels
+            return p._input_grid_labels(result, properties, model, back)
         image, item.image = item.image, None
         return p._ensemble_labels(item.case, image, item.geometry, self.output_folder, self.models, self.options,
                                   self.progress)
 
     def export(self, item: _Prepared, result: Any) -> Path:
         with item.lock:
-            if item.properties:  # probabilities on the network grid: back to the input's grid here
-                from autolung.preprocessing.restore import restore_label_map
-
-                model = self.models[0]
-                result = restore_label_map(result, item.properties, model.configuration, model.plans.region_mapping)
-                if item.back is not None:
-                    result = np.ascontiguousarray(result.transpose(item.back))
+            if item.properties:  # the network grid's result: back to the input's grid here
+                result = p._input_grid_labels(result, item.properties, self.models[0], item.back)
             mask_path = p._write_mask(item.case, result, item.geometry, self.output_folder, self.models,
                                       self.options)
             p._record_locked(self.output_folder, self.models, self.options, item.case.case_id)

@@ -22,7 +22,8 @@ import torch
 
 from autolung.errors import AutolungError, InvalidInputError, LockedError
 from autolung.inference.case_prediction import (CaseOptions, compact_case_input, model_entry,
-                                                 predict_preprocessed_case, prediction_settings,
+                                                 predict_preprocessed_case, predict_preprocessed_case_labels,
+                                                 prediction_settings,
                                                  probabilities_to_labels, probability_dtype_for)
 from autolung.inference.cv_outputs import save_cv_probabilities
 from autolung.inference.inputs import InputCase, discover_cases, mask_ending, read_input_case
@@ -173,11 +174,33 @@ def _compact_input(model: TrainedModel, data: np.ndarray, options: PredictionOpt
     return compact_case_input(data, model.networks, options.case_options(predicts_whole_body_ct([model])))
 
 
-def _labels_only_sliding_window(model: TrainedModel, data: np.ndarray | torch.Tensor, options: PredictionOptions,
-                                progress: PredictionProgress | None) -> np.ndarray:
-    """:func:`_sliding_window` of a case wanted only for its labels: large probabilities as float16."""
+def _network_grid_result(model: TrainedModel, data: np.ndarray | torch.Tensor, properties: dict,
+                         options: PredictionOptions, progress: PredictionProgress | None) -> np.ndarray:
+    """The sliding window's result for a case wanted only for its labels (:func:`_input_grid_labels`).
+
+    Its uint8 labels ``(Z, Y, X)`` when the network grid is the original grid, painted as the
+    slabs finish (no probability volume at all); else its probabilities ``(R, Z, Y, X)``, float16
+    when large (:func:`probability_dtype_for`), for ``restore_label_map``.
+    """
+    from autolung.preprocessing.restore import on_original_grid
+
+    if on_original_grid(properties):
+        return predict_preprocessed_case_labels(model.networks, data, model.configuration,
+                                                options.case_options(predicts_whole_body_ct([model])),
+                                                model.plans.region_mapping,
+                                                progress.windows if progress is not None else None)
     dtype = probability_dtype_for(model.plans.region_mapping.num_channels, tuple(data.shape[1:]))
     return _sliding_window(model, data, options, progress, dtype)
+
+
+def _input_grid_labels(result: np.ndarray, properties: dict, model: TrainedModel,
+                       back: list[int] | None) -> np.ndarray:
+    """The uint8 labels on the input grid from :func:`_network_grid_result`'s ``result``."""
+    from autolung.preprocessing.restore import restore_label_map
+
+    labels = result if result.ndim == 3 else restore_label_map(result, properties, model.configuration,
+                                                                model.plans.region_mapping)
+    return np.ascontiguousarray(labels.transpose(back)) if back is not None else labels
 
 
 def _model_frame(image: np.ndarray, geometry: ImageGeometry,
@@ -267,28 +290,25 @@ def predict_case_labels(case: InputCase, model: TrainedModel, options: Predictio
     """Label map of one case with one model, keeping peak memory low.
 
     The raw image is dropped once preprocessed; the network-grid input is kept in bfloat16 where
-    the networks run in it (:func:`compact_case_input`) and dropped once predicted; large
-    probabilities are kept as float16 (:func:`probability_dtype_for`); and the original grid only
-    ever holds one float32 channel, a float32 running maximum and the uint8 labels
-    (``restore_label_map``), never all regions' probabilities at full resolution.
+    the networks run in it (:func:`compact_case_input`) and dropped once predicted. When the
+    network grid is the original grid, the labels are painted as the sliding window's slabs
+    finish and no probability volume is ever held; else large probabilities are kept as float16
+    (:func:`probability_dtype_for`) and the original grid only ever holds one float32 channel, a
+    float32 running maximum and the uint8 labels (``restore_label_map``), never all regions'
+    probabilities at full resolution.
 
     Returns:
         The uint8 label map and the input's geometry.
     """
-    from autolung.preprocessing.restore import restore_label_map
-
     image, geometry = read_input_case(case, len(model.plans.channel_names))
     model_image, model_geometry, back = _model_frame(image, geometry, model)
     del image
     data, properties = _network_input(model_image, model_geometry, model, options, progress)
     del model_image
     data = _compact_input(model, data, options)  # rebinding frees the float32 case
-    probabilities = _labels_only_sliding_window(model, data, options, progress)
+    result = _network_grid_result(model, data, properties, options, progress)
     del data
-    labels = restore_label_map(probabilities, properties, model.configuration, model.plans.region_mapping)
-    if back is not None:
-        labels = np.ascontiguousarray(labels.transpose(back))
-    return labels, geometry
+    return _input_grid_labels(result, properties, model, back), geometry
 
 
 def _output_paths(case: InputCase, output_folder: Path, options: PredictionOptions) -> tuple[Path, Path]:

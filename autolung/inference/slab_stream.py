@@ -3,9 +3,12 @@
 The sliding window (:mod:`autolung.inference.sliding_window`) runs its windows in Z order of their
 starts. :class:`ZStream` keeps the weighted sums of only the slices the current windows reach, and
 :class:`SlabNormaliser` turns a finished slab of sums into probabilities, so no whole-volume float32
-accumulator or weight volume is ever held.
+accumulator or weight volume is ever held. Where the finished slabs go is
+:mod:`autolung.inference.slab_sinks`'s business.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -21,7 +24,7 @@ class SlabNormaliser:
         output_kind: the activation applied after averaging logits; None when the sums are
             already probabilities.
         profiles: per-axis weight sums of a separable window weight
-            (``sliding_window.separable_weight_sums``); None when window-deep weight sums are kept.
+            (``window_grid.separable_weight_sums``); None when window-deep weight sums are kept.
     """
 
     def __init__(self, repeats: int, output_kind: OutputKind | None, profiles: list[np.ndarray] | None):
@@ -49,23 +52,25 @@ class SlabNormaliser:
 class ZStream:
     """Window outputs summed in a float32 buffer one window deep along Z, finished slices written out.
 
-    Windows arrive in Z order of their starts (``sliding_window._windows``), so once a window starts at
-    ``z``, no later window reaches a slice before ``z``: those slices are normalised and written
-    into ``out`` (whatever its dtype), and the buffer moves on. Peak memory is ``out`` plus one
-    window-deep slab per channel, whatever the volume's depth.
+    Windows arrive in Z order of their starts (``window_grid.window_starts``), so once a window starts at
+    ``z``, no later window reaches a slice before ``z``: those slices are normalised and handed to
+    ``write``, and the buffer moves on. The stream itself holds one window-deep slab per channel,
+    whatever the volume's depth.
 
     Args:
-        out: the zeroed output ``(R, Z, Y, X)`` on the CPU.
+        shape: ``(R, Z, Y, X)`` of the tiled volume.
         depth: the window's Z length.
         device: where the buffers live (the networks' device).
         weight_map: also sum the window weights (non-separable weights).
         normalise: turns a finished slab into probabilities.
+        write: ``write(begin, slab)`` takes finished slices ``begin`` onwards, float32 ``(R, n, Y, X)``
+            on the CPU; it may change ``slab`` in place (those rows are discarded afterwards).
     """
 
-    def __init__(self, out: np.ndarray, depth: int, device: torch.device, weight_map: bool,
-                 normalise: SlabNormaliser):
-        channels, _, height, width = out.shape
-        self.out, self.depth, self.normalise, self.begin = out, depth, normalise, 0
+    def __init__(self, shape: tuple[int, ...], depth: int, device: torch.device, weight_map: bool,
+                 normalise: SlabNormaliser, write: Callable[[int, np.ndarray], None]):
+        channels, self.length, height, width = shape
+        self.depth, self.normalise, self.write, self.begin = depth, normalise, write, 0
         self.sums = torch.zeros((channels, depth, height, width), dtype=torch.float32, device=device)
         self.weights = torch.zeros((depth, height, width), dtype=torch.float32, device=device) if weight_map else None
 
@@ -90,19 +95,18 @@ class ZStream:
         self.sums[:, kept:] = 0.0
         if self.weights is not None:
             self.weights[kept:] = 0.0
-        # Slices between the buffer's end and ``start`` no window reached: they stay 0.
+        # Slices between the buffer's end and ``start`` no window reached: never written, they stay 0.
         self.begin = start
 
     def _write(self, count: int) -> None:
-        count = min(count, self.out.shape[1] - self.begin)
+        count = min(count, self.length - self.begin)
         if count <= 0:
             return
         weights = None if self.weights is None else self.weights[:count]
         # In place: these rows are discarded after writing.
         slab = self.normalise(self.sums[:, :count], weights, self.begin)
-        self.out[:, self.begin:self.begin + count] = slab.cpu().numpy()
+        self.write(self.begin, slab.cpu().numpy())
 
-    def close(self) -> np.ndarray:
-        """Write the remaining slices; return ``out``."""
+    def close(self) -> None:
+        """Write the remaining slices."""
         self._write(self.depth)
-        return self.out

@@ -21,13 +21,15 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from functools import lru_cache
 
 import numpy as np
 import torch
 from torch import nn
 
+from autolung.inference.slab_sinks import BodyRestriction, Destination, LabelSink, ProbabilitySink, SlabSink
 from autolung.inference.slab_stream import SlabNormaliser, ZStream
+from autolung.inference.window_grid import separable_weight_sums, window_starts, window_weights
+from autolung.labels import RegionMapping
 from autolung.output_kind import ACTIVATIONS, SIGMOID_REGIONS, OutputKind, output_kind_for_activation
 from autolung.utils.precision import (bf16_matches_float32, convolution_shapes, cpu_has_native_bf16,
                                      warn_if_emulated_bf16)
@@ -37,8 +39,6 @@ logger = logging.getLogger(__name__)
 ALL_AXES = (0, 1, 2)
 PRECISIONS = ("float32", "bfloat16")
 PROBABILITY_DTYPES = ("float32", "float16")
-# (channels, spatial shape) -> the zeroed output probabilities (R, *spatial) on the CPU.
-Allocator = Callable[[int, tuple], np.ndarray]
 
 
 def resolve_precision(precision: str, device: str | torch.device,
@@ -105,94 +105,6 @@ def _input_tensor(data: np.ndarray | torch.Tensor, precision: str) -> torch.Tens
     return tensor if tensor.dtype == torch.bfloat16 else tensor.float()
 
 
-def compute_steps(size: int, patch: int, step_size: float) -> list[int]:
-    """Start positions of windows along one axis, evenly spread so the last one ends at ``size``.
-
-    Args:
-        size: length of the (padded) axis; at least ``patch``.
-        patch: window length along the axis.
-        step_size: window stride as a fraction of ``patch`` (0.5 = half-patch overlap).
-
-    Returns:
-        Sorted start positions; the first is 0, the last is ``size - patch``.
-    """
-    if size <= patch:
-        return [0]
-    target_stride = max(1.0, patch * step_size)
-    num_steps = int(np.ceil((size - patch) / target_stride)) + 1
-    return [int(round(v)) for v in np.linspace(0, size - patch, num_steps)]
-
-
-def _gaussian_factor(length: int, sigma_scale: float) -> np.ndarray:
-    """One axis's factor of autolung's window weight (float64, maximum 1)."""
-    # A patch axis of length 1 (the Z axis of 2D windows) gets uniform weight.
-    if length == 1:
-        return np.ones(1)
-    centre = (length - 1) / 2.0
-    factor = np.exp(-0.5 * ((np.arange(length) - centre) / (length * sigma_scale)) ** 2)
-    return factor / factor.max()
-
-
-@lru_cache(maxsize=8)
-def _gaussian_cached(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
-    grids = [_gaussian_factor(length, sigma_scale) for length in patch]
-    weights = grids[0][:, None, None] * grids[1][None, :, None] * grids[2][None, None, :]
-    # Zero weights would make border voxels of the volume undefined after division.
-    weights[weights <= 0] = weights[weights > 0].min()
-    return weights.astype(np.float32)
-
-
-@lru_cache(maxsize=8)
-def _nnunet_gaussian_cached(patch: tuple[int, ...], sigma_scale: float) -> np.ndarray:
-    grids = []
-    for length in patch:
-        sigma = length * sigma_scale
-        # nnU-Net filters a unit impulse at length // 2 with scipy's Gaussian, which truncates the
-        # kernel at int(4 sigma + 0.5) voxels: the same separable product, zero beyond that radius.
-        offsets = np.arange(length) - length // 2
-        values = np.exp(-0.5 * (offsets / sigma) ** 2)
-        values[np.abs(offsets) > int(4.0 * sigma + 0.5)] = 0.0
-        grids.append(values)
-    weights = grids[0][:, None, None] * grids[1][None, :, None] * grids[2][None, None, :]
-    weights = weights / weights.max()
-    weights[weights <= 0] = weights[weights > 0].min()
-    return weights.astype(np.float32)
-
-
-def window_weights(patch: Sequence[int], kind: str = "autolung") -> np.ndarray:
-    """Weight map of one window: autolung's Gaussian or nnU-Net's (for imported nnU-Net models).
-
-    nnU-Net centres its Gaussian on voxel ``length // 2`` (half a voxel off centre for even
-    lengths) and truncates it at four sigma; reproducing that keeps imported models' overlapping
-    windows blended exactly as nnU-Net blends them.
-
-    Args:
-        patch: window shape (z, y, x).
-        kind: "autolung" or "nnunet".
-
-    Returns:
-        float32 array of shape ``patch``, maximum 1, no zeros.
-    """
-    if kind == "autolung":
-        return gaussian_importance(patch)
-    if kind == "nnunet":
-        return _nnunet_gaussian_cached(tuple(int(p) for p in patch), 1.0 / 8)
-    raise ValueError(f"window weights must be 'autolung' or 'nnunet', got {kind!r}")
-
-
-def gaussian_importance(patch: Sequence[int], sigma_scale: float = 1.0 / 8) -> np.ndarray:
-    """Gaussian weight map of shape ``patch`` (3 axes), maximum 1 at the centre, no zeros.
-
-    Args:
-        patch: window shape (z, y, x).
-        sigma_scale: sigma as a fraction of the patch length per axis.
-
-    Returns:
-        float32 array of shape ``patch``.
-    """
-    return _gaussian_cached(tuple(int(p) for p in patch), float(sigma_scale))
-
-
 def _pad_to_patch(data: torch.Tensor, patch: Sequence[int]) -> tuple[torch.Tensor, tuple[slice, ...]]:
     """Pad (C, Z, Y, X) symmetrically with zeros where smaller than ``patch``; return the crop back."""
     pads, crop = [], []
@@ -210,38 +122,6 @@ def _pad_to_patch(data: torch.Tensor, patch: Sequence[int]) -> tuple[torch.Tenso
 
 # Samples per network call below which float32 convolutions may leave oneDNN (samples_per_call).
 MIN_CALL_BATCH = 2
-
-
-def _windows(shape: Sequence[int], patch: Sequence[int], step_size: float) -> list[tuple[slice, ...]]:
-    starts = [compute_steps(size, length, step_size) for size, length in zip(shape, patch)]
-    return [tuple(slice(s, s + length) for s, length in zip(corner, patch))
-            for corner in itertools.product(*starts)]
-
-
-def separable_weight_sums(spatial: Sequence[int], patch: Sequence[int], step_size: float,
-                          sigma_scale: float = 1.0 / 8) -> list[np.ndarray]:
-    """Per-axis sums of autolung's Gaussian factors over the window starts along each axis.
-
-    autolung's window weight is a product of one Gaussian per axis, and the windows form a grid
-    (every combination of the per-axis starts), so the full tiling's weight sum at voxel
-    ``(z, y, x)`` is the product of the three profiles: no weight volume needs to be held.
-
-    Args:
-        spatial: the (padded) volume shape ``(Z, Y, X)``, at least ``patch``.
-        patch: window shape ``(z, y, x)``.
-        step_size: window stride as a fraction of the patch.
-        sigma_scale: sigma as a fraction of the patch length per axis.
-
-    Returns:
-        Three float64 arrays of lengths Z, Y and X.
-    """
-    profiles = []
-    for size, length in zip(spatial, patch):
-        factor, profile = _gaussian_factor(int(length), sigma_scale), np.zeros(int(size))
-        for start in compute_steps(int(size), int(length), step_size):
-            profile[start:start + int(length)] += factor
-        profiles.append(profile)
-    return profiles
 
 
 # Feature-map bytes of one network call's samples above which a call carries a single sample.
@@ -343,7 +223,6 @@ def _predict_batch(networks: Sequence[nn.Module], batch: torch.Tensor, flips: li
     return total
 
 
-@torch.inference_mode()
 def predict_sliding_window(
     networks: Sequence[nn.Module] | nn.Module,
     data: torch.Tensor | np.ndarray,
@@ -402,6 +281,52 @@ def predict_sliding_window(
     Returns:
         Array ``(R, Z, Y, X)`` of probabilities in [0, 1], of ``probability_dtype``.
     """
+    if probability_dtype not in PROBABILITY_DTYPES:
+        raise ValueError(f"probability_dtype must be one of {PROBABILITY_DTYPES}, got {probability_dtype!r}")
+    return _predict_into(lambda spatial: ProbabilitySink(spatial, np.dtype(probability_dtype)), networks, data,
+                         patch_size, step_size=step_size, mirror_axes=mirror_axes,
+                         window_batch_size=window_batch_size, device=device, precision=precision,
+                         progress=progress, average_logits=average_logits, output_activation=output_activation,
+                         weights=weights, body_threshold=body_threshold, crop_to_body=crop_to_body,
+                         skip_empty_windows=skip_empty_windows, restrict_to_body=restrict_to_body)
+
+
+def predict_sliding_window_labels(networks: Sequence[nn.Module] | nn.Module, data: torch.Tensor | np.ndarray,
+                                  patch_size: Sequence[int], region_mapping: RegionMapping,
+                                  **options: object) -> np.ndarray:
+    """The label map of :func:`predict_sliding_window`'s probabilities, painted as slabs finish.
+
+    The probabilities are never held for the whole volume: each finished float32 slab becomes
+    labels at once (:class:`~autolung.inference.slab_sinks.LabelSink`, the rule of
+    :meth:`RegionMapping.probabilities_to_labels`), so peak memory is the input, the uint8 labels
+    and one window-deep slab.
+
+    Args:
+        networks: as :func:`predict_sliding_window`.
+        data: as :func:`predict_sliding_window`.
+        patch_size: as :func:`predict_sliding_window`.
+        region_mapping: how the output channels map to labels.
+        **options: :func:`predict_sliding_window`'s other keyword arguments, except
+            ``probability_dtype``.
+
+    Returns:
+        uint8 labels ``(Z, Y, X)``, the shape of ``data``.
+    """
+    if "probability_dtype" in options:
+        raise ValueError("probability_dtype: labels are painted from float32 slabs, no probabilities are kept")
+    return _predict_into(lambda spatial: LabelSink(spatial, region_mapping), networks, data, patch_size,
+                         **options)  # type: ignore[arg-type]
+
+
+@torch.inference_mode()
+def _predict_into(make_sink: Callable[[tuple[int, ...]], SlabSink], networks: Sequence[nn.Module] | nn.Module,
+                  data: torch.Tensor | np.ndarray, patch_size: Sequence[int], step_size: float = 0.5,
+                  mirror_axes: Sequence[int] | None = ALL_AXES, window_batch_size: int | None = None,
+                  device: str | torch.device = "cpu", precision: str = "float32", progress: object | None = None,
+                  average_logits: bool = False, output_activation: str = "sigmoid", weights: str = "autolung",
+                  body_threshold: float | None = None, crop_to_body: bool = False, skip_empty_windows: bool = False,
+                  restrict_to_body: bool = False) -> np.ndarray:
+    """:func:`predict_sliding_window` into the sink ``make_sink(spatial shape)`` builds; its result."""
     kind = output_kind_for_activation(output_activation)
     if kind != SIGMOID_REGIONS and not average_logits:
         # Without it each network's outputs get a sigmoid (see OutputKind.prediction_network).
@@ -424,66 +349,18 @@ def predict_sliding_window(
     call_samples = samples_per_call(networks[0], patch, precision)
     if window_batch_size is None:
         window_batch_size = call_samples
-    if probability_dtype not in PROBABILITY_DTYPES:
-        raise ValueError(f"probability_dtype must be one of {PROBABILITY_DTYPES}, got {probability_dtype!r}")
     outputs = {"average_logits": average_logits, "output_kind": kind, "weights": weights,
-               "dtype": np.dtype(probability_dtype), "call_samples": call_samples}
+               "call_samples": call_samples}
     body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows or restrict_to_body, precision)
     box = _body_box(body, patch) if crop_to_body and body is not None else None
-    if box is None:
-        result = _tile(networks, tensor, body if skip_empty_windows else None, patch, step_size, flips,
-                       window_batch_size, device, precision, is_2d, progress, outputs)
-    else:
-        result = _tile_box(networks, tensor, box, body if skip_empty_windows else None, patch, step_size, flips,
-                           window_batch_size, device, precision, is_2d, progress, outputs)
-    if restrict_to_body and body is not None:
-        _background_outside_body(result, body)
-    return result
-
-
-def _tile_box(networks: list[nn.Module], tensor: torch.Tensor, box: tuple[slice, ...], body: np.ndarray | None,
-              patch: tuple[int, ...], step_size: float, flips: list[tuple[int, ...]], window_batch_size: int,
-              device: torch.device, precision: str, is_2d: bool, progress: object | None,
-              outputs: dict) -> np.ndarray:
-    """:func:`_tile` of the ``box`` crop, returned in the whole volume (0 outside the box)."""
-    # The crop's finished slices are written straight into the whole volume's output: no second copy.
-    whole: list[np.ndarray] = []
-    allocate = _box_allocator(tuple(tensor.shape[1:]), box, outputs["dtype"], whole)
-    inside = _tile(networks, tensor[(slice(None), *box)], None if body is None else body[box], patch, step_size,
-                   flips, window_batch_size, device, precision, is_2d, progress, {**outputs, "allocate": allocate})
-    if whole:
-        return whole[0]
-    result = np.zeros((inside.shape[0], *tensor.shape[1:]), dtype=inside.dtype)
-    result[(slice(None), *box)] = inside
-    return result
-
-
-def _background_outside_body(probabilities: np.ndarray, body: np.ndarray) -> None:
-    """Probability 0 outside the body, in place, except on slices the field of view may cut."""
-    from autolung.inference.levers import open_field_slices
-
-    open_field = open_field_slices(body)
-    if open_field.any():
-        logger.warning("%d slices' body touches the image border (field of view cut?): not restricted to the "
-                       "body there", int(open_field.sum()))
-    for z in np.flatnonzero(~open_field):
-        probabilities[:, z][:, ~body[z]] = 0.0
-
-
-def _box_allocator(shape: tuple[int, ...], box: tuple[slice, ...], dtype: np.dtype,
-                   whole: list[np.ndarray]) -> Allocator:
-    """Outputs of the whole ``shape`` whose ``box`` views are handed out (and the whole output
-    appended to ``whole``); a padded box, another shape, gets its own."""
-    box_shape = tuple(s.stop - s.start for s in box)
-
-    def allocate(channels: int, spatial: tuple) -> np.ndarray:
-        if tuple(spatial) != box_shape:
-            return np.zeros((channels, *spatial), dtype=dtype)
-        output = np.zeros((channels, *shape), dtype=dtype)
-        whole.append(output)
-        return output[(slice(None), *box)]
-
-    return allocate
+    box = box or tuple(slice(0, n) for n in tensor.shape[1:])
+    sink = make_sink(tuple(tensor.shape[1:]))
+    # The crop's finished slabs go straight into the whole volume's result: no second copy.
+    destination = Destination(sink, tuple(s.start for s in box),
+                              BodyRestriction(body) if restrict_to_body and body is not None else None)
+    _tile(networks, tensor[(slice(None), *box)], body[box] if skip_empty_windows and body is not None else None,
+          patch, step_size, flips, window_batch_size, device, precision, is_2d, progress, outputs, destination)
+    return sink.result()
 
 
 def _body_mask(tensor: torch.Tensor, threshold: float | None, wanted: bool, precision: str) -> np.ndarray | None:
@@ -518,11 +395,11 @@ def _body_box(body: np.ndarray, patch: tuple[int, ...]) -> tuple[slice, ...] | N
 
 def _tile(networks: list[nn.Module], tensor: torch.Tensor, body: np.ndarray | None, patch: tuple[int, ...],
           step_size: float, flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device,
-          precision: str, is_2d: bool, progress: object | None, outputs: dict) -> np.ndarray:
-    """Pad ``tensor`` to at least ``patch``, run the windows (those touching ``body`` when given), unpad.
+          precision: str, is_2d: bool, progress: object | None, outputs: dict, destination: Destination) -> None:
+    """Pad ``tensor`` to at least ``patch``, run the windows (those touching ``body`` when given).
 
     ``outputs`` holds :func:`_run_windows`'s ``average_logits``, ``output_kind``, ``weights`` and
-    optionally ``allocate``.
+    ``call_samples``; the finished slabs, unpadded, go to ``destination``.
     """
     padded, crop = _pad_to_patch(tensor, patch)
     if body is not None and padded.shape[1:] != body.shape:
@@ -530,24 +407,23 @@ def _tile(networks: list[nn.Module], tensor: torch.Tensor, body: np.ndarray | No
         padded_body = np.zeros(padded.shape[1:], dtype=bool)
         padded_body[crop] = body
         body = padded_body
-    return _run_windows(networks, padded, patch, step_size, flips, window_batch_size, device, precision,
-                        is_2d, progress, body, **outputs)[(slice(None), *crop)]
+    _run_windows(networks, padded, patch, step_size, flips, window_batch_size, device, precision, is_2d, progress,
+                 destination.writer(crop), body, **outputs)
 
 
 def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int, ...], step_size: float,
                  flips: list[tuple[int, ...]], window_batch_size: int, device: torch.device, precision: str,
-                 is_2d: bool, progress: object | None, body: np.ndarray | None = None,
-                 average_logits: bool = False, output_kind: OutputKind = SIGMOID_REGIONS,
-                 weights: str = "autolung", dtype: np.dtype = np.dtype(np.float32),
-                 allocate: Allocator | None = None, call_samples: int = MIN_CALL_BATCH) -> np.ndarray:
-    """Tile ``data`` (already at least ``patch``), accumulate weighted outputs, normalise.
+                 is_2d: bool, progress: object | None, write: Callable[[int, np.ndarray], None],
+                 body: np.ndarray | None = None, average_logits: bool = False,
+                 output_kind: OutputKind = SIGMOID_REGIONS, weights: str = "autolung",
+                 call_samples: int = MIN_CALL_BATCH) -> None:
+    """Tile ``data`` (already at least ``patch``), accumulate weighted outputs, normalise, ``write``.
 
-    With ``body``, windows without a body voxel are skipped; voxels no window covers stay 0
-    (probability 0, also when logits are averaged). ``allocate`` (default: zeros of ``dtype``)
-    gives the output, which may be a view into a larger volume.
+    With ``body``, windows without a body voxel are skipped; voxels no window covers get
+    probability 0 (also when logits are averaged).
     """
     spatial = tuple(data.shape[1:])
-    windows = _windows(spatial, patch, step_size)
+    windows = window_starts(spatial, patch, step_size)
     if body is not None:
         total = len(windows)
         windows = [w for w in windows if body[w].any()]
@@ -569,19 +445,11 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
         if is_2d:
             probs = probs[:, :, None]
         if stream is None:
-            out = (allocate or _zeros_allocator(dtype))(probs.shape[1], spatial)
-            stream = ZStream(out, patch[0], device, not separable, normalise)
+            stream = ZStream((probs.shape[1], *spatial), patch[0], device, not separable, normalise, write)
         for window, window_probs in zip(batch_windows, probs):
             stream.add(window, window_probs, gaussian)
         done += len(batch_windows)
         if progress is not None:
             progress(done, len(windows))
     assert stream is not None
-    return stream.close()
-
-
-def _zeros_allocator(dtype: np.dtype) -> Allocator:
-    def allocate(channels: int, spatial: tuple) -> np.ndarray:
-        return np.zeros((channels, *spatial), dtype=dtype)
-
-    return allocate
+    stream.close()

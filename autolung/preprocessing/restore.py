@@ -128,11 +128,26 @@ def restore_label_map(probabilities: np.ndarray, properties: dict[str, Any], con
 LABEL_SLAB = 16
 
 
-def _on_original_grid(probabilities: np.ndarray, properties: dict[str, Any]) -> bool:
+def on_original_grid(properties: dict[str, Any]) -> bool:
+    """Whether a case's network grid is its original grid: nothing was cropped or resampled.
+
+    Then its labels need no restoring: the predictor paints them as the sliding window's slabs
+    finish (:func:`autolung.inference.case_prediction.predict_preprocessed_case_labels`).
+
+    Args:
+        properties: the case properties from preprocessing.
+
+    Returns:
+        True when the network grid's labels are the original grid's.
+    """
     full_shape = tuple(properties["shape_before_crop"])
-    return (tuple(probabilities.shape[1:]) == tuple(properties["shape_after_crop"]) == full_shape
+    return (tuple(properties["shape_after_crop"]) == full_shape
             and tuple(properties["shape_after_resampling"]) == full_shape
             and is_full_bbox(properties["crop_bbox"], full_shape))
+
+
+def _on_original_grid(probabilities: np.ndarray, properties: dict[str, Any]) -> bool:
+    return tuple(probabilities.shape[1:]) == tuple(properties["shape_before_crop"]) and on_original_grid(properties)
 
 
 def _paint_labels(channels: Iterator[tuple[int, np.ndarray]], shape: tuple[int, ...],

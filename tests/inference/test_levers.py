@@ -20,7 +20,8 @@ from autolung.inference.levers import (
     resolve_levers,
 )
 from autolung.inference.predictor import PredictionOptions
-from autolung.inference.sliding_window import _windows, predict_sliding_window
+from autolung.inference.sliding_window import predict_sliding_window
+from autolung.inference.window_grid import window_starts
 from autolung_cli.app import _register_commands, app
 
 from .fake_model import tiny_plans, write_fake_model
@@ -111,7 +112,7 @@ def test_window_skipping_is_exact_where_only_run_windows_reach():
                                      skip_empty_windows=True)
     assert skipped.shape == full.shape
     mask = body_mask(data[0], threshold)
-    windows = _windows(data.shape[1:], PATCH, 0.5)
+    windows = window_starts(data.shape[1:], PATCH, 0.5)
     ran = [w for w in windows if mask[w].any()]
     assert 0 < len(ran) < len(windows)
     exact = covered_only_by(ran, mask.shape) == covered_only_by(windows, mask.shape)
@@ -181,7 +182,7 @@ def test_cli_modes_keep_the_input_geometry_and_skipping_matches_full(tmp_path, d
     assert "skip_empty_windows=True" in caplog.text
     data, threshold = normalized(phantom)
     mask = body_mask(data[0], threshold)
-    windows = _windows(mask.shape, PATCH, 0.5)
+    windows = window_starts(mask.shape, PATCH, 0.5)
     ran = [w for w in windows if mask[w].any()]
     exact = covered_only_by(ran, mask.shape) == covered_only_by(windows, mask.shape)
     assert len(np.unique(masks["full"][exact])) == 3  # background and both labels where it must match

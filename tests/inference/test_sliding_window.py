@@ -6,13 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from autolung.inference.sliding_window import (
-    _windows,
-    compute_steps,
-    gaussian_importance,
-    predict_sliding_window,
-    separable_weight_sums,
-)
+from autolung.inference.sliding_window import predict_sliding_window
+from autolung.inference.window_grid import window_starts
 
 
 def pointwise_net(in_channels=1, out_channels=2, dim=3, seed=0) -> nn.Module:
@@ -29,29 +24,6 @@ def conv_net(seed=0) -> nn.Module:
 def direct(net: nn.Module, data: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return torch.sigmoid(net(torch.from_numpy(data)[None]))[0].numpy()
-
-
-def test_steps_cover_the_axis():
-    assert compute_steps(10, 16, 0.5) == [0]
-    assert compute_steps(32, 16, 0.5) == [0, 8, 16]
-    steps = compute_steps(37, 16, 0.5)
-    assert steps[0] == 0 and steps[-1] == 21 and max(np.diff(steps)) <= 8
-
-
-def test_gaussian_is_centred_and_positive():
-    weights = gaussian_importance((8, 16, 16))
-    assert weights.max() == pytest.approx(1.0) and weights.min() > 0
-    assert np.allclose(weights, weights[::-1, ::-1, ::-1])
-
-
-@pytest.mark.parametrize("shape,patch,step", [((11, 37, 29), (8, 16, 16), 0.5), ((20, 30, 41), (6, 12, 10), 0.7),
-                                              ((5, 40, 40), (1, 16, 16), 0.5)])
-def test_separable_weight_sums_equal_the_summed_weight_volume(shape, patch, step):
-    summed = np.zeros(shape)
-    for window in _windows(shape, patch, step):
-        summed[window] += gaussian_importance(patch)
-    z, y, x = separable_weight_sums(shape, patch, step)
-    np.testing.assert_allclose(z[:, None, None] * y[None, :, None] * x[None, None, :], summed, rtol=1e-6)
 
 
 def test_pointwise_network_is_reproduced_exactly_by_tiling():
@@ -207,7 +179,8 @@ def test_mirrorings_share_network_calls_of_at_least_two_samples() -> None:
 def whole_volume_sums(network: nn.Module, data: np.ndarray, patch, step: float, weights: str,
                       average_logits: bool, activation: str) -> np.ndarray:
     """The plain algorithm the Z stream replaces: whole-volume sums and weight sums, divided once."""
-    from autolung.inference.sliding_window import _predict_batch, mirror_combinations, window_weights
+    from autolung.inference.sliding_window import _predict_batch, mirror_combinations
+    from autolung.inference.window_grid import window_weights
     from autolung.output_kind import output_kind_for_activation
 
     is_2d = len(patch) == 2
@@ -217,7 +190,7 @@ def whole_volume_sums(network: nn.Module, data: np.ndarray, patch, step: float, 
     tensor = torch.from_numpy(data)
     sums = weight_sums = None
     with torch.inference_mode():
-        for window in _windows(data.shape[1:], patch3, step):
+        for window in window_starts(data.shape[1:], patch3, step):
             batch = tensor[(slice(None), *window)][None]
             outputs = _predict_batch([network], batch[:, :, 0] if is_2d else batch, flips, "float32", average_logits)
             outputs = outputs[:, :, None] if is_2d else outputs

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from autolung.inference.sliding_window import window_weights
+from autolung.inference.window_grid import window_weights
 
 
 @pytest.mark.parametrize("patch", [(1, 16, 24), (8, 13, 20), (40, 56, 40)])
