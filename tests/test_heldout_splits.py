@@ -131,3 +131,37 @@ def test_paired_runs_are_matched_by_set_budget_and_start() -> None:
     assert tta.plot_lines([ours, theirs, later, shared], "S") == {"autolung:auto": [(5.0, 0.9)],
                                                                   "nnunet": [(5.0, 0.4)]}
     assert "core 0, paired" in tta.report_rows([ours])[2] and "2 (shared)" in tta.report_rows([shared])[2]
+
+
+def test_a_resumed_nnunet_run_keeps_its_start_and_machine_and_still_pairs(tmp_path: Path, monkeypatch) -> None:
+    """A paired run whose nnU-Net prediction was stopped is resumed later: only prediction and scoring
+    run again, and the record keeps the training's start and pinned core, so it pairs as before."""
+    import argparse
+
+    tta = _time_to_accuracy()
+    calls = []
+
+    def fake_nnunet(*arguments):
+        calls.append(arguments)
+        return {"iterations": 31, "train_loop_s": 313.7, "dice": {"nodule": 0.5, "mean": 0.5}}
+
+    monkeypatch.setattr(tta, "run_nnunet", fake_nnunet)
+    args = argparse.Namespace(set="LIDCNodules3D", budget="5m", fold=0, iterations=None, variant="defaults",
+                              work=tmp_path, results=tmp_path / "results.json", train_arg=[], plan_arg=[],
+                              configuration=None, nnunet_venv=tmp_path, nnunet_predictor="autolung",
+                              reuse_nnunet_training=True)
+    work = tmp_path / "LIDCNodules3D_f0_300s_nnunet_defaults"
+    work.mkdir()
+    started = "2026-12-01T04:21:24+00:00"
+    (work / tta.RUN_RECORD).write_text(json.dumps({"started": started,
+                                                   "machine": {"pinned_cores": [1], "cores": 2}}))
+    tta.run_tool(args, "nnunet")
+    record = json.loads(args.results.read_text())[0]
+    assert record["started"] == started and record["machine"]["pinned_cores"] == [1]
+    assert record["machine"]["resumed"] > started
+    assert calls[0][-2:] == ("autolung", True)  # predicted by autolung, the training reused
+    ours = dict(record, tool="autolung:auto", machine={"pinned_cores": [0], "cores": 2})
+    assert tta.paired_runs([ours, record]) == [(ours, record)]
+    fresh = tmp_path / "fresh"
+    tta.run_tool(argparse.Namespace(**{**vars(args), "reuse_nnunet_training": False, "work": fresh}), "nnunet")
+    assert calls[1][-1] is False and json.loads((fresh / work.name / tta.RUN_RECORD).read_text())["started"] > started

@@ -9,7 +9,8 @@ What is translated (nnU-Net key -> autolung field):
 - ``normalization_schemes`` + ``use_mask_for_norm`` + ``foreground_intensity_properties_per_channel``
   -> one :class:`NormalizationPlan` per channel (CT clip/mean/std, z-score, z-score inside the
   nonzero mask, x/255, none);
-- ``resampling_fn_*_kwargs`` orders -> resampling orders;
+- ``resampling_fn_*_kwargs`` orders -> resampling orders (the probabilities' ``order_z`` into the
+  inference plan);
 - ``architecture`` (``PlainConvUNet`` or ``ResidualEncoderUNet`` and their ``arch_kwargs``, or the
   pre-2.4 keys ``UNet_class_name``, ``UNet_base_num_features``, ... that TotalSegmentator's
   plans use) -> :class:`ArchitecturePlan` (``unet`` or ``resenc_unet``);
@@ -132,7 +133,8 @@ def translate_plans(plans: dict[str, Any], dataset: dict[str, Any], configuratio
         output_activation=(SIGMOID_REGIONS if _has_regions(dataset) else SOFTMAX_CLASSES).activation,
         average_logits=True,
         window_weights="nnunet", mirror_axes=_mirror_axes(mirror_axes, dim),
-        transpose=None if transpose == [0, 1, 2] else transpose)
+        transpose=None if transpose == [0, 1, 2] else transpose,
+        probability_order_out_of_plane=_probability_order_out_of_plane(config, configuration))
     data_kwargs = config.get("resampling_fn_data_kwargs") or {}
     seg_kwargs = config.get("resampling_fn_seg_kwargs") or {}
     plan = ConfigurationPlan(
@@ -153,6 +155,15 @@ def translate_plans(plans: dict[str, Any], dataset: dict[str, Any], configuratio
     translated = Plans.from_json(translated.to_json())
     return TranslatedModel(plans=translated, configuration=configuration, plans_name=plans_name,
                            network_class=network_class, in_channels=len(channel_names), out_channels=out_channels)
+
+
+def _probability_order_out_of_plane(config: dict, configuration: str) -> int:
+    """nnU-Net's order along the anisotropic axis when it resamples its output back (0: nearest slice)."""
+    order = (config.get("resampling_fn_probabilities_kwargs") or {}).get("order_z", 0)
+    if order not in (0, 1):
+        raise InvalidPlansError(f"configuration {configuration!r}: resampling_fn_probabilities_kwargs order_z "
+                                f"{order!r} is not supported (0 or 1)")
+    return int(order)
 
 
 def _refuse_unsupported_pipeline(config: dict[str, Any], plans: dict[str, Any], name: str) -> None:

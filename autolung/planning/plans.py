@@ -100,6 +100,10 @@ class InferencePlan:
         mirror_axes: array axes (0=z, 1=y, 2=x, after ``transpose``) allowed for test-time
             mirroring; None allows all, [] none (a model trained without mirroring).
         transpose: axis order the network works in (nnU-Net's ``transpose_forward``); None is (0, 1, 2).
+        probability_order_out_of_plane: interpolation order of the probabilities along the
+            anisotropic axis when they are restored to the original grid (nnU-Net's
+            ``resampling_fn_probabilities_kwargs["order_z"]``, 0: nearest slice); None keeps
+            autolung's linear.
     """
 
     output_activation: str = SIGMOID_REGIONS.activation
@@ -107,6 +111,7 @@ class InferencePlan:
     window_weights: str = "autolung"
     mirror_axes: list[int] | None = None
     transpose: list[int] | None = None
+    probability_order_out_of_plane: int | None = None
 
 
 @dataclass
@@ -282,6 +287,8 @@ def _configuration_to_json(configuration: ConfigurationPlan) -> dict[str, Any]:
     payload = asdict(configuration)
     if payload.get("inference") is None:  # only written when set: older plans keep their digest
         payload.pop("inference", None)
+    elif payload["inference"].get("probability_order_out_of_plane") is None:  # the same for older imports
+        payload["inference"].pop("probability_order_out_of_plane", None)
     return payload
 
 
@@ -355,6 +362,9 @@ def _inference_from_json(payload: Any, dim: int, where: str) -> InferencePlan:
              f"'{where}mirror_axes' must be null or a list of axes from {allowed_axes}, got {plan.mirror_axes!r}")
     _require(plan.transpose is None or sorted(plan.transpose) == [0, 1, 2],
              f"'{where}transpose' must be null or a permutation of [0, 1, 2], got {plan.transpose!r}")
+    _require(plan.probability_order_out_of_plane in (None, 0, 1),
+             f"'{where}probability_order_out_of_plane' must be null, 0 or 1, got "
+             f"{plan.probability_order_out_of_plane!r}")
     return plan
 
 

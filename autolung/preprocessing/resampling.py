@@ -9,7 +9,8 @@ its own (usually nearest or linear) order.
 Grid convention (as skimage ``resize`` and ``scipy.ndimage.zoom(grid_mode=True)``): voxel centres
 are aligned so that the outer voxel *edges* of the old and new grids coincide. Output coordinate
 ``i`` of an axis resized from ``n`` to ``m`` samples the input at ``(i + 0.5) * n / m - 0.5``,
-clamped to the input (edge values repeat).
+clamped to the input (edge values repeat). Nearest neighbour rounds ties up, as scipy's order 0
+does, so an axis halved keeps the upper sample of each pair, as nnU-Net's resampling does.
 
 Arrays stay float32 throughout; the only temporaries are one prefiltered copy and one output per
 axis pass, so the peak is about three times the larger of input and output per channel.
@@ -124,7 +125,9 @@ def resample_axis(array: np.ndarray, axis: int, new_length: int, order: int,
     coords = np.clip(coords, 0, length - 1)
     source = array
     if order == 0 or length == 1:
-        taps, weights = np.rint(coords).astype(np.intp)[None], np.ones((1, new_length))
+        # Ties round up (floor(x + 0.5)), as scipy's order-0 interpolation does: halving an axis
+        # samples every coordinate at a tie, and nnU-Net keeps the upper slice of each pair.
+        taps, weights = np.floor(coords + 0.5).astype(np.intp)[None], np.ones((1, new_length))
     elif order == 1:
         base = np.floor(coords).astype(np.intp)
         taps, weights = _linear_taps(base, coords - base, length)

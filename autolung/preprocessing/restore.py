@@ -42,14 +42,15 @@ def iter_restored_channels(probabilities: np.ndarray, properties: dict[str, Any]
     Args:
         probabilities: ``(R, Z', Y', X')`` on the preprocessed grid (float32, or anything castable).
         properties: the case properties from ``preprocess_case``.
-        configuration: the configuration the case was preprocessed with (for the spline order).
+        configuration: the configuration the case was preprocessed with: an imported model's
+            inference plan may set the order along the anisotropic axis.
         order: interpolation order in-plane (1 linear, 3 cubic); along an anisotropic axis
-            linear at most, since a spline overshoots across few thick slices.
+            linear at most, since a spline overshoots across few thick slices, or the inference
+            plan's ``probability_order_out_of_plane`` (nnU-Net's nearest slice).
 
     Returns:
         An iterator; each yielded array is new and owned by the caller.
     """
-    del configuration  # the grid is fully described by the properties; kept for the contract
     expected = tuple(properties["shape_after_resampling"])
     if tuple(probabilities.shape[1:]) != expected:
         raise ValueError(f"probabilities have spatial shape {tuple(probabilities.shape[1:])}, "
@@ -57,7 +58,9 @@ def iter_restored_channels(probabilities: np.ndarray, properties: dict[str, Any]
     cropped_shape = tuple(properties["shape_after_crop"])
     full_shape = tuple(properties["shape_before_crop"])
     bbox = properties["crop_bbox"]
-    orders = axis_orders(properties.get("anisotropic_axis"), order, min(order, 1))
+    across = (configuration.inference.probability_order_out_of_plane if configuration.inference is not None
+              else None)
+    orders = axis_orders(properties.get("anisotropic_axis"), order, min(order, 1) if across is None else across)
     region = tuple(slice(lo, hi) for lo, hi in bbox)
     for channel in range(probabilities.shape[0]):
         source = np.asarray(probabilities[channel], dtype=np.float32)

@@ -133,3 +133,35 @@ def test_old_format_plans_as_totalsegmentator_ships_them() -> None:
     old = translate_plans(plans, dataset_json(), "3d_fullres", None)
     assert old.plans.configuration("3d_fullres").architecture == new.plans.configuration("3d_fullres").architecture
     assert old.plans.configuration("3d_fullres").inference.mirror_axes == []  # nnUNetTrainerNoMirroring
+
+
+def test_probabilities_are_restored_as_nnunet_resamples_its_output() -> None:
+    """nnU-Net resamples its output back with order_z 0, the nearest slice along the anisotropic axis:
+    the translated plan says so, restoring follows it (ties to the upper slice, as scipy's order 0),
+    and imported plans without the field serialise as before."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from autolung.planning.plans import Plans
+    from autolung.preprocessing.restore import iter_restored_channels
+
+    plans = plans_json("3d_fullres", 3, False, [8, 16, 16], [1.25, 0.7, 0.7])
+    translated = translate_plans(plans, dataset_json(), "3d_fullres", (0, 1, 2)).plans
+    configuration = translated.configuration("3d_fullres")
+    assert configuration.inference.probability_order_out_of_plane == 0
+    # A case of 3 slices of 2.5 mm, predicted on 6 slices of 1.25 mm: every restored slice is a tie.
+    probabilities = np.arange(6, dtype=np.float32)[None, :, None, None] * np.ones((1, 6, 4, 4), np.float32) / 10
+    properties = {"shape_after_resampling": [6, 4, 4], "shape_after_crop": [3, 4, 4], "shape_before_crop": [3, 4, 4],
+                  "crop_bbox": [[0, 3], [0, 4], [0, 4]], "anisotropic_axis": 0}
+    nearest = next(iter_restored_channels(probabilities, properties, configuration))[1]
+    np.testing.assert_allclose(nearest[:, 0, 0], [0.1, 0.3, 0.5])  # slices 1, 3 and 5, nnU-Net's picks
+    linear = next(iter_restored_channels(probabilities, properties, replace(configuration, inference=None)))[1]
+    np.testing.assert_allclose(linear[:, 0, 0], [0.05, 0.25, 0.45])  # autolung's own models: linear
+    older = replace(configuration, inference=replace(configuration.inference, probability_order_out_of_plane=None))
+    payload = replace(translated, configurations={"3d_fullres": older}).to_json()
+    assert "probability_order_out_of_plane" not in payload["configurations"]["3d_fullres"]["inference"]
+    assert Plans.from_json(payload).configuration("3d_fullres").inference.probability_order_out_of_plane is None
+    plans["configurations"]["3d_fullres"]["resampling_fn_probabilities_kwargs"] = {"order": 1, "order_z": 3}
+    with pytest.raises(InvalidPlansError, match="order_z"):
+        translate_plans(plans, dataset_json(), "3d_fullres", (0, 1, 2))

@@ -53,6 +53,20 @@ def test_anisotropic_path_resamples_slices_in_plane_and_nearest_across() -> None
         np.testing.assert_allclose(out[2 * index + 1], in_plane, atol=1e-5)
 
 
+@pytest.mark.parametrize("length, new_length", [(6, 3), (8, 4), (7, 3), (5, 9), (10, 4)])
+def test_nearest_neighbour_picks_what_scipy_order_0_picks_ties_included(length: int, new_length: int) -> None:
+    """Halving an axis puts every coordinate on a tie: the upper sample wins, as in scipy (and so in
+    nnU-Net's resampling of imported models' logits); half-to-even rounding kept the lower one."""
+    from scipy.ndimage import map_coordinates
+
+    values = np.arange(length, dtype=np.float32)
+    coordinates = (np.arange(new_length) + 0.5) * (length / new_length) - 0.5
+    expected = map_coordinates(values, [coordinates], order=0, mode="nearest")
+    np.testing.assert_array_equal(resample_axis(values, 0, new_length, 0), expected)
+    if (length, new_length) == (6, 3):
+        np.testing.assert_array_equal(expected, [1, 3, 5])
+
+
 def test_linear_out_of_plane_interpolates_between_slices() -> None:
     volume = np.stack([np.zeros((6, 6)), np.full((6, 6), 10.0)]).astype(np.float32)
     out = resample_image(volume[None], (4, 6, 6), anisotropic_axis=0, order_out_of_plane=1)[0]
