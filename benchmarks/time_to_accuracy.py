@@ -177,6 +177,11 @@ class SetFiles:
         self.decathlon = "training" in self.meta and "file_ending" not in self.meta
         self.ending = ".nii.gz" if self.decathlon else self.meta["file_ending"]
 
+    @property
+    def default_configuration(self) -> str:
+        """nnU-Net's configuration for the set: 3d_fullres for volumes, 2d for images."""
+        return "3d_fullres" if self.ending == ".nii.gz" else "2d"
+
     def images(self, case: str) -> list[Path]:
         if self.decathlon:
             return [self.folder / "imagesTr" / f"{case}.nii.gz"]
@@ -380,11 +385,11 @@ def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path
             stopped) and only predict and score.
     """
     files = SetFiles(DATA / set_name)
-    configuration = configuration or ("3d_fullres" if files.ending == ".nii.gz" else "2d")
+    configuration = configuration or files.default_configuration
     dataset_id = NNUNET_IDS[set_name]
     name = f"Dataset{dataset_id}_{set_name}"
-    trained = work / "nnUNet_results" / name / f"{NNUNET_TRAINER}__nnUNetPlans__{configuration}"
-    if reuse_training and (trained / "fold_0" / "checkpoint_final.pth").is_file():
+    trained = nnunet_model_folder(work, set_name, configuration)
+    if reuse_training:
         log(f"nnunet {set_name} {configuration}: reusing the training in {work}")
         plan_s = train_s = math.nan
         images, labels = work / "test_images", work / "test_labels"
@@ -416,6 +421,35 @@ def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path
                      "features": arch.get("features_per_stage")}}
 
 
+def nnunet_model_folder(work: Path, set_name: str, configuration: str) -> Path:
+    """nnU-Net's trained model folder in a run's work folder."""
+    return (work / "nnUNet_results" / f"Dataset{NNUNET_IDS[set_name]}_{set_name}"
+            / f"{NNUNET_TRAINER}__nnUNetPlans__{configuration}")
+
+
+def finished_nnunet_run(work: Path, set_name: str, configuration: str) -> dict:
+    """The start record of a run in ``work`` whose nnU-Net training finished; exits naming what is missing."""
+    record = work / RUN_RECORD
+    checkpoint = nnunet_model_folder(work, set_name, configuration) / "fold_0" / "checkpoint_final.pth"
+    for needed in (record, checkpoint):
+        if not needed.is_file():
+            raise SystemExit(f"--reuse-nnunet-training: {needed} is missing, so there is no finished training in "
+                             f"{work} to reuse; run without it to train")
+    return json.loads(record.read_text())
+
+
+def _clear_work(work: Path) -> None:
+    """Empty ``work`` for a new training, keeping the run's start record."""
+    work.mkdir(parents=True, exist_ok=True)
+    for entry in work.iterdir():
+        if entry.name == RUN_RECORD:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 def _nnunet_train(set_name: str, budget_s: float, fold: int, work: Path, venv: Path,
                   configuration: str) -> tuple[float, float, Path, Path]:
     """nnU-Net's raw folder, plan, preprocessing and budgeted training: (plan s, train s, test images, labels)."""
@@ -423,8 +457,7 @@ def _nnunet_train(set_name: str, budget_s: float, fold: int, work: Path, venv: P
     split = make_splits.load_split(set_name, fold)
     record = json.loads((REPO / "benchmarks" / "splits" / f"{set_name}.json").read_text())
     inner = validation_split(split["train"], record["patient_pattern"])
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    _clear_work(work)
     png = files.ending == ".jpg"  # nnU-Net reads no JPEG: its copy is decoded and saved as PNG (lossless)
     dataset_id = NNUNET_IDS[set_name]
     name = f"Dataset{dataset_id}_{set_name}"
@@ -640,15 +673,15 @@ def run_tool(args: argparse.Namespace, tool: str) -> None:
         work.mkdir(parents=True, exist_ok=True)
         started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         info = machine()
-        reused = tool == "nnunet" and args.reuse_nnunet_training and (work / RUN_RECORD).is_file()
+        reused = tool == "nnunet" and args.reuse_nnunet_training
         if reused:  # the record keeps the run's own start, so it still pairs with the autolung run beside it
-            earlier = json.loads((work / RUN_RECORD).read_text())
+            earlier = finished_nnunet_run(work, args.set,
+                                          args.configuration or SetFiles(DATA / args.set).default_configuration)
             started, info = earlier["started"], {**earlier["machine"], "resumed": started}
         else:
-            (work / RUN_RECORD).write_text(json.dumps({"started": started, "machine": info}))
-        if pinned_cores() is not None and not reused:
-            info["pinned_cores"] = pinned_cores()
-            info["note"] = "paired run: every tool at the same time, each pinned to its own core"
+            if pinned_cores() is not None:
+                info["pinned_cores"] = pinned_cores()
+                info["note"] = "paired run: every tool at the same time, each pinned to its own core"
             (work / RUN_RECORD).write_text(json.dumps({"started": started, "machine": info}))
         if tool.startswith("autolung:"):
             outcome = run_autolung(args.set, tool.split(":", 1)[1], budget_s, args.fold, work, args.train_arg,

@@ -155,6 +155,11 @@ def test_a_resumed_nnunet_run_keeps_its_start_and_machine_and_still_pairs(tmp_pa
     started = "2026-12-01T04:21:24+00:00"
     (work / tta.RUN_RECORD).write_text(json.dumps({"started": started,
                                                    "machine": {"pinned_cores": [1], "cores": 2}}))
+    with pytest.raises(SystemExit, match="checkpoint_final.pth is missing"):
+        tta.run_tool(args, "nnunet")  # nothing finished to reuse: refused, not retrained silently
+    checkpoint = tta.nnunet_model_folder(work, "LIDCNodules3D", "3d_fullres") / "fold_0" / "checkpoint_final.pth"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"weights")
     tta.run_tool(args, "nnunet")
     record = json.loads(args.results.read_text())[0]
     assert record["started"] == started and record["machine"]["pinned_cores"] == [1]
@@ -165,3 +170,5 @@ def test_a_resumed_nnunet_run_keeps_its_start_and_machine_and_still_pairs(tmp_pa
     fresh = tmp_path / "fresh"
     tta.run_tool(argparse.Namespace(**{**vars(args), "reuse_nnunet_training": False, "work": fresh}), "nnunet")
     assert calls[1][-1] is False and json.loads((fresh / work.name / tta.RUN_RECORD).read_text())["started"] > started
+    tta._clear_work(work)  # a new training empties the folder but keeps the run's start record
+    assert [entry.name for entry in work.iterdir()] == [tta.RUN_RECORD]

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from autolung.inference.levers import Levers, ResolvedLevers, body_threshold, resolve_levers
+from autolung.inference.slab_sinks import labels_in_chunks
 from autolung.inference.sliding_window import (predict_sliding_window, predict_sliding_window_labels,
                                               resolve_precision, window_input)
 from autolung.labels import RegionMapping
@@ -36,8 +37,6 @@ from autolung.planning.plans import ConfigurationPlan, InferencePlan
 
 logger = logging.getLogger(__name__)
 
-# Slab of Z slices converted to labels at once: bounds the temporaries of argmax/threshold.
-LABEL_SLAB = 16
 # A case predicted only for its labels keeps float16 probabilities from this size of float32 ones.
 FLOAT16_PROBABILITIES_FROM_BYTES = 256 * 2 ** 20
 
@@ -251,10 +250,7 @@ def probabilities_to_labels(probabilities: np.ndarray, mapping: RegionMapping) -
     Returns:
         uint8 label map ``(Z, Y, X)``.
     """
-    seg = np.zeros(probabilities.shape[1:], dtype=np.uint8)
-    for begin in range(0, seg.shape[0], LABEL_SLAB):
-        seg[begin:begin + LABEL_SLAB] = mapping.probabilities_to_labels(probabilities[:, begin:begin + LABEL_SLAB])
-    return seg
+    return labels_in_chunks(probabilities, mapping)
 
 
 def prediction_settings(chosen: ResolvedLevers, precision: str, postprocessing: dict | None) -> dict:

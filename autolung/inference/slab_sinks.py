@@ -29,6 +29,24 @@ LABEL_CHUNK = 16
 Region = tuple[slice, slice, slice]
 
 
+def labels_in_chunks(probabilities: np.ndarray, mapping: RegionMapping, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 labels of ``(R, Z, ...)`` probabilities, :data:`LABEL_CHUNK` slices at a time.
+
+    Args:
+        probabilities: ``(R, Z, ...)``.
+        mapping: how channels map to labels (:meth:`RegionMapping.probabilities_to_labels`).
+        out: uint8 array (or view) of shape ``(Z, ...)`` to paint into; None: a new one.
+
+    Returns:
+        ``out``, or the new label map.
+    """
+    if out is None:
+        out = np.zeros(probabilities.shape[1:], dtype=np.uint8)
+    for begin in range(0, out.shape[0], LABEL_CHUNK):
+        out[begin:begin + LABEL_CHUNK] = mapping.probabilities_to_labels(probabilities[:, begin:begin + LABEL_CHUNK])
+    return out
+
+
 class SlabSink(Protocol):
     """Receives finished slabs in whole-volume coordinates and builds the result."""
 
@@ -78,11 +96,7 @@ class LabelSink:
         self.mapping = mapping
 
     def write(self, region: Region, slab: np.ndarray) -> None:
-        for begin in range(0, slab.shape[1], LABEL_CHUNK):
-            chunk = slab[:, begin:begin + LABEL_CHUNK]
-            start = region[0].start + begin
-            self.labels[(slice(start, start + chunk.shape[1]), *region[1:])] = \
-                self.mapping.probabilities_to_labels(chunk)
+        labels_in_chunks(slab, self.mapping, out=self.labels[region])
 
     def result(self) -> np.ndarray:
         return self.labels
