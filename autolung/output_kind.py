@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 # ``output_activation`` of models imported from nnU-Net: the network returns raw logits and the
 # plans' inference section applies the kind's activation after averaging them.
 RAW_LOGITS = "logits"
+# A logit this far from 0 gives probability 0 (or 1) in float32 and still fits float16 storage.
+CERTAIN_LOGIT = 1e4
 # Softmax probabilities are clamped before ``logit`` so it stays finite; far below any decision threshold.
 _FOREGROUND_CLAMP = 1e-6
 
@@ -97,6 +99,35 @@ class OutputKind(ABC):
 
         Returns:
             Tensor of the same shape, in [0, 1].
+        """
+
+    @abstractmethod
+    def background_logits(self, channels: int) -> np.ndarray:
+        """Averaged logits that mean certain background, for voxels no window predicted.
+
+        Used where averaged logits are kept past the sliding window (resampled before the
+        activation, as nnU-Net does): they stay finite, so resampling never meets an infinity.
+
+        Args:
+            channels: the output channel count.
+
+        Returns:
+            float32 ``(channels,)``: every region's probability 0 (sigmoid), or background 1 (softmax).
+        """
+
+    @abstractmethod
+    def label_scores(self, logits: np.ndarray) -> np.ndarray:
+        """One channel's averaged logits in a form the label rule compares, in place.
+
+        :meth:`RegionMapping.probabilities_to_labels` thresholds sigmoid regions at 0.5 and takes
+        the most probable softmax class. A sigmoid is applied per channel; softmax logits are
+        returned as they are, since the largest logit is the most probable class.
+
+        Args:
+            logits: float32 logits of one channel (any shape); overwritten.
+
+        Returns:
+            ``logits``, transformed.
         """
 
     @abstractmethod
@@ -235,6 +266,14 @@ class SigmoidRegions(OutputKind):
     def probabilities(self, logits: torch.Tensor, channel_axis: int = 1) -> torch.Tensor:
         return logits.sigmoid()
 
+    def background_logits(self, channels: int) -> np.ndarray:
+        return np.full(channels, -CERTAIN_LOGIT, dtype=np.float32)
+
+    def label_scores(self, logits: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
+        return expit(logits, out=logits)
+
     def foreground_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return logits
 
@@ -266,6 +305,14 @@ class SoftmaxClasses(OutputKind):
 
     def probabilities(self, logits: torch.Tensor, channel_axis: int = 1) -> torch.Tensor:
         return logits.softmax(dim=channel_axis)
+
+    def background_logits(self, channels: int) -> np.ndarray:
+        logits = np.full(channels, -CERTAIN_LOGIT, dtype=np.float32)
+        logits[0] = 0.0
+        return logits
+
+    def label_scores(self, logits: np.ndarray) -> np.ndarray:
+        return logits
 
     def foreground_logits(self, logits: torch.Tensor) -> torch.Tensor:
         foreground = self.probabilities(logits.float())[:, 1:]

@@ -175,7 +175,7 @@ def probability_dtype_for(channels: int, spatial: Sequence[int]) -> str:
 def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: np.ndarray | torch.Tensor,
                               configuration: ConfigurationPlan, options: CaseOptions,
                               progress: Callable[[int, int], None] | None = None,
-                              probability_dtype: str = "float32") -> np.ndarray:
+                              probability_dtype: str = "float32", keep_logits: bool = False) -> np.ndarray:
     """Probabilities of one preprocessed case on the network grid, averaged over networks and mirrorings.
 
     Args:
@@ -191,12 +191,14 @@ def predict_preprocessed_case(networks: nn.Module | Sequence[nn.Module], data: n
         progress: optional ``progress(done, total)`` called after each window batch.
         probability_dtype: "float32", or "float16" for a case wanted only for its labels
             (:func:`probability_dtype_for`).
+        keep_logits: return the averaged logits, unactivated, for a case whose output is resampled
+            (:func:`autolung.preprocessing.restore.restores_logits`).
 
     Returns:
-        ``(R, Z, Y, X)`` probabilities of ``probability_dtype``, the shape of ``data``.
+        ``(R, Z, Y, X)`` probabilities (or averaged logits) of ``probability_dtype``, the shape of ``data``.
     """
     return predict_sliding_window(networks, data, configuration.patch_size, progress=progress,
-                                  probability_dtype=probability_dtype,
+                                  probability_dtype=probability_dtype, keep_logits=keep_logits,
                                   **_sliding_window_options(data, configuration, options))
 
 

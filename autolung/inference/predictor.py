@@ -161,12 +161,17 @@ def _check_models(models: Sequence[TrainedModel]) -> RegionMapping:
     return mapping
 
 
-def _sliding_window(model: TrainedModel, data: np.ndarray | torch.Tensor, options: PredictionOptions,
-                    progress: PredictionProgress | None, probability_dtype: str = "float32") -> np.ndarray:
-    """Fold-averaged probabilities of a preprocessed case on the network grid."""
+def _sliding_window(model: TrainedModel, data: np.ndarray | torch.Tensor, properties: dict,
+                    options: PredictionOptions, progress: PredictionProgress | None,
+                    probability_dtype: str = "float32") -> np.ndarray:
+    """Fold-averaged probabilities of a preprocessed case on the network grid (averaged logits
+    where ``restores_logits``: the restore functions then apply the activation)."""
+    from autolung.preprocessing.restore import restores_logits
+
     return predict_preprocessed_case(model.networks, data, model.configuration,
                                      options.case_options(predicts_whole_body_ct([model])),
-                                     progress.windows if progress is not None else None, probability_dtype)
+                                     progress.windows if progress is not None else None, probability_dtype,
+                                     keep_logits=restores_logits(model.configuration, properties))
 
 
 def _compact_input(model: TrainedModel, data: np.ndarray, options: PredictionOptions) -> np.ndarray | torch.Tensor:
@@ -190,16 +195,17 @@ def _network_grid_result(model: TrainedModel, data: np.ndarray | torch.Tensor, p
                                                 model.plans.region_mapping,
                                                 progress.windows if progress is not None else None)
     dtype = probability_dtype_for(model.plans.region_mapping.num_channels, tuple(data.shape[1:]))
-    return _sliding_window(model, data, options, progress, dtype)
+    return _sliding_window(model, data, properties, options, progress, dtype)
 
 
 def _input_grid_labels(result: np.ndarray, properties: dict, model: TrainedModel,
                        back: list[int] | None) -> np.ndarray:
     """The uint8 labels on the input grid from :func:`_network_grid_result`'s ``result``."""
-    from autolung.preprocessing.restore import restore_label_map
+    from autolung.preprocessing.restore import restore_label_map, restores_logits
 
-    labels = result if result.ndim == 3 else restore_label_map(result, properties, model.configuration,
-                                                                model.plans.region_mapping)
+    labels = result if result.ndim == 3 else restore_label_map(
+        result, properties, model.configuration, model.plans.region_mapping,
+        logits=restores_logits(model.configuration, properties))
     return np.ascontiguousarray(labels.transpose(back)) if back is not None else labels
 
 
@@ -220,9 +226,10 @@ def _model_frame(image: np.ndarray, geometry: ImageGeometry,
 def _network_probabilities(image: np.ndarray, geometry: ImageGeometry, model: TrainedModel,
                            options: PredictionOptions,
                            progress: PredictionProgress | None) -> tuple[np.ndarray, dict]:
-    """Preprocess one case for ``model`` and run the sliding window: ``(R, Z', Y', X')`` and properties."""
+    """Preprocess one case for ``model`` and run the sliding window: its ``(R, Z', Y', X')`` output
+    (averaged logits where ``restores_logits``) and the properties."""
     data, properties = _network_input(image, geometry, model, options, progress)
-    return _sliding_window(model, data, options, progress), properties
+    return _sliding_window(model, data, properties, options, progress), properties
 
 
 def _network_input(image: np.ndarray, geometry: ImageGeometry, model: TrainedModel, options: PredictionOptions,
@@ -237,12 +244,13 @@ def _network_input(image: np.ndarray, geometry: ImageGeometry, model: TrainedMod
             previous_stage_on_grid,
             with_previous_stage,
         )
-        from autolung.preprocessing.restore import restore_label_map
+        from autolung.preprocessing.restore import restore_label_map, restores_logits
 
         previous = model.previous_stage
         probabilities, previous_properties = _network_probabilities(image, geometry, previous, options, progress)
         labels = restore_label_map(probabilities, previous_properties, previous.configuration,
-                                   previous.plans.region_mapping)
+                                   previous.plans.region_mapping,
+                                   logits=restores_logits(previous.configuration, previous_properties))
         del probabilities
         on_grid = previous_stage_on_grid(labels, properties, model.configuration)
         data = with_previous_stage(data, on_grid, previous_stage_labels(model.plans))
@@ -263,14 +271,15 @@ def predict_case_probabilities(image: np.ndarray, geometry: ImageGeometry, model
     Returns:
         float32 probabilities on the original image grid.
     """
-    from autolung.preprocessing.restore import restore_to_original
+    from autolung.preprocessing.restore import restore_to_original, restores_logits
 
     total: np.ndarray | None = None
     for model in models:
         model_image, model_geometry, back = _model_frame(image, geometry, model)
         probabilities, properties = _network_probabilities(model_image, model_geometry, model, options, progress)
         del model_image
-        restored = restore_to_original(probabilities, properties, model.configuration)
+        restored = restore_to_original(probabilities, properties, model.configuration,
+                                       logits=restores_logits(model.configuration, properties))
         del probabilities
         if back is not None:
             restored = np.ascontiguousarray(restored.transpose(0, *(a + 1 for a in back)))

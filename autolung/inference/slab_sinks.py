@@ -14,6 +14,7 @@ applies the body restriction, and passes it to a sink:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -57,21 +58,30 @@ class SlabSink(Protocol):
         """The finished volume."""
 
 
+def zero_probabilities(channels: int) -> np.ndarray:
+    """What a voxel no window predicted holds: probability 0 in every channel."""
+    return np.zeros(channels, dtype=np.float32)
+
+
 class ProbabilitySink:
-    """Probabilities ``(R, Z, Y, X)`` of ``dtype``, 0 where no slab was written.
+    """Probabilities ``(R, Z, Y, X)`` of ``dtype`` (or averaged logits), ``empty`` where no slab was written.
 
     Args:
         spatial: the volume's shape ``(Z, Y, X)``.
         dtype: float32, or float16 (rounding below 2.5e-4).
+        empty: per-channel values of an unpredicted voxel, given the channel count
+            (``OutputKind.background_logits`` when logits are kept).
     """
 
-    def __init__(self, spatial: tuple[int, ...], dtype: np.dtype):
-        self.spatial, self.dtype = tuple(spatial), np.dtype(dtype)
+    def __init__(self, spatial: tuple[int, ...], dtype: np.dtype,
+                 empty: Callable[[int], np.ndarray] = zero_probabilities):
+        self.spatial, self.dtype, self.empty = tuple(spatial), np.dtype(dtype), empty
         self.out: np.ndarray | None = None
 
     def write(self, region: Region, slab: np.ndarray) -> None:
         if self.out is None:  # the channel count is known from the first slab
-            self.out = np.zeros((slab.shape[0], *self.spatial), dtype=self.dtype)
+            self.out = np.empty((slab.shape[0], *self.spatial), dtype=self.dtype)
+            self.out[...] = self.empty(slab.shape[0]).reshape(-1, *([1] * len(self.spatial)))
         self.out[(slice(None), *region)] = slab
 
     def result(self) -> np.ndarray:
@@ -107,22 +117,24 @@ class BodyRestriction:
 
     Args:
         body: bool ``(Z, Y, X)`` body mask of the whole volume.
+        empty: per-channel values there, given the channel count (background logits when logits are kept).
     """
 
-    def __init__(self, body: np.ndarray):
+    def __init__(self, body: np.ndarray, empty: Callable[[int], np.ndarray] = zero_probabilities):
         from autolung.inference.levers import open_field_slices
 
-        self.body = body
+        self.body, self.empty = body, empty
         self.open_field = open_field_slices(body)
         if self.open_field.any():
             logger.warning("%d slices' body touches the image border (field of view cut?): not restricted to the "
                            "body there", int(self.open_field.sum()))
 
     def apply(self, region: Region, slab: np.ndarray) -> None:
-        """Zero ``slab`` (probabilities of ``region``) outside the body, in place."""
+        """Set ``slab`` (probabilities of ``region``) to the empty values outside the body, in place."""
+        values = self.empty(slab.shape[0])[:, None]
         for offset, z in enumerate(range(region[0].start, region[0].stop)):
             if not self.open_field[z]:
-                slab[:, offset][:, ~self.body[z, region[1], region[2]]] = 0.0
+                slab[:, offset][:, ~self.body[z, region[1], region[2]]] = values
 
 
 @dataclass(frozen=True)

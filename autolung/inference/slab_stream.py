@@ -25,11 +25,17 @@ class SlabNormaliser:
             already probabilities.
         profiles: per-axis weight sums of a separable window weight
             (``window_grid.separable_weight_sums``); None when window-deep weight sums are kept.
+        keep_logits: with ``output_kind``, leave the averaged logits unactivated (they are
+            resampled first); voxels no window covers get the kind's background logits.
     """
 
-    def __init__(self, repeats: int, output_kind: OutputKind | None, profiles: list[np.ndarray] | None):
+    def __init__(self, repeats: int, output_kind: OutputKind | None, profiles: list[np.ndarray] | None,
+                 keep_logits: bool = False):
+        if keep_logits and output_kind is None:
+            raise ValueError("keep_logits needs the output kind of the averaged logits")
         self.repeats = repeats
         self.output_kind = output_kind
+        self.keep_logits = keep_logits
         self.profiles = profiles
         self.plane = None if profiles is None else np.multiply.outer(profiles[1], profiles[2]) * repeats
 
@@ -43,6 +49,11 @@ class SlabNormaliser:
             return sums
         uncovered = weight_sums == 0  # voxels of skipped windows only: probability 0
         sums /= torch.where(uncovered, 1.0, weight_sums * self.repeats)
+        if self.keep_logits:
+            assert self.output_kind is not None
+            background = torch.from_numpy(self.output_kind.background_logits(sums.shape[0])).to(sums.device)
+            sums[:, uncovered] = background[:, None]
+            return sums
         if self.output_kind is not None:
             sums = self.output_kind.probabilities(sums, channel_axis=0)
             sums[:, uncovered] = 0.0

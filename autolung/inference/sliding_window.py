@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from autolung.inference.slab_sinks import BodyRestriction, Destination, LabelSink, ProbabilitySink, SlabSink
+from autolung.inference.slab_sinks import (BodyRestriction, Destination, LabelSink, ProbabilitySink, SlabSink,
+                                          zero_probabilities)
 from autolung.inference.slab_stream import SlabNormaliser, ZStream
 from autolung.inference.window_grid import separable_weight_sums, window_starts, window_weights
 from autolung.labels import RegionMapping
@@ -241,6 +242,7 @@ def predict_sliding_window(
     skip_empty_windows: bool = False,
     restrict_to_body: bool = False,
     probability_dtype: str = "float32",
+    keep_logits: bool = False,
 ) -> np.ndarray:
     """Sigmoid probabilities of a whole case, averaged over networks (folds) and mirrorings.
 
@@ -277,18 +279,22 @@ def predict_sliding_window(
             border excepted).
         probability_dtype: "float32" or "float16" (half the output's memory; rounding below
             2.5e-4, see :func:`autolung.inference.case_prediction.probability_dtype_for`).
+        keep_logits: with ``average_logits``, return the averaged logits without the activation,
+            for a caller that resamples them first (nnU-Net's order); voxels no window predicted
+            (body levers) hold ``OutputKind.background_logits``.
 
     Returns:
-        Array ``(R, Z, Y, X)`` of probabilities in [0, 1], of ``probability_dtype``.
+        Array ``(R, Z, Y, X)`` of probabilities in [0, 1] (or averaged logits), of ``probability_dtype``.
     """
     if probability_dtype not in PROBABILITY_DTYPES:
         raise ValueError(f"probability_dtype must be one of {PROBABILITY_DTYPES}, got {probability_dtype!r}")
-    return _predict_into(lambda spatial: ProbabilitySink(spatial, np.dtype(probability_dtype)), networks, data,
-                         patch_size, step_size=step_size, mirror_axes=mirror_axes,
+    return _predict_into(lambda spatial, empty: ProbabilitySink(spatial, np.dtype(probability_dtype), empty),
+                         networks, data, patch_size, step_size=step_size, mirror_axes=mirror_axes,
                          window_batch_size=window_batch_size, device=device, precision=precision,
                          progress=progress, average_logits=average_logits, output_activation=output_activation,
                          weights=weights, body_threshold=body_threshold, crop_to_body=crop_to_body,
-                         skip_empty_windows=skip_empty_windows, restrict_to_body=restrict_to_body)
+                         skip_empty_windows=skip_empty_windows, restrict_to_body=restrict_to_body,
+                         keep_logits=keep_logits)
 
 
 def predict_sliding_window_labels(networks: Sequence[nn.Module] | nn.Module, data: torch.Tensor | np.ndarray,
@@ -307,31 +313,35 @@ def predict_sliding_window_labels(networks: Sequence[nn.Module] | nn.Module, dat
         patch_size: as :func:`predict_sliding_window`.
         region_mapping: how the output channels map to labels.
         **options: :func:`predict_sliding_window`'s other keyword arguments, except
-            ``probability_dtype``.
+            ``probability_dtype`` and ``keep_logits``.
 
     Returns:
         uint8 labels ``(Z, Y, X)``, the shape of ``data``.
     """
-    if "probability_dtype" in options:
-        raise ValueError("probability_dtype: labels are painted from float32 slabs, no probabilities are kept")
-    return _predict_into(lambda spatial: LabelSink(spatial, region_mapping), networks, data, patch_size,
+    for name in ("probability_dtype", "keep_logits"):
+        if name in options:
+            raise ValueError(f"{name}: labels are painted from float32 probability slabs, nothing else is kept")
+    return _predict_into(lambda spatial, empty: LabelSink(spatial, region_mapping), networks, data, patch_size,
                          **options)  # type: ignore[arg-type]
 
 
 @torch.inference_mode()
-def _predict_into(make_sink: Callable[[tuple[int, ...]], SlabSink], networks: Sequence[nn.Module] | nn.Module,
+def _predict_into(make_sink: Callable[[tuple[int, ...], Callable[[int], np.ndarray]], SlabSink], networks: Sequence[nn.Module] | nn.Module,
                   data: torch.Tensor | np.ndarray, patch_size: Sequence[int], step_size: float = 0.5,
                   mirror_axes: Sequence[int] | None = ALL_AXES, window_batch_size: int | None = None,
                   device: str | torch.device = "cpu", precision: str = "float32", progress: object | None = None,
                   average_logits: bool = False, output_activation: str = "sigmoid", weights: str = "autolung",
                   body_threshold: float | None = None, crop_to_body: bool = False, skip_empty_windows: bool = False,
-                  restrict_to_body: bool = False) -> np.ndarray:
-    """:func:`predict_sliding_window` into the sink ``make_sink(spatial shape)`` builds; its result."""
+                  restrict_to_body: bool = False, keep_logits: bool = False) -> np.ndarray:
+    """:func:`predict_sliding_window` into the sink ``make_sink(spatial shape, empty values)`` builds; its result."""
     kind = output_kind_for_activation(output_activation)
     if kind != SIGMOID_REGIONS and not average_logits:
         # Without it each network's outputs get a sigmoid (see OutputKind.prediction_network).
         raise ValueError(f"output_activation {output_activation!r} needs average_logits for softmax; "
                          f"known: {', '.join(ACTIVATIONS)}")
+    if keep_logits and not average_logits:
+        raise ValueError("keep_logits needs average_logits: without it each window's outputs are probabilities")
+    empty = kind.background_logits if keep_logits else zero_probabilities
     networks = [networks] if isinstance(networks, nn.Module) else list(networks)
     if not networks:
         raise ValueError("no networks given")
@@ -350,14 +360,14 @@ def _predict_into(make_sink: Callable[[tuple[int, ...]], SlabSink], networks: Se
     if window_batch_size is None:
         window_batch_size = call_samples
     outputs = {"average_logits": average_logits, "output_kind": kind, "weights": weights,
-               "call_samples": call_samples}
+               "call_samples": call_samples, "keep_logits": keep_logits}
     body = _body_mask(tensor, body_threshold, crop_to_body or skip_empty_windows or restrict_to_body, precision)
     box = _body_box(body, patch) if crop_to_body and body is not None else None
     box = box or tuple(slice(0, n) for n in tensor.shape[1:])
-    sink = make_sink(tuple(tensor.shape[1:]))
+    sink = make_sink(tuple(tensor.shape[1:]), empty)
     # The crop's finished slabs go straight into the whole volume's result: no second copy.
     destination = Destination(sink, tuple(s.start for s in box),
-                              BodyRestriction(body) if restrict_to_body and body is not None else None)
+                              BodyRestriction(body, empty) if restrict_to_body and body is not None else None)
     _tile(networks, tensor[(slice(None), *box)], body[box] if skip_empty_windows and body is not None else None,
           patch, step_size, flips, window_batch_size, device, precision, is_2d, progress, outputs, destination)
     return sink.result()
@@ -398,8 +408,8 @@ def _tile(networks: list[nn.Module], tensor: torch.Tensor, body: np.ndarray | No
           precision: str, is_2d: bool, progress: object | None, outputs: dict, destination: Destination) -> None:
     """Pad ``tensor`` to at least ``patch``, run the windows (those touching ``body`` when given).
 
-    ``outputs`` holds :func:`_run_windows`'s ``average_logits``, ``output_kind``, ``weights`` and
-    ``call_samples``; the finished slabs, unpadded, go to ``destination``.
+    ``outputs`` holds :func:`_run_windows`'s ``average_logits``, ``output_kind``, ``weights``,
+    ``call_samples`` and ``keep_logits``; the finished slabs, unpadded, go to ``destination``.
     """
     padded, crop = _pad_to_patch(tensor, patch)
     if body is not None and padded.shape[1:] != body.shape:
@@ -416,11 +426,11 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
                  is_2d: bool, progress: object | None, write: Callable[[int, np.ndarray], None],
                  body: np.ndarray | None = None, average_logits: bool = False,
                  output_kind: OutputKind = SIGMOID_REGIONS, weights: str = "autolung",
-                 call_samples: int = MIN_CALL_BATCH) -> None:
+                 call_samples: int = MIN_CALL_BATCH, keep_logits: bool = False) -> None:
     """Tile ``data`` (already at least ``patch``), accumulate weighted outputs, normalise, ``write``.
 
     With ``body``, windows without a body voxel are skipped; voxels no window covers get
-    probability 0 (also when logits are averaged).
+    probability 0 (also when logits are averaged; with ``keep_logits`` the kind's background logits).
     """
     spatial = tuple(data.shape[1:])
     windows = window_starts(spatial, patch, step_size)
@@ -433,7 +443,7 @@ def _run_windows(networks: list[nn.Module], data: torch.Tensor, patch: tuple[int
     # window then counts as predicting probability 0, which a voxel no run window covers gets.
     separable = weights == "autolung" and not average_logits
     normalise = SlabNormaliser(len(networks) * len(flips), output_kind if average_logits else None,
-                                separable_weight_sums(spatial, patch, step_size) if separable else None)
+                                separable_weight_sums(spatial, patch, step_size) if separable else None, keep_logits)
     gaussian = torch.from_numpy(window_weights(patch, weights)).to(device)
     stream: ZStream | None = None
     done = 0

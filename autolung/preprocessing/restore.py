@@ -21,22 +21,49 @@ restored from 123x301x301 (K = 134x500x500):
 For a 512x512x600 CT (N = 157 M voxels, 629 MB per float32 channel, K close to N) and two
 regions that is about 2.5 GB for :func:`restore_to_original` and 2.2 GB for
 :func:`restore_label_map`; prefer the latter (or the iterator) in the predictor.
+
+Models that average logits (imported nnU-Net models) resample the averaged logits and apply
+their activation afterwards, as nnU-Net does, whenever the case is resampled or cropped
+(:func:`restores_logits`); linear interpolation of probabilities and of logits part at the
+boundaries, where one side is more certain than the other.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from autolung.labels import THRESHOLD, RegionMapping
+from autolung.output_kind import output_kind_for_activation
 from autolung.planning.plans import ConfigurationPlan
 from autolung.preprocessing.crop import is_full_bbox
 from autolung.preprocessing.resampling import axis_orders, resample_volume
 
 
+def restores_logits(configuration: ConfigurationPlan, properties: dict[str, Any]) -> bool:
+    """Whether a case's network output is restored as averaged logits rather than probabilities.
+
+    The predictor asks this before the sliding window, which then leaves the activation to the
+    restore functions (their ``logits`` argument). True for configurations that average logits
+    (imported nnU-Net models) on a case that is resampled or cropped, where nnU-Net resamples
+    logits; on the original grid the two orders give the same labels.
+
+    Args:
+        configuration: the configuration the case is predicted with.
+        properties: the case properties from preprocessing.
+
+    Returns:
+        True when the logits are to be kept past the sliding window.
+    """
+    inference = configuration.inference
+    return inference is not None and inference.average_logits and not on_original_grid(properties)
+
+
 def iter_restored_channels(probabilities: np.ndarray, properties: dict[str, Any],
-                           configuration: ConfigurationPlan, order: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+                           configuration: ConfigurationPlan, order: int = 1,
+                           transform: Callable[[np.ndarray], np.ndarray] | None = None
+                           ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(channel index, float32 (Z, Y, X) on the original grid)`` one channel at a time.
 
     Args:
@@ -47,6 +74,8 @@ def iter_restored_channels(probabilities: np.ndarray, properties: dict[str, Any]
         order: interpolation order in-plane (1 linear, 3 cubic); along an anisotropic axis
             linear at most, since a spline overshoots across few thick slices, or the inference
             plan's ``probability_order_out_of_plane`` (nnU-Net's nearest slice).
+        transform: applied in place to each channel inside the crop box once resampled, before
+            the zeros outside it are added (``OutputKind.label_scores`` for logits).
 
     Returns:
         An iterator; each yielded array is new and owned by the caller.
@@ -67,16 +96,19 @@ def iter_restored_channels(probabilities: np.ndarray, properties: dict[str, Any]
         if is_full_bbox(bbox, full_shape):
             restored = resample_volume(source, cropped_shape, orders)
             # Unchanged shape: resample_volume returned a view of the input; hand out a copy.
-            yield channel, restored.copy() if np.may_share_memory(restored, probabilities) else restored
+            restored = restored.copy() if np.may_share_memory(restored, probabilities) else restored
+            yield channel, restored if transform is None else transform(restored)
             continue
         full = np.zeros(full_shape, dtype=np.float32)
         # The last resampling pass writes straight into the crop box: no cropped-size copy.
         resample_volume(source, cropped_shape, orders, out=full[region])
+        if transform is not None:
+            transform(full[region])
         yield channel, full
 
 
 def restore_to_original(probabilities: np.ndarray, properties: dict[str, Any], configuration: ConfigurationPlan,
-                        order: int = 1) -> np.ndarray:
+                        order: int = 1, logits: bool = False) -> np.ndarray:
     """Resample per-region output back to the original image grid.
 
     Args:
@@ -84,20 +116,40 @@ def restore_to_original(probabilities: np.ndarray, properties: dict[str, Any], c
         properties: the case properties.
         configuration: the configuration plan.
         order: interpolation order (1 linear, 3 cubic).
+        logits: ``probabilities`` are averaged logits (:func:`restores_logits`): resampled, then
+            activated with the configuration's output activation.
 
     Returns:
-        float32 ``(R, *original shape)``, zero outside the crop box.
+        float32 probabilities ``(R, *original shape)``, zero outside the crop box.
     """
     full_shape = tuple(properties["shape_before_crop"])
     out = np.empty((probabilities.shape[0], *full_shape), dtype=np.float32)
     for channel, restored in iter_restored_channels(probabilities, properties, configuration, order):
         out[channel] = restored
         del restored  # before the generator allocates the next channel
+    if logits:
+        _activate(out[(slice(None), *(slice(lo, hi) for lo, hi in properties["crop_bbox"]))], configuration)
     return out
 
 
+def _activate(logits: np.ndarray, configuration: ConfigurationPlan) -> None:
+    """Replace ``(R, Z, Y, X)`` logits by the configuration's probabilities, in place, a slab at a time."""
+    import torch
+
+    kind = output_kind_for_activation(_inference(configuration).output_activation)
+    for start in range(0, logits.shape[1], LABEL_SLAB):
+        slab = logits[:, start:start + LABEL_SLAB]
+        slab[...] = kind.probabilities(torch.from_numpy(np.ascontiguousarray(slab)), channel_axis=0).numpy()
+
+
+def _inference(configuration: ConfigurationPlan):
+    if configuration.inference is None:
+        raise ValueError("logits are restored only for configurations with an inference plan (average_logits)")
+    return configuration.inference
+
+
 def restore_label_map(probabilities: np.ndarray, properties: dict[str, Any], configuration: ConfigurationPlan,
-                      region_mapping: RegionMapping, order: int = 1) -> np.ndarray:
+                      region_mapping: RegionMapping, order: int = 1, logits: bool = False) -> np.ndarray:
     """Label map on the original grid, built channel by channel (never all regions at once).
 
     Same rule as :meth:`RegionMapping.probabilities_to_labels`: disjoint regions take the most
@@ -109,22 +161,33 @@ def restore_label_map(probabilities: np.ndarray, properties: dict[str, Any], con
         configuration: the configuration plan.
         region_mapping: how channels map to labels.
         order: interpolation order.
+        logits: ``probabilities`` are averaged logits (:func:`restores_logits`), resampled before
+            the label rule is applied (``OutputKind.label_scores``).
 
     Returns:
         uint8 ``(*original shape)``.
     """
     full_shape = tuple(properties["shape_before_crop"])
+    scores = (output_kind_for_activation(_inference(configuration).output_activation).label_scores if logits
+              else None)
     if _on_original_grid(probabilities, properties):
         # Nothing to resample or uncrop: paint slab by slab, with no full-size float32 copy.
         labels = np.empty(full_shape, dtype=np.uint8)
         for start in range(0, full_shape[0], LABEL_SLAB):
             stop = min(start + LABEL_SLAB, full_shape[0])
-            slab = ((channel, np.asarray(probabilities[channel, start:stop], dtype=np.float32))
+            slab = ((channel, _slab_scores(probabilities[channel, start:stop], scores))
                     for channel in range(probabilities.shape[0]))
             labels[start:stop] = _paint_labels(slab, (stop - start, *full_shape[1:]), region_mapping)
         return labels
-    return _paint_labels(iter_restored_channels(probabilities, properties, configuration, order), full_shape,
-                         region_mapping)
+    return _paint_labels(iter_restored_channels(probabilities, properties, configuration, order, scores),
+                         full_shape, region_mapping)
+
+
+def _slab_scores(values: np.ndarray, scores: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
+    """A float32 slab of one channel, through ``scores`` (on a copy, never the caller's array) when given."""
+    if scores is None:
+        return np.asarray(values, dtype=np.float32)
+    return scores(np.array(values, dtype=np.float32))
 
 
 # Slices per slab when the label map is painted straight from the network grid.

@@ -258,3 +258,26 @@ def test_bfloat16_input_gives_the_same_body_and_prediction_as_float32_data():
     result = predict_sliding_window(tiny_network(), window_input(data, "bfloat16"), PATCH, **options)
     np.testing.assert_array_equal(result, expected)
     assert (result == 0).any() and (result > 0).any()
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "softmax"])
+def test_kept_logits_activate_to_the_probabilities_and_hold_background_where_nothing_ran(activation):
+    from autolung.output_kind import output_kind_for_activation
+
+    kind = output_kind_for_activation(activation)
+    network = tiny_network()
+    data, threshold = normalized(chest_phantom())
+    options = dict(mirror_axes=(2,), weights="nnunet", average_logits=True, output_activation=activation,
+                   body_threshold=threshold, crop_to_body=True, skip_empty_windows=True, restrict_to_body=True)
+    probabilities = predict_sliding_window(network, data, PATCH, **options)
+    logits = predict_sliding_window(network, data, PATCH, keep_logits=True, **options)
+    assert logits.shape == probabilities.shape and np.isfinite(logits).all()
+    mask = body_mask(data[0], threshold)
+    activated = kind.probabilities(torch.from_numpy(logits), channel_axis=0).numpy()
+    np.testing.assert_allclose(activated[:, mask], probabilities[:, mask], atol=1e-6)
+    # Outside the body: certain background, where the probabilities say 0 for every channel.
+    np.testing.assert_array_equal(logits[:, ~mask], np.broadcast_to(kind.background_logits(2)[:, None],
+                                                                     (2, int((~mask).sum()))))
+    assert (activated[-1, ~mask] == 0).all() and (probabilities[:, ~mask] == 0).all()
+    with pytest.raises(ValueError, match="keep_logits needs average_logits"):
+        predict_sliding_window(network, data, PATCH, keep_logits=True)

@@ -211,3 +211,45 @@ def test_transposed_plans_predict_in_the_networks_axis_order(tmp_path: Path) -> 
     assert mask_b.shape == (12, 32, 32)
     assert np.array_equal(mask_b, mask_a.transpose(0, 2, 1))
     assert len(np.unique(mask_b)) > 1
+
+
+def test_resampled_case_resamples_logits_before_the_softmax_as_nnunet(tmp_path: Path) -> None:
+    """A case predicted at a finer spacing: its averaged logits go back to the input grid, then softmax."""
+    import contextlib
+
+    import torch
+
+    from autolung.inference.case_prediction import CaseOptions, predict_preprocessed_case
+    from autolung.inference.inputs import discover_cases, read_input_case
+    from autolung.inference.levers import resolve_levers
+    from autolung.inference.sources import select_models
+    from autolung.preprocessing.case import preprocess_case
+    from autolung.preprocessing.restore import restore_label_map, restore_to_original
+
+    model = write_model_folder(tmp_path / "Dataset999_Test", spacing=[1.25, 0.5, 0.5])
+    image_path = _case(tmp_path / "images")
+    _predict("-i", str(image_path.parent), "-o", str(tmp_path / "out"), "--model", str(model),
+             "--disable-tta", "--mode", "full", "--precision", "float32", "--save-probabilities")
+    mask = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "c0.nii.gz")))
+    with np.load(tmp_path / "out" / "c0.npz") as saved:
+        probabilities = saved["probabilities"].astype(np.float32)
+    assert mask.shape == probabilities.shape[1:] == (12, 32, 32)
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=3e-3)
+
+    with contextlib.ExitStack() as stack:
+        loaded = select_models(stack, None, None, None, None, model_path=model).models[0]
+        image, geometry = read_input_case(discover_cases(image_path.parent)[0], 1)
+        data, _, properties = preprocess_case(image, None, geometry, loaded.plans, loaded.configuration_name)
+        assert tuple(properties["shape_after_resampling"]) != (12, 32, 32)
+        options = CaseOptions(levers=resolve_levers("full", "cpu", mirror_axes=()).levers, precision="float32")
+        with torch.inference_mode():
+            logits = predict_preprocessed_case(loaded.networks, data, loaded.configuration, options,
+                                               keep_logits=True)
+            activated = predict_preprocessed_case(loaded.networks, data, loaded.configuration, options)
+    mapping = loaded.plans.region_mapping
+    expected = restore_label_map(logits, properties, loaded.configuration, mapping, logits=True)
+    np.testing.assert_array_equal(mask, expected)
+    np.testing.assert_allclose(probabilities, restore_to_original(logits, properties, loaded.configuration,
+                                                                  logits=True), atol=1e-3)
+    # The other order (probabilities resampled) parts from it on some boundary voxels.
+    assert (restore_label_map(activated, properties, loaded.configuration, mapping) != mask).any()
