@@ -23,9 +23,9 @@ class Ops:
 
     Attributes:
         conv: ``nn.Conv2d`` or ``nn.Conv3d``.
-        norm: ``nn.InstanceNorm2d`` or ``nn.InstanceNorm3d``.
+        norm: ``nn.InstanceNorm2d`` or :class:`InstanceNorm3d`.
         transposed_conv: ``nn.ConvTranspose2d`` or ``nn.ConvTranspose3d``.
-        avg_pool: ``nn.AvgPool2d`` or ``nn.AvgPool3d`` (residual shortcuts).
+        avg_pool: ``nn.AvgPool2d`` or :class:`AvgPool3d` (residual shortcuts).
         nonlin: the activation class (``nn.LeakyReLU``).
     """
 
@@ -34,6 +34,65 @@ class Ops:
     transposed_conv: type[nn.Module]
     avg_pool: type[nn.Module]
     nonlin: type[nn.Module] = nn.LeakyReLU
+
+
+class InstanceNorm3d(nn.InstanceNorm3d):
+    """``nn.InstanceNorm3d`` that keeps a channels-last input channels-last.
+
+    PyTorch's instance norm hands back a contiguous tensor for a channels-last one, and on a CPU
+    takes about 2.5x longer on it (docs/benchmarks.md, nnunet_models), so every following
+    convolution would reorder its input again. Group norm with one group per channel computes
+    the same statistics (per sample and channel, over space) and keeps the layout: it is used for
+    channels-last inputs (bfloat16 prediction on a CPU), the plain instance norm for everything
+    else, training included. Parameters and state-dict keys are those of ``nn.InstanceNorm3d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (not self.track_running_stats and x.dim() == 5 and not x.is_contiguous()
+                and x.is_contiguous(memory_format=torch.channels_last_3d)):
+            return nn.functional.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+        return super().forward(x)
+
+
+class AvgPool3d(nn.AvgPool3d):
+    """``nn.AvgPool3d`` (kernel = stride, no padding) that keeps a channels-last input channels-last.
+
+    PyTorch's 3D average pooling on a CPU has no channels-last kernel (and none at all for
+    bfloat16): on a channels-last input it returns a contiguous tensor, slowly (36 ms against
+    1.5 ms for 2x32x40x56x40, docs/benchmarks.md). For channels-last inputs the same averages
+    come from a depthwise convolution with a box kernel, in the input's precision, the last
+    partial windows (``ceil_mode``) divided by the voxels they hold; other inputs, training
+    included, take the plain pooling.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = _triple(self.kernel_size)
+        if (x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+                and kernel == _triple(self.stride) and _triple(self.padding) == (0, 0, 0)):
+            return _box_average(x, kernel, self.ceil_mode)
+        return super().forward(x)
+
+
+def _triple(value: int | Sequence[int]) -> tuple[int, int, int]:
+    return (value,) * 3 if isinstance(value, int) else tuple(int(v) for v in value)  # type: ignore[return-value]
+
+
+def _box_average(x: torch.Tensor, kernel: tuple[int, int, int], ceil_mode: bool) -> torch.Tensor:
+    """Non-overlapping box averages of a channels-last ``(N, C, Z, Y, X)`` tensor, channels-last."""
+    sizes = x.shape[2:]
+    tails = [(-n) % k if ceil_mode else 0 for n, k in zip(sizes, kernel)]
+    if any(tails):
+        x = nn.functional.pad(x, (0, tails[2], 0, tails[1], 0, tails[0])).contiguous(
+            memory_format=torch.channels_last_3d)
+    channels = x.shape[1]
+    box = torch.ones((channels, 1, *kernel), dtype=x.dtype, device=x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        sums = nn.functional.conv3d(x, box, stride=kernel, groups=channels)
+    counts = torch.ones((), dtype=x.dtype, device=x.device)
+    for axis, (n, k) in enumerate(zip(sizes, kernel)):
+        per_window = torch.clamp(n - torch.arange(sums.shape[2 + axis], device=x.device) * k, max=k).to(x.dtype)
+        counts = counts * per_window.view(*([1] * (2 + axis)), -1, *([1] * (2 - axis)))
+    return sums / counts
 
 
 def ops_for_dim(dim: int) -> Ops:
@@ -48,7 +107,7 @@ def ops_for_dim(dim: int) -> Ops:
     if dim == 2:
         return Ops(nn.Conv2d, nn.InstanceNorm2d, nn.ConvTranspose2d, nn.AvgPool2d)
     if dim == 3:
-        return Ops(nn.Conv3d, nn.InstanceNorm3d, nn.ConvTranspose3d, nn.AvgPool3d)
+        return Ops(nn.Conv3d, InstanceNorm3d, nn.ConvTranspose3d, AvgPool3d)
     raise ValueError(f"dim must be 2 or 3, got {dim}")
 
 

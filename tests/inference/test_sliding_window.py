@@ -250,3 +250,21 @@ def test_bfloat16_input_predicts_exactly_as_float32_data_in_bfloat16():
     np.testing.assert_array_equal(result, expected)
     with pytest.raises(ValueError, match="bfloat16 precision"):
         predict_sliding_window(conv_net(), compact, (8, 16, 16), precision="float32")
+
+
+def test_bfloat16_3d_networks_run_channels_last_on_a_cpu_with_the_same_probabilities(monkeypatch):
+    import autolung.inference.sliding_window as sw
+
+    cpu = torch.device("cpu")
+    assert sw.memory_format_for("bfloat16", cpu, is_2d=False) == torch.channels_last_3d
+    assert sw.memory_format_for("float32", cpu, is_2d=False) == torch.contiguous_format
+    assert sw.memory_format_for("bfloat16", cpu, is_2d=True) == torch.contiguous_format
+    assert sw.memory_format_for("bfloat16", torch.device("cuda"), is_2d=False) == torch.contiguous_format
+    network = conv_net()
+    data = np.random.default_rng(4).normal(size=(1, 14, 20, 18)).astype(np.float32)
+    channels_last = predict_sliding_window(network, data, (8, 12, 12), precision="bfloat16")
+    assert network[2].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    monkeypatch.setattr(sw, "memory_format_for", lambda *args: torch.contiguous_format)
+    contiguous = predict_sliding_window(network, data, (8, 12, 12), precision="bfloat16")
+    assert network[2].weight.is_contiguous()
+    np.testing.assert_allclose(channels_last, contiguous, atol=2e-2)
