@@ -123,9 +123,9 @@ def test_labels_only_prediction_compacts_the_case_and_keeps_float16_probabilitie
     monkeypatch.setattr(case_prediction, "FLOAT16_PROBABILITIES_FROM_BYTES", 0)
     sliding_window = predictor._sliding_window
 
-    def recording(model, data, options, progress, probability_dtype="float32"):
+    def recording(model, data, properties, options, progress, probability_dtype="float32"):
         used.update(input=data.dtype, probabilities=probability_dtype)
-        return sliding_window(model, data, options, progress, probability_dtype)
+        return sliding_window(model, data, properties, options, progress, probability_dtype)
 
     monkeypatch.setattr(predictor, "_sliding_window", recording)
     predict_paths(raw, tmp_path / "compact", [model], PredictionOptions(**options))
