@@ -154,7 +154,7 @@ def _load_fold(folder: Path, fold: int | str, plans: Plans, checkpoint_name: str
     if info.in_channels is None or info.out_channels is None:
         raise InvalidInputError("training info lacks `in_channels` or `out_channels`",
                                 path=fold_folder.training_info_file)
-    network = build_network(arch, info.in_channels, info.out_channels, deep_supervision=False)
+    network = build_network(arch, info.in_channels, info.out_channels, deep_supervision=False, initialise=False)
     try:
         network.load_state_dict(checkpoint["network_weights"], strict=True)
     except RuntimeError as exc:

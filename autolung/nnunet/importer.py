@@ -227,7 +227,8 @@ def _fitted_weights(checkpoint: dict[str, Any], translated: TranslatedModel, arc
     except InvalidPlansError as exc:
         raise InvalidPlansError(f"{exc.problem} (trainer {trainer}, planned network {translated.network_class})",
                                 path=path) from None
-    network = build_network(architecture, translated.in_channels, translated.out_channels, deep_supervision=False)
+    network = build_network(architecture, translated.in_channels, translated.out_channels, deep_supervision=False,
+                            initialise=False)
     try:
         network.load_state_dict(weights, strict=True)
     except RuntimeError as exc:

@@ -124,3 +124,14 @@ def test_torch_compile_traces_without_graph_breaks() -> None:
     net = build_network(arch, 1, 1).train()
     compiled = torch.compile(net, fullgraph=True, backend="eager")  # fullgraph: fails on any graph break
     assert [tuple(o.shape) for o in compiled(torch.randn(2, 1, 16, 16))] == [(2, 1, 16, 16)]
+
+
+@pytest.mark.parametrize("network", ["unet", "resenc_unet"])
+def test_a_network_built_without_initialisation_takes_trained_weights_whole(network: str) -> None:
+    torch.manual_seed(0)
+    trained = build_network(_arch_3d(network), 1, 2, deep_supervision=False).eval()
+    loaded = build_network(_arch_3d(network), 1, 2, deep_supervision=False, initialise=False)
+    loaded.load_state_dict(trained.state_dict(), strict=True)
+    x = torch.randn(1, 1, 8, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(x), trained(x), atol=0, rtol=0)
