@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from autolung.labels import THRESHOLD, RegionMapping
-from autolung.output_kind import output_kind_for_activation
+from autolung.output_kind import OutputKind, output_kind_for_activation
 from autolung.planning.plans import ConfigurationPlan
 from autolung.preprocessing.crop import is_full_bbox
 from autolung.preprocessing.resampling import axis_orders, resample_volume
@@ -136,16 +136,17 @@ def _activate(logits: np.ndarray, configuration: ConfigurationPlan) -> None:
     """Replace ``(R, Z, Y, X)`` logits by the configuration's probabilities, in place, a slab at a time."""
     import torch
 
-    kind = output_kind_for_activation(_inference(configuration).output_activation)
+    kind = _logit_kind(configuration)
     for start in range(0, logits.shape[1], LABEL_SLAB):
         slab = logits[:, start:start + LABEL_SLAB]
         slab[...] = kind.probabilities(torch.from_numpy(np.ascontiguousarray(slab)), channel_axis=0).numpy()
 
 
-def _inference(configuration: ConfigurationPlan):
+def _logit_kind(configuration: ConfigurationPlan) -> OutputKind:
+    """The output kind whose activation turns ``configuration``'s averaged logits into probabilities."""
     if configuration.inference is None:
         raise ValueError("logits are restored only for configurations with an inference plan (average_logits)")
-    return configuration.inference
+    return output_kind_for_activation(configuration.inference.output_activation)
 
 
 def restore_label_map(probabilities: np.ndarray, properties: dict[str, Any], configuration: ConfigurationPlan,
@@ -168,8 +169,7 @@ def restore_label_map(probabilities: np.ndarray, properties: dict[str, Any], con
         uint8 ``(*original shape)``.
     """
     full_shape = tuple(properties["shape_before_crop"])
-    scores = (output_kind_for_activation(_inference(configuration).output_activation).label_scores if logits
-              else None)
+    scores = _logit_kind(configuration).label_scores if logits else None
     if _on_original_grid(probabilities, properties):
         # Nothing to resample or uncrop: paint slab by slab, with no full-size float32 copy.
         labels = np.empty(full_shape, dtype=np.uint8)
