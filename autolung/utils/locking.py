@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,24 @@ from autolung.utils.atomic import raise_if_write_failed
 logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".autolung.lock"
+
+# Lock files this process holds. A lock file records only the PID, so without this a thread would
+# take another thread's lock for a stale one left by this process (export workers share a record).
+_HELD_HERE: set[str] = set()
+_HELD_HERE_GUARD = threading.Lock()
+
+
+def _claim_in_process(lock: Path) -> None:
+    key = os.path.abspath(lock)
+    with _HELD_HERE_GUARD:
+        if key in _HELD_HERE:
+            raise LockedError("another thread of this process holds the lock", path=lock.parent)
+        _HELD_HERE.add(key)
+
+
+def _release_in_process(lock: Path) -> None:
+    with _HELD_HERE_GUARD:
+        _HELD_HERE.discard(os.path.abspath(lock))
 
 
 def process_alive(pid: int) -> bool:
@@ -109,7 +128,12 @@ def file_lock(lock: str | Path, purpose: str = "autolung", wait_s: float = 0.0) 
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            _acquire(lock, purpose)
+            _claim_in_process(lock)
+            try:
+                _acquire(lock, purpose)
+            except BaseException:
+                _release_in_process(lock)
+                raise
             break
         except LockedError:
             if time.monotonic() >= deadline:
@@ -120,6 +144,7 @@ def file_lock(lock: str | Path, purpose: str = "autolung", wait_s: float = 0.0) 
     finally:
         with contextlib.suppress(FileNotFoundError):
             lock.unlink()
+        _release_in_process(lock)
 
 
 FRESH_LOCK_S = 2.0
@@ -150,7 +175,8 @@ def _acquire(lock: Path, purpose: str) -> None:
         if not owner and _age_s(lock) < FRESH_LOCK_S:
             # Created this instant by another process and not yet written: not stale, only early.
             raise LockedError("another autolung run is taking the lock", path=folder)
-        logger.warning("%s: removing a stale lock left by pid %s, which is no longer running", folder, pid)
+        gone = "which this process no longer holds" if pid == os.getpid() else "which is no longer running"
+        logger.warning("%s: removing a stale lock left by pid %s, %s", folder, pid, gone)
         with contextlib.suppress(FileNotFoundError):
             lock.unlink()
         if not _try_create(lock, purpose):

@@ -39,3 +39,55 @@ def test_lock_released_after_exception(tmp_path):
         with folder_lock(tmp_path):
             raise RuntimeError("boom")
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_threads_of_one_process_take_turns(tmp_path):
+    """A lock file names only the PID: another thread's lock must not look stale to this one."""
+    import threading
+    import time
+
+    from autolung.utils.locking import file_lock
+
+    lock = tmp_path / "record.lock"
+    inside: list[int] = []
+    overlaps: list[int] = []
+
+    def hold(index: int) -> None:
+        with file_lock(lock, "record", wait_s=10.0):
+            inside.append(index)
+            if len(inside) > 1:
+                overlaps.append(index)
+            time.sleep(0.05)
+            inside.remove(index)
+
+    threads = [threading.Thread(target=hold, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == []
+    assert not lock.exists()
+
+
+def test_a_thread_is_refused_while_another_holds_the_lock(tmp_path):
+    import threading
+
+    from autolung.utils.locking import file_lock
+
+    lock = tmp_path / "record.lock"
+    errors: list[BaseException] = []
+
+    def try_lock() -> None:
+        try:
+            with file_lock(lock, "record"):
+                pass
+        except LockedError as exc:
+            errors.append(exc)
+
+    with file_lock(lock, "record"):
+        thread = threading.Thread(target=try_lock)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and "another thread" in str(errors[0])
+    with file_lock(lock, "record"):  # released: taken again at once
+        assert lock.exists()
