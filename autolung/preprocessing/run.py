@@ -140,9 +140,15 @@ def preprocess_dataset(dataset_folder: str | Path, data_root: DataRoot, configur
         logger.info("preprocessing %d case(s) of %s for %s (%d already done)", len(tasks), name, ", ".join(chosen),
                     sum(len(v) for v in summary.skipped.values()))
         work = _execute(spec, plans, folders, tasks, num_processes)
-        for case_id, done in track(work, reporter(progress), f"preprocess {name}", len(tasks)):
-            for configuration in done:
-                summary.processed[configuration].append(case_id)
+        try:
+            for case_id, done in track(work, reporter(progress), f"preprocess {name}", len(tasks)):
+                for configuration in done:
+                    summary.processed[configuration].append(case_id)
+        except BaseException:
+            # The pool is shut down by now; a worker it terminated mid-write leaves its temporary file.
+            for folder in folders.values():
+                remove_partial_files(folder)
+            raise
     for case_ids in summary.processed.values():
         case_ids.sort()
     return summary
