@@ -226,11 +226,12 @@ class OutputKind(ABC):
         fn = (~prediction & truth).sum(axes).double().cpu()
         return tp, fp, fn
 
-    def build_loss(self, has_ignore: bool = False) -> nn.Module:
+    def build_loss(self, has_ignore: bool = False, deep_supervision: bool = True) -> nn.Module:
         """The deep-supervised training loss.
 
         Args:
             has_ignore: the dataset has an ignore label (targets carry an annotated-voxel channel).
+            deep_supervision: False weights the full-resolution output alone.
 
         Returns:
             A :class:`~autolung.training.loss.DeepSupervisionLoss`.
@@ -238,7 +239,7 @@ class OutputKind(ABC):
         # Deferred: the losses are training code, and inference imports this module without it.
         from autolung.training.loss import DeepSupervisionLoss
 
-        return DeepSupervisionLoss(self._per_resolution_loss(has_ignore))
+        return DeepSupervisionLoss(self._per_resolution_loss(has_ignore), deep_supervision)
 
     def training_info(self) -> dict[str, str]:
         """The fields recorded in ``training_info.json`` (``loss`` and ``output_activation`` are

@@ -110,15 +110,18 @@ class CEDiceLoss(nn.Module):
         return self.ce_weight * ce + self.dice_weight * (1 - dice)
 
 
-def deep_supervision_weights(num_outputs: int) -> list[float]:
+def deep_supervision_weights(num_outputs: int, enabled: bool = True) -> list[float]:
     """Weights 1/2^i for outputs ordered highest resolution first; the lowest one gets 0; sum 1.
 
     Args:
         num_outputs: number of network outputs.
+        enabled: False weights the full-resolution output alone (the other heads get 0).
 
     Returns:
         One weight per output.
     """
+    if not enabled:
+        return [1.0] + [0.0] * (num_outputs - 1)
     weights = [1.0 / 2 ** i for i in range(num_outputs)]
     if num_outputs > 1:
         # The coarsest head sees too little to be a useful target (nnU-Net leaves it out too).
@@ -132,11 +135,14 @@ class DeepSupervisionLoss(nn.Module):
 
     Args:
         loss: the per-resolution loss.
+        deep_supervision: False trains on the full-resolution output alone (an ablation); the
+            coarser heads stay in the graph with a zero weight.
     """
 
-    def __init__(self, loss: nn.Module) -> None:
+    def __init__(self, loss: nn.Module, deep_supervision: bool = True) -> None:
         super().__init__()
         self.loss = loss
+        self.deep_supervision = deep_supervision
 
     def forward(self, outputs: Sequence[torch.Tensor] | torch.Tensor,
                 targets: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
@@ -147,7 +153,7 @@ class DeepSupervisionLoss(nn.Module):
         """
         if isinstance(outputs, torch.Tensor):
             return self.loss(outputs, targets if isinstance(targets, torch.Tensor) else targets[0])
-        weights = deep_supervision_weights(len(outputs))
+        weights = deep_supervision_weights(len(outputs), self.deep_supervision)
         total = outputs[0].new_zeros((), dtype=torch.float32)
         for weight, output, target in zip(weights, outputs, targets):
             if weight > 0:
@@ -159,17 +165,18 @@ class DeepSupervisionLoss(nn.Module):
         return total
 
 
-def build_loss(kind: OutputKind | str, has_ignore: bool = False) -> nn.Module:
+def build_loss(kind: OutputKind | str, has_ignore: bool = False, deep_supervision: bool = True) -> nn.Module:
     """The deep-supervised training loss of ``kind`` (:meth:`OutputKind.build_loss`).
 
     Args:
         kind: the output kind, or its loss name ("bce_dice" or "ce_dice").
         has_ignore: the dataset has an ignore label (targets carry an annotated-voxel channel).
+        deep_supervision: False weights the full-resolution output alone.
 
     Returns:
         A :class:`DeepSupervisionLoss`.
     """
-    return as_output_kind(kind).build_loss(has_ignore)
+    return as_output_kind(kind).build_loss(has_ignore, deep_supervision)
 
 
 def output_channels(kind: OutputKind | str, regions: RegionMapping) -> int:

@@ -43,6 +43,8 @@ class TrainingOptions:
         batch_size: override the plan's (global) batch size.
         initial_lr, momentum, weight_decay, poly_exponent: SGD with Nesterov and poly decay.
         oversample_foreground: fraction of each batch forced to centre on a foreground voxel.
+        deep_supervision: weight the coarser outputs 1/2^i as nnU-Net does; False trains on the
+            full-resolution output alone.
         checkpoint_every: epochs between ``checkpoint_latest.pt`` writes.
         ema_momentum: weight of the old value in the EMA of the validation pseudo-Dice.
         precision: autocast dtype; "auto" = bfloat16 where the device runs it fast, else float32.
@@ -83,6 +85,7 @@ class TrainingOptions:
     weight_decay: float = 3e-5
     poly_exponent: float = 0.9
     oversample_foreground: float = 0.33
+    deep_supervision: bool = True
     checkpoint_every: int = 5
     ema_momentum: float = 0.9
     precision: str = "auto"
@@ -138,6 +141,8 @@ class TrainingOptions:
         if self.validation_only and not self.checkpointing:
             raise AutolungError("validation only (`validation_only`) reads the fold's checkpoint, which is not "
                                 "written when checkpointing is off (`checkpointing`)")
+        if not self.initial_lr > 0.0:
+            raise AutolungError(f"`initial_lr` must be positive, got {self.initial_lr}")
         if not 0.0 <= self.oversample_foreground <= 1.0:
             raise AutolungError(f"`oversample_foreground` must be in [0, 1], got {self.oversample_foreground}")
 

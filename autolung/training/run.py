@@ -180,7 +180,8 @@ def build_setup(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distr
     train_builder, val_builder = _builders(inputs, options, forced, context.rank)
     return TrainerSetup(
         network=network, module=module,
-        loss=kind.build_loss(has_ignore=plans.region_mapping.ignore_label is not None),
+        loss=kind.build_loss(has_ignore=plans.region_mapping.ignore_label is not None,
+                             deep_supervision=options.deep_supervision),
         optimizer=make_optimizer(module.parameters(), options.initial_lr, options.momentum, options.weight_decay),
         schedule=Schedule(options.epochs, options.iters_per_epoch, options.time_budget_s, options.initial_lr,
                           options.poly_exponent),

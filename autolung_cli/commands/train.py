@@ -70,6 +70,13 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", min=1,
                                           help="torch threads (default: all cores not used by workers)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override the plan's batch size."),
+    learning_rate: float = typer.Option(1e-2, "--learning-rate", help="Initial learning rate of the poly schedule."),
+    oversample_foreground: float = typer.Option(
+        0.33, "--oversample-foreground",
+        help="Fraction of each batch centred on a foreground voxel of a random class the case holds."),
+    deep_supervision: bool = typer.Option(
+        True, "--deep-supervision/--no-deep-supervision",
+        help="Weight the coarser outputs 1/2^i (nnU-Net's scheme); off trains on the full-resolution output alone."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars (the epoch log lines stay)."),
 ) -> None:
     """Train one fold: autolung train -d Dataset -f 0 (-c 3d_fullres to name the configuration)."""
@@ -86,7 +93,8 @@ def train(
         checkpointing=not disable_checkpointing, validation_only=val_only,
         validation_checkpoint="best" if val_best else "final",
         pretrained_weights=str(pretrained_weights) if pretrained_weights else None,
-        num_threads=threads, batch_size=batch_size)
+        num_threads=threads, batch_size=batch_size, initial_lr=learning_rate,
+        oversample_foreground=oversample_foreground, deep_supervision=deep_supervision)
     typer.echo(f"{'validated' if val_only else 'trained'} {configuration} fold {fold}: {folder}")
 
 

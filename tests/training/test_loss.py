@@ -57,6 +57,18 @@ def test_deep_supervision_weights():
     assert weights[1] == pytest.approx(weights[0] / 2)
 
 
+def test_deep_supervision_off_weights_the_full_resolution_output_alone():
+    assert deep_supervision_weights(4, enabled=False) == [1.0, 0.0, 0.0, 0.0]
+    torch.manual_seed(0)
+    outputs = [torch.randn(2, 2, 8, 8, requires_grad=True), torch.randn(2, 2, 4, 4, requires_grad=True)]
+    targets = [(torch.rand(o.shape) > 0.5).float() for o in outputs]
+    base = RegionBCEDiceLoss()
+    total = DeepSupervisionLoss(base, deep_supervision=False)(outputs, targets)
+    assert float(total.detach()) == pytest.approx(float(base(outputs[0], targets[0]).detach()), rel=1e-6)
+    total.backward()
+    assert outputs[1].grad is not None and float(outputs[1].grad.abs().max()) == 0.0
+
+
 def test_deep_supervision_loss_is_weighted_sum():
     torch.manual_seed(0)
     outputs = [torch.randn(2, 2, 8, 8), torch.randn(2, 2, 4, 4), torch.randn(2, 2, 2, 2)]
