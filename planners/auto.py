@@ -71,17 +71,23 @@ def _coarser_in_plane(factor: float):
     return fullres_spacing
 
 
-def recommend_configuration(steps: Mapping[str, float], min_iterations: int, budget_s: float) -> Decision:
+def recommend_configuration(steps: Mapping[str, float], min_iterations: int, budget_s: float,
+                            fullres_unpooled: Mapping[str, int] | None = None) -> Decision:
     """The configuration ``train`` trains when none is named, from the steps each buys in the budget.
 
     3d_fullres where it buys ``min_iterations`` steps (nnU-Net's choice, and the better model once
     trained); below that a 3D network has not converged, and 2d, whose steps are cheaper, is the
-    better use of a short CPU budget when it buys more steps.
+    better use of a short CPU budget when it buys more steps. A 3d_fullres network that never
+    downsamples an axis (its patch is too thin there) sees no more context than 2d along it, so
+    2d is recommended whenever it buys more steps (LIDC nodule crops of 6 slices: 2d 0.857
+    against 3d_fullres 0.833 in 20 minutes, docs/benchmarks.md).
 
     Args:
         steps: configuration name -> training steps its chosen plan buys in the budget.
         min_iterations: the steps a budget must buy (:data:`autolung.planning.budget.MIN_ITERATIONS`).
         budget_s: the training budget, for the reason.
+        fullres_unpooled: axis name -> patch voxels along it, for each axis 3d_fullres never
+            downsamples (None or empty: it pools every axis).
 
     Returns:
         The decision (value: the configuration name).
@@ -91,11 +97,31 @@ def recommend_configuration(steps: Mapping[str, float], min_iterations: int, bud
         name = "2d" if "2d" in steps else next(iter(steps))
         return Decision(what, name, f"{name} is the only configuration planned for these images")
     full = steps["3d_fullres"]
+    if fullres_unpooled and steps.get("2d", 0.0) > full:
+        thin = ", ".join(f"{axis} ({size} voxels)" for axis, size in fullres_unpooled.items())
+        return Decision(what, "2d", f"training device cpu: 3d_fullres never downsamples {thin}, so it sees no "
+                                    f"more context there than 2d, which buys {steps['2d']:.0f} steps in "
+                                    f"{budget_s:g} s against {full:.0f}")
     if full >= min_iterations or steps.get("2d", 0.0) <= full:
         return Decision(what, "3d_fullres", f"training device cpu: 3d_fullres buys {full:.0f} steps in "
                                             f"{budget_s:g} s (>= {min_iterations}, or no cheaper configuration)")
     return Decision(what, "2d", f"training device cpu: 3d_fullres buys only {full:.0f} steps in {budget_s:g} s "
                                 f"(< {min_iterations}, too few to converge), 2d buys {steps['2d']:.0f}")
+
+
+def unpooled_axes(config: ConfigurationPlan | None) -> dict[str, int]:
+    """Axis name (z, y, x) -> patch size, for each axis a 3D configuration never downsamples.
+
+    Args:
+        config: the configuration plan, or None.
+
+    Returns:
+        The unpooled axes (empty for 2D plans, None, or a network that pools every axis).
+    """
+    if config is None or len(config.patch_size) != 3:
+        return {}
+    pooled = [math.prod(stride[axis] for stride in config.architecture.strides) for axis in range(3)]
+    return {name: int(size) for name, size, factor in zip("zyx", config.patch_size, pooled) if factor == 1}
 
 
 def smallest_lesion_pixels(fingerprint: Fingerprint, in_plane_spacing: Sequence[float]) -> float | None:
@@ -227,7 +253,8 @@ class AutoPlanner:
         plans.configurations = configurations
         plans.planner = self.name
         plans.gpu_memory_gb = min(memory.values())
-        plans.recommended_configuration = recommend_configuration(steps, self.min_iterations, budget_s)
+        plans.recommended_configuration = recommend_configuration(
+            steps, self.min_iterations, budget_s, unpooled_axes(configurations.get("3d_fullres")))
         return plans
 
     def plan_ladder(self, in_plane_factor: float, dataset_name: str | None) -> list[Plans]:

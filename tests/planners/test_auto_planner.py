@@ -327,3 +327,24 @@ def test_short_cpu_budget_recommends_2d_with_a_small_batch() -> None:
 ])
 def test_recommendation_rule(steps: dict, expected: str) -> None:
     assert recommend_configuration(steps, 1000, 300.0).value == expected
+
+
+def test_a_3d_network_that_never_pools_an_axis_yields_to_2d() -> None:
+    thin = {"z": 6}
+    decision = recommend_configuration({"2d": 28000.0, "3d_fullres": 3000.0}, 1000, 1200.0, thin)
+    assert decision.value == "2d" and "never downsamples z (6 voxels)" in decision.rule
+    # not when 2d is no cheaper, and not when 3d pools every axis
+    assert recommend_configuration({"2d": 2000.0, "3d_fullres": 3000.0}, 1000, 1200.0, thin).value == "3d_fullres"
+    assert recommend_configuration({"2d": 28000.0, "3d_fullres": 3000.0}, 1000, 1200.0, {}).value == "3d_fullres"
+
+
+def test_thin_nodule_crops_recommend_2d_at_any_cpu_budget() -> None:
+    """LIDC-like crops of 6 slices: the 3D patch cannot be pooled along z, so 2d even at 20 minutes."""
+    crops = synthetic_fingerprint([(1.25, 0.703125, 0.703125)] * 40, [(6, 44, 44)] * 40)
+    plans = AutoPlanner(crops, device="cpu", time_budget_s=1200, probe=Probe(0.01)).plan()
+    full = plans.configurations["3d_fullres"]
+    assert full.patch_size[0] < 8 and all(stride[0] == 1 for stride in full.architecture.strides)
+    assert plans.recommended().value == "2d" and "never downsamples z" in plans.recommended().rule
+    # Hippocampus-like volumes pool every axis and keep 3d_fullres on a long budget
+    assert AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=3600,
+                       probe=Probe(0.01)).plan().recommended().value == "3d_fullres"
