@@ -3,11 +3,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 from autolung.errors import LockedError
-from autolung.utils.locking import LOCK_NAME, folder_lock
+from autolung.utils.locking import LOCK_NAME, file_lock, folder_lock
 
 
 def test_second_holder_is_refused_while_owner_lives(tmp_path):
@@ -43,11 +45,6 @@ def test_lock_released_after_exception(tmp_path):
 
 def test_threads_of_one_process_take_turns(tmp_path):
     """A lock file names only the PID: another thread's lock must not look stale to this one."""
-    import threading
-    import time
-
-    from autolung.utils.locking import file_lock
-
     lock = tmp_path / "record.lock"
     inside: list[int] = []
     overlaps: list[int] = []
@@ -70,10 +67,6 @@ def test_threads_of_one_process_take_turns(tmp_path):
 
 
 def test_a_thread_is_refused_while_another_holds_the_lock(tmp_path):
-    import threading
-
-    from autolung.utils.locking import file_lock
-
     lock = tmp_path / "record.lock"
     errors: list[BaseException] = []
 
