@@ -45,6 +45,11 @@ class TrainingOptions:
         oversample_foreground: fraction of each batch forced to centre on a foreground voxel.
         deep_supervision: weight the coarser outputs 1/2^i as nnU-Net does; False trains on the
             full-resolution output alone.
+        warmup_fraction: fraction of training over which the learning rate rises linearly to the
+            poly schedule (0 = no warm-up, nnU-Net's recipe).
+        augmentation_strength: multiplies the probability of every random augmentation (rotation,
+            scaling, noise, blur, brightness, contrast, low resolution, gamma); 1 is nnU-Net's
+            recipe, 0 keeps only the random crop and mirroring.
         checkpoint_every: epochs between ``checkpoint_latest.pt`` writes.
         ema_momentum: weight of the old value in the EMA of the validation pseudo-Dice.
         precision: autocast dtype; "auto" = bfloat16 where the device runs it fast, else float32.
@@ -86,6 +91,8 @@ class TrainingOptions:
     poly_exponent: float = 0.9
     oversample_foreground: float = 0.33
     deep_supervision: bool = True
+    warmup_fraction: float = 0.0
+    augmentation_strength: float = 1.0
     checkpoint_every: int = 5
     ema_momentum: float = 0.9
     precision: str = "auto"
@@ -145,6 +152,10 @@ class TrainingOptions:
             raise AutolungError(f"`initial_lr` must be positive, got {self.initial_lr}")
         if not 0.0 <= self.oversample_foreground <= 1.0:
             raise AutolungError(f"`oversample_foreground` must be in [0, 1], got {self.oversample_foreground}")
+        if not 0.0 <= self.warmup_fraction <= 0.5:
+            raise AutolungError(f"`warmup_fraction` must be in [0, 0.5], got {self.warmup_fraction}")
+        if not 0.0 <= self.augmentation_strength <= 1.0:
+            raise AutolungError(f"`augmentation_strength` must be in [0, 1], got {self.augmentation_strength}")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -184,7 +184,7 @@ def build_setup(inputs: FoldInputs, options: TrainingOptions, context: ddp.Distr
                              deep_supervision=options.deep_supervision),
         optimizer=make_optimizer(module.parameters(), options.initial_lr, options.momentum, options.weight_decay),
         schedule=Schedule(options.epochs, options.iters_per_epoch, options.time_budget_s, options.initial_lr,
-                          options.poly_exponent),
+                          options.poly_exponent, options.warmup_fraction),
         train_stream=_stream_factory(train_builder, workers),
         val_stream=_stream_factory(val_builder, min(workers, 1) if options.val_iters > 0 else 0),
         device=device, amp_dtype=hardware.autocast_dtype(device, options.precision), channels_last=channels_last,
@@ -208,7 +208,8 @@ def _builders(inputs: FoldInputs, options: TrainingOptions, forced: list[bool],
     store = CaseStore(inputs.case_folder, previous_stage=inputs.previous_stage, previous_labels=inputs.previous_labels)
     regions, kind = inputs.plans.region_mapping, options.output_kind
     train = BatchBuilder(store, inputs.train_cases, augmentation.patch_size, augmentation.sample_size, forced,
-                         regions, kind, default_pipeline(augmentation), options.seed, STREAM_TRAIN, rank)
+                         regions, kind, default_pipeline(augmentation, options.augmentation_strength), options.seed,
+                         STREAM_TRAIN, rank)
     val = BatchBuilder(store, inputs.val_cases, augmentation.patch_size, augmentation.patch_size, forced,
                        regions, kind, None, options.seed, STREAM_VAL, rank)
     logger.info("patch %s sampled at %s%s; batch %d on this rank (%d forced foreground)",

@@ -3,6 +3,8 @@
 Progress is a number in [0, 1]: the completed fraction of the epochs, or, with a time budget,
 the larger of that and the elapsed fraction of the budget. The learning rate follows nnU-Net's
 polynomial decay of progress, so a time-budgeted run decays fully by the end of its budget.
+An optional linear warm-up scales it up over the first fraction of training (an ablation lever
+for short budgets; off by default, as in nnU-Net).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class Schedule:
         time_budget_s: optional wall-clock budget of the training loop.
         initial_lr: learning rate at the start.
         exponent: poly decay exponent.
+        warmup: fraction of training over which the rate rises linearly to the poly curve
+            (0 = none). It follows iterations, not only epochs, so it also works in one epoch.
     """
 
     epochs: int
@@ -43,6 +47,7 @@ class Schedule:
     time_budget_s: float | None
     initial_lr: float
     exponent: float = 0.9
+    warmup: float = 0.0
 
     def progress(self, epoch: int, iteration: int, elapsed_s: float) -> float:
         """Fraction of training done at ``iteration`` of ``epoch`` (both 0-based).
@@ -64,7 +69,21 @@ class Schedule:
         Returns:
             Learning rate.
         """
-        return poly_lr(self.initial_lr, self.progress(epoch, iteration, elapsed_s), self.exponent)
+        rate = poly_lr(self.initial_lr, self.progress(epoch, iteration, elapsed_s), self.exponent)
+        return rate * self.warmup_factor(epoch, iteration, elapsed_s)
+
+    def warmup_factor(self, epoch: int, iteration: int, elapsed_s: float) -> float:
+        """The warm-up's multiplier of the poly rate at this point: 1 once ``warmup`` has passed.
+
+        Returns:
+            A factor in (0, 1].
+        """
+        if self.warmup <= 0.0:
+            return 1.0
+        done = (epoch * self.iters_per_epoch + iteration + 1) / (self.epochs * self.iters_per_epoch)
+        if self.time_budget_s is not None:
+            done = max(done, elapsed_s / self.time_budget_s)
+        return min(1.0, done / self.warmup)
 
     def out_of_time(self, elapsed_s: float) -> bool:
         """True once the time budget is spent (never without a budget).

@@ -77,6 +77,11 @@ def train(
     deep_supervision: bool = typer.Option(
         True, "--deep-supervision/--no-deep-supervision",
         help="Weight the coarser outputs 1/2^i (nnU-Net's scheme); off trains on the full-resolution output alone."),
+    warmup: float = typer.Option(
+        0.0, "--warmup", help="Fraction of training (0-0.5) over which the learning rate rises linearly; 0 = none."),
+    augmentation_strength: float = typer.Option(
+        1.0, "--augmentation-strength",
+        help="Multiplies every random augmentation's probability: 1 = nnU-Net's recipe, 0 = crop and mirroring only."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars (the epoch log lines stay)."),
 ) -> None:
     """Train one fold: autolung train -d Dataset -f 0 (-c 3d_fullres to name the configuration)."""
@@ -94,7 +99,8 @@ def train(
         validation_checkpoint="best" if val_best else "final",
         pretrained_weights=str(pretrained_weights) if pretrained_weights else None,
         num_threads=threads, batch_size=batch_size, initial_lr=learning_rate,
-        oversample_foreground=oversample_foreground, deep_supervision=deep_supervision)
+        oversample_foreground=oversample_foreground, deep_supervision=deep_supervision,
+        warmup_fraction=warmup, augmentation_strength=augmentation_strength)
     typer.echo(f"{'validated' if val_only else 'trained'} {configuration} fold {fold}: {folder}")
 
 

@@ -116,3 +116,30 @@ def test_initial_patch_size_and_pipeline_output_shape():
     for _ in range(20):
         out = pipeline(Sample(data, seg), rng)
         assert out.data.shape == (1, 16, 16) and out.data.dtype == np.float32 and out.seg.shape == (1, 16, 16)
+
+
+def test_zero_strength_keeps_only_the_crop_and_mirroring():
+    plan = plan_augmentation((16, 16), (999.0, 1.0, 1.0))
+    rng = np.random.default_rng(0)
+    data = np.random.default_rng(1).normal(size=(1, *plan.sample_size)).astype(np.float32)
+    seg = np.zeros((1, *plan.sample_size), dtype=np.int8)
+    centre = tuple(slice((s - 16) // 2, (s - 16) // 2 + 16) for s in plan.sample_size)
+    crop = data[(slice(None), *centre)]
+    mirrors = [crop, crop[:, ::-1], crop[:, :, ::-1], crop[:, ::-1, ::-1]]
+    pipeline = default_pipeline(plan, strength=0.0)
+    for _ in range(20):
+        out = pipeline(Sample(data, seg), rng).data
+        assert any(np.allclose(out, m, atol=1e-5) for m in mirrors)
+
+
+def test_strength_scales_every_probability():
+    plan = plan_augmentation((16, 16), (999.0, 1.0, 1.0))
+    full, half = default_pipeline(plan), default_pipeline(plan, strength=0.5)
+
+    def probabilities(pipeline: Compose) -> list[float]:
+        affine = pipeline.transforms[0]
+        return [affine.p_rotation, affine.p_scale] + [t.p for t in pipeline.transforms if isinstance(t, Maybe)]
+
+    assert probabilities(half) == pytest.approx([p / 2 for p in probabilities(full)])
+    with pytest.raises(ValueError, match="strength"):
+        default_pipeline(plan, strength=1.5)

@@ -42,6 +42,19 @@ def test_poly_schedule_by_epoch_and_by_time():
     assert budget.out_of_time(100) and not budget.out_of_time(99)
 
 
+def test_warmup_rises_linearly_then_follows_the_poly_curve():
+    by_iterations = Schedule(epochs=1, iters_per_epoch=100, time_budget_s=None, initial_lr=1e-2, warmup=0.1)
+    assert by_iterations.learning_rate(0, 0, 0.0) == pytest.approx(1e-2 * 0.1)
+    assert by_iterations.learning_rate(0, 4, 0.0) == pytest.approx(1e-2 * 0.5)
+    # Past the warm-up an epochs-only run is on nnU-Net's per-epoch curve (progress 0 in epoch 0).
+    assert by_iterations.learning_rate(0, 50, 0.0) == pytest.approx(1e-2)
+    by_time = Schedule(epochs=1000, iters_per_epoch=250, time_budget_s=100.0, initial_lr=1e-2, warmup=0.2)
+    assert by_time.learning_rate(0, 0, 10.0) == pytest.approx(poly_lr(1e-2, 0.1) * 0.5)
+    assert by_time.learning_rate(3, 0, 60.0) == pytest.approx(poly_lr(1e-2, 0.6))
+    plain = Schedule(epochs=1000, iters_per_epoch=250, time_budget_s=100.0, initial_lr=1e-2)
+    assert plain.learning_rate(0, 0, 0.0) == pytest.approx(1e-2)
+
+
 def test_splits_are_seeded_saved_and_respected(tmp_path):
     cases = [f"c{i}" for i in range(12)]
     splits = make_splits(cases)

@@ -53,11 +53,13 @@ def plan_augmentation(patch_size: Sequence[int], spacing: Sequence[float]) -> Au
     return AugmentationPlan(patch, initial_patch_size(patch, angle, in_plane_axis), in_plane_axis)
 
 
-def default_pipeline(plan: AugmentationPlan) -> Compose:
+def default_pipeline(plan: AugmentationPlan, strength: float = 1.0) -> Compose:
     """nnU-Net's default training augmentation for ``plan``.
 
     Args:
         plan: from :func:`plan_augmentation`.
+        strength: multiplies every transform's probability (1: nnU-Net's recipe; 0: only the
+            random crop and mirroring). Mirroring stays at any strength: prediction mirrors too.
 
     Returns:
         A :class:`Compose` mapping a sample of ``plan.sample_size`` to one of ``plan.patch_size``.
@@ -66,15 +68,17 @@ def default_pipeline(plan: AugmentationPlan) -> Compose:
     in_plane = plan.in_plane_axis is not None
     ignore_axes = (plan.in_plane_axis,) if in_plane else ()
     angle = rotation_range(dim, plan.patch_size, in_plane)
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"`strength` must be in [0, 1], got {strength}")
     return Compose([
-        RandomAffineCrop(plan.patch_size, angle, (0.7, 1.4), p_rotation=0.2, p_scale=0.2,
+        RandomAffineCrop(plan.patch_size, angle, (0.7, 1.4), p_rotation=0.2 * strength, p_scale=0.2 * strength,
                          in_plane_axis=plan.in_plane_axis),
-        Maybe(GaussianNoise((0.0, 0.1)), 0.1),
-        Maybe(GaussianBlur((0.5, 1.0), p_per_channel=0.5), 0.2),
-        Maybe(Brightness((0.75, 1.25)), 0.15),
-        Maybe(Contrast((0.75, 1.25)), 0.15),
-        Maybe(LowResolution((0.5, 1.0), p_per_channel=0.5, ignore_axes=ignore_axes), 0.25),
-        Maybe(Gamma((0.7, 1.5), invert=True), 0.1),
-        Maybe(Gamma((0.7, 1.5), invert=False), 0.3),
+        Maybe(GaussianNoise((0.0, 0.1)), 0.1 * strength),
+        Maybe(GaussianBlur((0.5, 1.0), p_per_channel=0.5), 0.2 * strength),
+        Maybe(Brightness((0.75, 1.25)), 0.15 * strength),
+        Maybe(Contrast((0.75, 1.25)), 0.15 * strength),
+        Maybe(LowResolution((0.5, 1.0), p_per_channel=0.5, ignore_axes=ignore_axes), 0.25 * strength),
+        Maybe(Gamma((0.7, 1.5), invert=True), 0.1 * strength),
+        Maybe(Gamma((0.7, 1.5), invert=False), 0.3 * strength),
         RandomMirror(tuple(range(dim))),
     ])
