@@ -372,7 +372,7 @@ def nnunet_log_epochs(results: Path) -> tuple[int, float]:
 
 
 def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path, configuration: str | None,
-               predictor: str = "nnunet", reuse_training: bool = False) -> dict:
+               predictor: str = "nnunet", reuse_training: bool = False, predict_mode: str = "full") -> dict:
     """Plan, train within ``budget_s``, predict the test cases and score nnU-Net v2.
 
     Args:
@@ -383,6 +383,9 @@ def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path
             fraction of the time; prediction is outside the budget either way.
         reuse_training: keep a finished training in ``work`` (from a run whose prediction was
             stopped) and only predict and score.
+        predict_mode: with ``predictor="autolung"``, its ``--mode``: ``full`` (above) or ``fast``
+            (body crop, no mirroring, step 0.75), for whole CTs whose full-mode prediction would
+            take longer than the training.
     """
     files = SetFiles(DATA / set_name)
     configuration = configuration or files.default_configuration
@@ -400,7 +403,7 @@ def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path
     shutil.rmtree(predictions, ignore_errors=True)
     if predictor == "autolung":
         predict_s = run([sys.executable, "-m", "autolung_cli", "predict", "-i", str(images), "-o", str(predictions),
-                         "--model", str(trained), "-f", "0", "--checkpoint", "final", "--mode", "full",
+                         "--model", str(trained), "-f", "0", "--checkpoint", "final", "--mode", predict_mode,
                          "--precision", "float32", "--no-progress"], work / "predict.log",
                         dict(os.environ, PYTHONPATH=str(REPO)), pin=False)
     else:
@@ -415,7 +418,7 @@ def run_nnunet(set_name: str, budget_s: float, fold: int, work: Path, venv: Path
     return {"iterations": iterations, "train_loop_s": round(loop_s, 1), "train_process_s": _finite(train_s),
             "plan_preprocess_s": _finite(plan_s), "predict_s": round(predict_s, 1),
             "predicted_by": "nnUNetv2_predict" if predictor == "nnunet" else
-            "autolung predict --model (nnU-Net's folder) --mode full --precision float32",
+            f"autolung predict --model (nnU-Net's folder) --mode {predict_mode} --precision float32",
             "configuration": configuration, "dice": dice, "converted_to_png": files.ending == ".jpg",
             "plan": {"patch": cfg["patch_size"], "batch": cfg["batch_size"], "spacing": cfg["spacing"],
                      "features": arch.get("features_per_stage")}}
@@ -688,7 +691,7 @@ def run_tool(args: argparse.Namespace, tool: str) -> None:
                                    args.configuration, args.iterations, args.plan_arg)
         elif tool == "nnunet":
             outcome = run_nnunet(args.set, budget_s, args.fold, work, args.nnunet_venv, args.configuration,
-                                 args.nnunet_predictor, reused)
+                                 args.nnunet_predictor, reused, args.nnunet_predict_mode)
         else:
             raise SystemExit(f"unknown tool {tool!r}: autolung:<planner> or nnunet")
         result = {"set": args.set, "fold": args.fold, "budget_s": None if args.iterations else budget_s,
@@ -724,6 +727,9 @@ def main() -> None:
     run_parser.add_argument("--nnunet-predictor", choices=("nnunet", "autolung"), default="nnunet",
                             help="who predicts the test cases with nnU-Net's trained model: nnUNetv2_predict, or "
                                  "autolung predict --model in float32 full mode (far faster on LIDC crops)")
+    run_parser.add_argument("--nnunet-predict-mode", choices=("full", "fast"), default="full",
+                            help="with --nnunet-predictor autolung: its --mode (fast for whole CTs, whose full "
+                                 "prediction takes longer than the training)")
     run_parser.add_argument("--reuse-nnunet-training", action="store_true",
                             help="keep nnU-Net's finished training in the work folder (a run whose prediction was "
                                  "stopped): only predict and score; the record keeps that run's start and machine")

@@ -1,7 +1,7 @@
 """Whole chest CT prediction on a CPU: time, peak memory and per-class Dice of every speed lever.
 
-A ``cpu``-planner model is trained (or reused) on two of the three NSCLC-Radiomics scans in
-``../shared/data/NSCLC_LungCT`` (fold ``all`` of a copy that leaves one scan out), then the
+A ``cpu``-planner 3d_fullres model (or another, ``--configuration``/``--planner``) is trained (or
+reused) on two of the three NSCLC-Radiomics scans in ``../shared/data/NSCLC_LungCT`` (fold ``all`` of a copy that leaves one scan out), then the
 held-out whole scan is predicted through the real command line (``autolung predict``), once per
 lever setting, from the command to the written mask. Each run's wall time and peak memory (PSS of
 the process tree) are measured, and its CPU time (user + system of the process tree, less
@@ -50,6 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "NSCLC_LungCT"
 DATASET = "NSCLC_LOO"
 PLANNER = "cpu"
+CONFIGURATION = "3d_fullres"
 CLASSES = {"lung": 1, "tumour": 2}
 SETTINGS = {
     "full": ["--mode", "full"],
@@ -94,21 +95,27 @@ def prepare_dataset(work: Path, held_out: str) -> Path:
     return raw
 
 
-def train(work: Path, held_out: str, budget: str, env: dict[str, str]) -> dict:
-    """Plan, preprocess and train fold ``all`` with the cpu planner unless already trained."""
+def train(work: Path, held_out: str, budget: str, env: dict[str, str], model: tuple[str, str]) -> dict:
+    """Plan, preprocess and train fold ``all`` of ``model`` (configuration, planner) unless already trained."""
+    configuration, planner = model
     prepare_dataset(work, held_out)
     root = ["--root", str(work / "root")]
-    model = work / "root" / "results" / DATASET / f"3d_fullres__{PLANNER}" / "fold_all" / "checkpoint_final.pt"
-    if model.is_file():
-        expose_as_fold_0(model.parent)
-        return {"reused": str(model)}
+    checkpoint = (work / "root" / "results" / DATASET / f"{configuration}__{planner}" / "fold_all" /
+                  "checkpoint_final.pt")
+    if checkpoint.is_file():
+        expose_as_fold_0(checkpoint.parent)
+        return {"reused": str(checkpoint), "configuration": configuration, "planner": planner}
     cli = autolung_command()
-    run([*cli, "plan_and_preprocess", "-d", DATASET, "--planner", PLANNER, "-c", "3d_fullres", *root], env)
+    # The auto planner sizes the plan for the budget it is given.
+    budget_args = ["--time-budget", budget] if planner == "auto" else []
+    run([*cli, "plan_and_preprocess", "-d", DATASET, "--planner", planner, "-c", configuration, *budget_args,
+         *root], env)
     start = time.perf_counter()
-    run([*cli, "train", "-d", DATASET, "-c", "3d_fullres", "-f", "all", "--planner", PLANNER, "--time-budget",
+    run([*cli, "train", "-d", DATASET, "-c", configuration, "-f", "all", "--planner", planner, "--time-budget",
          budget, "--device", "cpu", "--no-final-validation", *root], env)
-    expose_as_fold_0(model.parent)
-    return {"trained_s": round(time.perf_counter() - start, 1), "budget": budget}
+    expose_as_fold_0(checkpoint.parent)
+    return {"trained_s": round(time.perf_counter() - start, 1), "budget": budget, "configuration": configuration,
+            "planner": planner}
 
 
 def expose_as_fold_0(fold_all: Path) -> None:
@@ -155,10 +162,12 @@ def scores(mask: Path, reference: Path) -> dict[str, float]:
     return {**per_class, "mean": round(float(np.mean(list(per_class.values()))), 4)}
 
 
-def predict(work: Path, setting: str, images: Path, labels: Path, threads: int, env: dict[str, str]) -> dict:
+def predict(work: Path, setting: str, images: Path, labels: Path, threads: int, env: dict[str, str],
+            model: tuple[str, str] = (CONFIGURATION, PLANNER)) -> dict:
+    configuration, planner = model
     output = work / f"pred_{images.name}_{setting}"
     command = [*autolung_command(), "predict", "-i", str(images), "-o", str(output), "-d", DATASET, "-c",
-               "3d_fullres", "-f", "0", "--planner", PLANNER, "--root", str(work / "root"), "--threads",
+               configuration, "-f", "0", "--planner", planner, "--root", str(work / "root"), "--threads",
                str(threads), "--no-progress", "--overwrite", "--device", "cpu", *SETTINGS[setting]]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds, peak = run_measured(command, env)
@@ -283,6 +292,8 @@ def main() -> None:
     parser.add_argument("--held-out", default="lung1_003")
     parser.add_argument("--budget", default="8m", help="training time budget when no model is there yet")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configuration", default=CONFIGURATION, help="the configuration trained and predicted")
+    parser.add_argument("--planner", default=PLANNER, help="the planner of that configuration (auto, cpu, ...)")
     parser.add_argument("--settings", default="fast,no_mirror,fast_mirror_x,full",
                         help=f"comma list of {', '.join(SETTINGS)}")
     parser.add_argument("--region", type=int, nargs=3, default=None, metavar=("Z", "Y", "X"),
@@ -298,14 +309,15 @@ def main() -> None:
         sys.exit(f"{DATA} not found: the benchmark needs the shared NSCLC scans")
     args.work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
+    model = (args.configuration, args.planner)
     result: dict = {"machine": machine(), "held_out": args.held_out, "threads": args.threads,
-                    "training": train(args.work, args.held_out, args.budget, env), "rows": []}
+                    "training": train(args.work, args.held_out, args.budget, env, model), "rows": []}
     plan = [(None, name) for name in args.settings.split(",") if name]
     if args.region:
         plan += [(args.region, name) for name in args.region_settings.split(",") if name]
     for region, setting in plan:
         images, labels = held_out_input(args.work, args.held_out, region)
-        row = predict(args.work, setting, images, labels, args.threads, env)
+        row = predict(args.work, setting, images, labels, args.threads, env, model)
         result["rows"].append(row)
         add_agreement(result["rows"])
         print(json.dumps(row), flush=True)

@@ -149,7 +149,7 @@ def test_a_resumed_nnunet_run_keeps_its_start_and_machine_and_still_pairs(tmp_pa
     args = argparse.Namespace(set="LIDCNodules3D", budget="5m", fold=0, iterations=None, variant="defaults",
                               work=tmp_path, results=tmp_path / "results.json", train_arg=[], plan_arg=[],
                               configuration=None, nnunet_venv=tmp_path, nnunet_predictor="autolung",
-                              reuse_nnunet_training=True)
+                              reuse_nnunet_training=True, nnunet_predict_mode="fast")
     work = tmp_path / "LIDCNodules3D_f0_300s_nnunet_defaults"
     work.mkdir()
     started = "2026-12-01T04:21:24+00:00"
@@ -164,11 +164,11 @@ def test_a_resumed_nnunet_run_keeps_its_start_and_machine_and_still_pairs(tmp_pa
     record = json.loads(args.results.read_text())[0]
     assert record["started"] == started and record["machine"]["pinned_cores"] == [1]
     assert record["machine"]["resumed"] > started
-    assert calls[0][-2:] == ("autolung", True)  # predicted by autolung, the training reused
+    assert calls[0][-3:] == ("autolung", True, "fast")  # predicted by autolung in fast mode, the training reused
     ours = dict(record, tool="autolung:auto", machine={"pinned_cores": [0], "cores": 2})
     assert tta.paired_runs([ours, record]) == [(ours, record)]
     fresh = tmp_path / "fresh"
     tta.run_tool(argparse.Namespace(**{**vars(args), "reuse_nnunet_training": False, "work": fresh}), "nnunet")
-    assert calls[1][-1] is False and json.loads((fresh / work.name / tta.RUN_RECORD).read_text())["started"] > started
+    assert calls[1][-2] is False and json.loads((fresh / work.name / tta.RUN_RECORD).read_text())["started"] > started
     tta._clear_work(work)  # a new training empties the folder but keeps the run's start record
     assert [entry.name for entry in work.iterdir()] == [tta.RUN_RECORD]
