@@ -81,8 +81,8 @@ MODE_LEVERS = {
 DEFAULT_MODE_BY_DEVICE = {"cpu": "fast", "cuda": "full", "mps": "full"}
 DEFAULT_MODE_REASON = {
     "cpu": "the CPU default: on a held-out whole NSCLC chest CT fast took about a minute against full's 26 "
-           "(3% of its network passes) at mean Dice 0.44 against 0.29 (docs/benchmarks.md); mode full is the "
-           "reference",
+           "with a 3D model (3% of its network passes), at mean Dice 0.44 against 0.29, and 23 s against 204 s "
+           "with a 2D model, at 0.48 against 0.33 (docs/benchmarks.md); mode full is the reference",
     "cuda": "the GPU default: every mirroring costs seconds there",
     "mps": "the GPU default: every mirroring costs seconds there",
 }
@@ -132,7 +132,7 @@ def resolve_levers(mode: str, device_type: str, step_size: float | None = None,
         crop_to_body: overrides the mode's body crop when not None.
         skip_empty_windows: overrides the mode's window skipping when not None.
         restrict_to_body: overrides the mode's background outside the body when not None.
-        whole_body_ct: whether the models are 3D CT models of whole body sections
+        whole_body_ct: whether the models are CT models of whole body sections
             (:func:`is_whole_body_ct`); "auto" picks ``fast`` on a CPU only for those, where it was
             measured.
 
@@ -149,8 +149,8 @@ def resolve_levers(mode: str, device_type: str, step_size: float | None = None,
         mode = DEFAULT_MODE_BY_DEVICE.get(device_type, "full")
         reason = DEFAULT_MODE_REASON.get(device_type, "no measured default for this device")
         if mode == "fast" and not whole_body_ct:
-            mode, reason = "full", ("fast mode was measured on whole-body 3D CT only, and these models are not "
-                                    "3D CT models of whole body sections")
+            mode, reason = "full", ("fast mode was measured on whole-body CT only, and these models are not "
+                                    "CT models of whole body sections")
         reasons.append(f"mode auto on {device_type}: {mode}, {reason}")
     else:
         reasons.append(f"mode {mode} as asked")
@@ -197,7 +197,7 @@ def spans_body_section(shape_yx: Sequence[int], spacing_yx: Sequence[float]) -> 
 
 
 def is_whole_body_ct(configuration: object) -> bool:
-    """A 3D configuration with ``ct`` normalization trained on whole body sections (median
+    """A 2D or 3D configuration with ``ct`` normalization trained on whole body sections (median
     in-plane extent after resampling at least :data:`MIN_BODY_SECTION_MM`).
 
     Args:
@@ -208,7 +208,7 @@ def is_whole_body_ct(configuration: object) -> bool:
     """
     median = list(getattr(configuration, "median_shape_after_resampling", None) or [])
     spacing = list(configuration.spacing)
-    return (configuration.dim == 3 and body_threshold(configuration.normalization) is not None
+    return (configuration.dim in (2, 3) and body_threshold(configuration.normalization) is not None
             and len(median) == 3 and spans_body_section(median[1:], spacing[1:]))
 
 

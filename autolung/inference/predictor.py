@@ -98,7 +98,7 @@ class PredictionOptions:
 
     def levers(self, whole_body_ct: bool = True) -> ResolvedLevers:
         """The levers these options give on ``device`` ("auto" resolved first) for models of
-        whole-body 3D CT or not (``whole_body_ct``), with the reasons."""
+        whole-body CT or not (``whole_body_ct``), with the reasons."""
         axes = self.mirror_axes
         if axes is None and self.mirror is not None:
             axes = ALL_AXES if self.mirror else ()
@@ -410,7 +410,7 @@ def check_output_folder(input_path: Path, output_folder: Path) -> None:
 
 
 def predicts_whole_body_ct(models: Sequence[TrainedModel]) -> bool:
-    """Whether every model is a 3D CT model of whole body sections, where the CPU's ``fast``
+    """Whether every model is a CT model of whole body sections, where the CPU's ``fast``
     default was measured (:func:`~autolung.inference.levers.is_whole_body_ct`)."""
     from autolung.inference.levers import is_whole_body_ct
 

@@ -71,7 +71,7 @@ def predict_command(
     mode: str = typer.Option("auto", "--mode", help="full (every mirroring, step 0.5, whole volume: the reference), "
                                                     "fast (body crop, empty windows skipped, background outside the "
                                                     "body, no mirroring, step 0.75) or auto "
-                                                    "(full on GPUs; on CPUs fast for 3D CT models of whole body "
+                                                    "(full on GPUs; on CPUs fast for 2D and 3D CT models of whole body "
                                                     "sections, else full; the log says which and why)."),
     mirror_axes: Optional[str] = typer.Option(None, "--mirror-axes",
                                               help="Axes to mirror at test time, e.g. zyx, x or none "

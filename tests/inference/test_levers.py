@@ -78,7 +78,7 @@ def test_modes_resolve_to_their_levers_and_overrides_win():
     on_cpu = resolve_levers("auto", "cpu")
     assert on_cpu.mode == "fast" and "mode auto on cpu: fast" in on_cpu.explain()
     not_ct = resolve_levers("auto", "cpu", whole_body_ct=False)
-    assert not_ct.mode == "full" and "measured on whole-body 3D CT only" in not_ct.explain()
+    assert not_ct.mode == "full" and "measured on whole-body CT only" in not_ct.explain()
     with pytest.raises(ValueError, match="mode"):
         resolve_levers("quick", "cpu")
     with pytest.raises(ValueError, match="mirror_axes"):
@@ -233,6 +233,9 @@ def test_body_levers_stay_off_on_crops_and_fast_is_the_cpu_default_only_for_whol
     assert not is_whole_body_ct(configuration)
     whole = type(configuration)(**{**configuration.__dict__, "median_shape_after_resampling": [40, 400, 400]})
     assert is_whole_body_ct(whole)
+    # A 2D model of whole sections counts too (its windows are slices of the same volume).
+    assert is_whole_body_ct(type(whole)(**{**whole.__dict__, "dim": 2}))
+    assert not is_whole_body_ct(type(whole)(**{**whole.__dict__, "dim": 2, "median_shape_after_resampling": [40, 50, 50]}))
 
 
 def test_fast_mode_restricts_to_the_body_at_three_quarters_of_a_patch():
