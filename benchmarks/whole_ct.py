@@ -26,6 +26,7 @@ Usage::
     .venv/bin/python benchmarks/whole_ct.py WORK [--held-out lung1_003] [--budget 8m] [--threads 2]
         [--settings fast,no_mirror,mirror_x_fast,full] [--json out.json]
         [--nnunet --nnunet-settings nnunet_notta,fast,no_mirror,fast_float32]
+    .venv/bin/python benchmarks/whole_ct.py WORK --roi-bound    # coarse-to-fine's ceiling, labels only
 """
 from __future__ import annotations
 
@@ -279,6 +280,37 @@ def add_agreement(rows: list[dict]) -> None:
         row["cpu_time_vs_full"] = round(row["cpu_s"] / reference["cpu_s"], 3)
 
 
+# Patches whose window counts bound what coarse-to-fine could save: the cpu preset's, nnU-Net's
+# 3d_fullres plan for these scans, and the auto planner's 2d plan.
+ROI_BOUND_PATCHES = {"cpu 3d_fullres": (20, 80, 80), "nnU-Net 3d_fullres": (48, 224, 192), "auto 2d": (1, 192, 192)}
+
+
+def roi_window_bound(step_size: float = 0.75) -> list[dict]:
+    """How many of ``fast``'s windows touch the reference foreground, per scan and patch.
+
+    A coarse-to-fine pass can at best skip the body windows holding no lung or tumour voxel, so
+    this is the ceiling of its saving, from the labels alone (no network runs). Volumes are taken
+    on their own grid (the plans resample these scans to about their own spacing).
+    """
+    sys.path.insert(0, str(REPO))
+    from autolung.inference.levers import BODY_THRESHOLD_HU, body_box, body_mask
+    from autolung.inference.window_grid import window_starts
+
+    rows = []
+    for label_file in sorted((DATA / "labelsTr").glob("*.nii.gz")):
+        case = label_file.name[:-len(".nii.gz")]
+        image = sitk.GetArrayFromImage(sitk.ReadImage(str(DATA / "imagesTr" / label_file.name)))
+        foreground = sitk.GetArrayFromImage(sitk.ReadImage(str(label_file))) > 0
+        body = body_mask(image.astype(np.float32), BODY_THRESHOLD_HU)
+        for name, patch in ROI_BOUND_PATCHES.items():
+            box = body_box(body, patch)
+            windows = [w for w in window_starts(body[box].shape, patch, step_size) if body[box][w].any()]
+            touching = sum(1 for w in windows if foreground[box][w].any())
+            rows.append({"case": case, "patch": name, "body_windows": len(windows), "foreground_windows": touching,
+                         "share": round(touching / len(windows), 2)})
+    return rows
+
+
 def machine() -> dict:
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")), "")
@@ -304,9 +336,16 @@ def main() -> None:
     parser.add_argument("--nnunet", action="store_true", help="also run nnU-Net side by side on its own model")
     parser.add_argument("--nnunet-settings", default="nnunet_notta,fast,no_mirror,fast_float32,no_mirror_float32",
                         help="nnunet_notta, nnunet_tta, or autolung settings (optionally with _float32)")
+    parser.add_argument("--roi-bound", action="store_true",
+                        help="only count, per scan and patch, the fast mode's windows that touch the reference "
+                             "foreground: the most coarse-to-fine could skip")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} not found: the benchmark needs the shared NSCLC scans")
+    if args.roi_bound:
+        for row in roi_window_bound():
+            print(json.dumps(row), flush=True)
+        return
     args.work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(REPO)}
     model = (args.configuration, args.planner)
