@@ -273,7 +273,8 @@ def trained_fold(results: Path, planner: str) -> Path:
 
 
 def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: Path, train_args: list[str],
-                 configuration: str | None, iterations: int | None = None, plan_args: list[str] = ()) -> dict:
+                 configuration: str | None, iterations: int | None = None, plan_args: list[str] = (),
+                 extra_checkpoints: list[str] = ()) -> dict:
     files = SetFiles(DATA / set_name)
     split = make_splits.load_split(set_name, fold)
     record = json.loads((REPO / "benchmarks" / "splits" / f"{set_name}.json").read_text())
@@ -311,15 +312,23 @@ def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: 
     configuration = fold_folder.parent.name.partition("__")[0]
     epochs = [json.loads(line) for line in (fold_folder / "training_log.jsonl").read_text().splitlines() if line]
     predictions = work / "predictions"
-    predict_s = run([*autolung, "predict", "-i", str(images), "-o", str(predictions), "-d", set_name, "-c",
-                     configuration, "-f", "0", "--planner", planner, "--root", str(root), "--no-progress"],
-                    work / "predict.log", env, pin=False)
+    predict = [*autolung, "predict", "-i", str(images), "-d", set_name, "-c", configuration, "-f", "0", "--planner",
+               planner, "--root", str(root), "--no-progress"]
+    predict_s = run([*predict, "-o", str(predictions)], work / "predict.log", env, pin=False)
     dice = evaluate(labels, predictions, files, work, env)
+    # The checkpoint ablation: the same training, predicted from another of its checkpoints.
+    by_checkpoint = {}
+    for checkpoint in extra_checkpoints:
+        folder = work / f"predictions_{checkpoint}"
+        run([*predict, "-o", str(folder), "--checkpoint", checkpoint], work / f"predict_{checkpoint}.log", env,
+            pin=False)
+        by_checkpoint[checkpoint] = evaluate(labels, folder, files, work, env)
     cfg = plans["configurations"][configuration]
     return {"iterations": int(sum(e.get("iterations", 0) for e in epochs)),
             "train_loop_s": round(sum(float(e.get("epoch_time_s", e.get("time_s", 0.0))) for e in epochs), 1),
             "train_process_s": round(train_s, 1), "plan_preprocess_s": round(plan_s, 1),
             "predict_s": round(predict_s, 1), "configuration": configuration, "dice": dice,
+            **({"dice_by_checkpoint": by_checkpoint} if by_checkpoint else {}),
             "plan": {"patch": cfg["patch_size"], "batch": cfg["batch_size"], "spacing": cfg["spacing"],
                      "features": cfg["architecture"]["features_per_stage"]}}
 
@@ -688,7 +697,8 @@ def run_tool(args: argparse.Namespace, tool: str) -> None:
             (work / RUN_RECORD).write_text(json.dumps({"started": started, "machine": info}))
         if tool.startswith("autolung:"):
             outcome = run_autolung(args.set, tool.split(":", 1)[1], budget_s, args.fold, work, args.train_arg,
-                                   args.configuration, args.iterations, args.plan_arg)
+                                   args.configuration, args.iterations, args.plan_arg,
+                                   args.extra_checkpoint)
         elif tool == "nnunet":
             outcome = run_nnunet(args.set, budget_s, args.fold, work, args.nnunet_venv, args.configuration,
                                  args.nnunet_predictor, reused, args.nnunet_predict_mode)
@@ -722,6 +732,9 @@ def main() -> None:
     run_parser.add_argument("--iterations", type=int,
                             help="train this many iterations instead of a budget (autolung; recipe ablations "
                                  "on a loaded machine); --budget is then only the planning budget")
+    run_parser.add_argument("--extra-checkpoint", action="append", default=[], choices=("best",),
+                            help="also predict autolung's test cases from this checkpoint of the same training "
+                                 "(recorded as dice_by_checkpoint; the record's Dice stays the final checkpoint's)")
     run_parser.add_argument("--pin", action="store_true",
                             help="run the tools at the same time, each pinned to its own core with one thread")
     run_parser.add_argument("--nnunet-predictor", choices=("nnunet", "autolung"), default="nnunet",
