@@ -78,9 +78,11 @@ def recommend_configuration(steps: Mapping[str, float], min_iterations: int, bud
     3d_fullres where it buys ``min_iterations`` steps (nnU-Net's choice, and the better model once
     trained); below that a 3D network has not converged, and 2d, whose steps are cheaper, is the
     better use of a short CPU budget when it buys more steps. A 3d_fullres network that never
-    downsamples an axis (its patch is too thin there) sees no more context than 2d along it, so
-    2d is recommended whenever it buys more steps (LIDC nodule crops of 6 slices: 2d 0.857
-    against 3d_fullres 0.833 in 20 minutes, docs/benchmarks.md).
+    downsamples an axis (its patch is too thin there) sees little more context than 2d along it,
+    so 2d is recommended whenever it buys more steps, or enough steps to converge itself (LIDC
+    nodule crops of 6 slices: 2d 0.857 against 3d_fullres 0.833 in 20 minutes; in 5 minutes, side
+    by side, full-width 2d 0.836 in 2,851 steps against half-width 3d_fullres 0.827 in 3,001,
+    docs/benchmarks.md).
 
     Args:
         steps: configuration name -> training steps its chosen plan buys in the budget.
@@ -97,11 +99,12 @@ def recommend_configuration(steps: Mapping[str, float], min_iterations: int, bud
         name = "2d" if "2d" in steps else next(iter(steps))
         return Decision(what, name, f"{name} is the only configuration planned for these images")
     full = steps["3d_fullres"]
-    if fullres_unpooled and steps.get("2d", 0.0) > full:
+    flat = steps.get("2d", 0.0)
+    if fullres_unpooled and (flat > full or flat >= min_iterations):
         thin = ", ".join(f"{axis} ({size} voxels)" for axis, size in fullres_unpooled.items())
-        return Decision(what, "2d", f"training device cpu: 3d_fullres never downsamples {thin}, so it sees no "
-                                    f"more context there than 2d, which buys {steps['2d']:.0f} steps in "
-                                    f"{budget_s:g} s against {full:.0f}")
+        return Decision(what, "2d", f"training device cpu: 3d_fullres never downsamples {thin}, so it sees little "
+                                    f"more context there than 2d, which buys {flat:.0f} steps in {budget_s:g} s "
+                                    f"against {full:.0f} (more, or >= {min_iterations})")
     if full >= min_iterations or steps.get("2d", 0.0) <= full:
         return Decision(what, "3d_fullres", f"training device cpu: 3d_fullres buys {full:.0f} steps in "
                                             f"{budget_s:g} s (>= {min_iterations}, or no cheaper configuration)")
