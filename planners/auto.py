@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 # steps in 5 minutes and test Dice 0.000, 1,010 steps in 10 minutes and 0.779; 8 patches bought
 # 2,222 steps in 5 minutes and 0.821 (benchmarks/time_to_accuracy.py).
 SMALL_BATCH = {2: 8, 3: 2}
+# Steps 3d_fullres must buy to be recommended over a cheaper 2d on a CPU: 1,004 left the NSCLC
+# tumour unlearned (Dice 0.015 against 2d's 0.306 side by side), 2,420 beat 2d on Task04.
+MIN_3D_ITERATIONS = 2000
 # (name, base features, max features per dim, memory budget in GB), widest (costliest step) first.
 CPU_LADDER: tuple[tuple[str, int, dict[int, int], float], ...] = (
     ("full width, 8 GB patch (the GPU plan's patch)", 32, {2: 512, 3: 320}, 8.0),
@@ -72,12 +75,15 @@ def _coarser_in_plane(factor: float):
 
 
 def recommend_configuration(steps: Mapping[str, float], min_iterations: int, budget_s: float,
-                            fullres_unpooled: Mapping[str, int] | None = None) -> Decision:
+                            fullres_unpooled: Mapping[str, int] | None = None,
+                            min_3d_iterations: int = MIN_3D_ITERATIONS) -> Decision:
     """The configuration ``train`` trains when none is named, from the steps each buys in the budget.
 
-    3d_fullres where it buys ``min_iterations`` steps (nnU-Net's choice, and the better model once
-    trained); below that a 3D network has not converged, and 2d, whose steps are cheaper, is the
-    better use of a short CPU budget when it buys more steps. A 3d_fullres network that never
+    3d_fullres where it buys ``min_3d_iterations`` steps (nnU-Net's choice, and the better model
+    once trained); below that a 3D network has not converged, and 2d, whose steps are cheaper, is
+    the better use of a short CPU budget when it buys more steps (NSCLC whole CTs in 5 minutes,
+    side by side: 3d_fullres 0.406 in 1,004 steps, tumour 0.015; 2d 0.613 in 1,497, tumour 0.306;
+    Task04 in 60 minutes: 3d_fullres 0.870 in 2,420 steps, docs/benchmarks.md). A 3d_fullres network that never
     downsamples an axis (its patch is too thin there) sees little more context than 2d along it,
     so 2d is recommended whenever it buys more steps, or enough steps to converge itself (LIDC
     nodule crops of 6 slices: 2d 0.857 against 3d_fullres 0.833 in 20 minutes; in 5 minutes, side
@@ -87,6 +93,7 @@ def recommend_configuration(steps: Mapping[str, float], min_iterations: int, bud
     Args:
         steps: configuration name -> training steps its chosen plan buys in the budget.
         min_iterations: the steps a budget must buy (:data:`autolung.planning.budget.MIN_ITERATIONS`).
+        min_3d_iterations: the steps 3d_fullres must buy to be recommended over a cheaper 2d.
         budget_s: the training budget, for the reason.
         fullres_unpooled: axis name -> patch voxels along it, for each axis 3d_fullres never
             downsamples (None or empty: it pools every axis).
@@ -105,11 +112,11 @@ def recommend_configuration(steps: Mapping[str, float], min_iterations: int, bud
         return Decision(what, "2d", f"training device cpu: 3d_fullres never downsamples {thin}, so it sees little "
                                     f"more context there than 2d, which buys {flat:.0f} steps in {budget_s:g} s "
                                     f"against {full:.0f} (more, or >= {min_iterations})")
-    if full >= min_iterations or steps.get("2d", 0.0) <= full:
+    if full >= min_3d_iterations or flat <= full:
         return Decision(what, "3d_fullres", f"training device cpu: 3d_fullres buys {full:.0f} steps in "
-                                            f"{budget_s:g} s (>= {min_iterations}, or no cheaper configuration)")
+                                            f"{budget_s:g} s (>= {min_3d_iterations}, or no cheaper configuration)")
     return Decision(what, "2d", f"training device cpu: 3d_fullres buys only {full:.0f} steps in {budget_s:g} s "
-                                f"(< {min_iterations}, too few to converge), 2d buys {steps['2d']:.0f}")
+                                f"(< {min_3d_iterations}, too few to converge), 2d buys {flat:.0f}")
 
 
 def unpooled_axes(config: ConfigurationPlan | None) -> dict[str, int]:
