@@ -1,8 +1,8 @@
 """Whole chest CT prediction on a CPU: time, peak memory and per-class Dice of every speed lever.
 
 A ``cpu``-planner 3d_fullres model (or another, ``--configuration``/``--planner``) is trained (or
-reused) on two of the three NSCLC-Radiomics scans in ``../shared/data/NSCLC_LungCT`` (fold ``all`` of a copy that leaves one scan out), then the
-held-out whole scan is predicted through the real command line (``autolung predict``), once per
+reused) on two of the three NSCLC-Radiomics scans in ``../shared/data/NSCLC_LungCT`` (fold
+``all`` of a copy that leaves one scan out), then the held-out whole scan is predicted through the real command line (``autolung predict``), once per
 lever setting, from the command to the written mask. Each run's wall time and peak memory (PSS of
 the process tree) are measured, and its CPU time (user + system of the process tree, less
 sensitive than wall time to other jobs on a shared machine); each mask is scored per class (lung, tumour) against the

@@ -83,9 +83,9 @@ def recommend_configuration(steps: Mapping[str, float], min_iterations: int, bud
     once trained); below that a 3D network has not converged, and 2d, whose steps are cheaper, is
     the better use of a short CPU budget when it buys more steps (NSCLC whole CTs in 5 minutes,
     side by side: 3d_fullres 0.406 in 1,004 steps, tumour 0.015; 2d 0.613 in 1,497, tumour 0.306;
-    Task04 in 60 minutes: 3d_fullres 0.870 in 2,420 steps, docs/benchmarks.md). A 3d_fullres network that never
-    downsamples an axis (its patch is too thin there) sees little more context than 2d along it,
-    so 2d is recommended whenever it buys more steps, or enough steps to converge itself (LIDC
+    Task04 in 60 minutes: 3d_fullres 0.870 in 2,420 steps, docs/benchmarks.md). A 3d_fullres
+    network that never downsamples an axis (its patch is too thin there) sees little more context
+    than 2d along it, so 2d is recommended whenever it buys more steps, or enough steps to converge itself (LIDC
     nodule crops of 6 slices: 2d 0.857 against 3d_fullres 0.833 in 20 minutes; in 5 minutes, side
     by side, full-width 2d 0.836 in 2,851 steps against half-width 3d_fullres 0.827 in 3,001,
     docs/benchmarks.md).
@@ -93,10 +93,10 @@ def recommend_configuration(steps: Mapping[str, float], min_iterations: int, bud
     Args:
         steps: configuration name -> training steps its chosen plan buys in the budget.
         min_iterations: the steps a budget must buy (:data:`autolung.planning.budget.MIN_ITERATIONS`).
-        min_3d_iterations: the steps 3d_fullres must buy to be recommended over a cheaper 2d.
         budget_s: the training budget, for the reason.
         fullres_unpooled: axis name -> patch voxels along it, for each axis 3d_fullres never
             downsamples (None or empty: it pools every axis).
+        min_3d_iterations: the steps 3d_fullres must buy to be recommended over a cheaper 2d.
 
     Returns:
         The decision (value: the configuration name).

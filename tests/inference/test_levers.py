@@ -235,7 +235,8 @@ def test_body_levers_stay_off_on_crops_and_fast_is_the_cpu_default_only_for_whol
     assert is_whole_body_ct(whole)
     # A 2D model of whole sections counts too (its windows are slices of the same volume).
     assert is_whole_body_ct(type(whole)(**{**whole.__dict__, "dim": 2}))
-    assert not is_whole_body_ct(type(whole)(**{**whole.__dict__, "dim": 2, "median_shape_after_resampling": [40, 50, 50]}))
+    crop_2d = {**whole.__dict__, "dim": 2, "median_shape_after_resampling": [40, 50, 50]}
+    assert not is_whole_body_ct(type(whole)(**crop_2d))
 
 
 def test_fast_mode_restricts_to_the_body_at_three_quarters_of_a_patch():
