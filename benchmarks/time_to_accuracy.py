@@ -293,7 +293,8 @@ def run_autolung(set_name: str, planner: str, budget_s: float, fold: int, work: 
     if configuration:
         plan_cmd += ["-c", configuration]
     plan_cmd += list(plan_args)
-    plan_s = run(plan_cmd, work / "plan.log", env, pin=False)
+    # Pinned like training: the throughput probe in planning must measure the core and threads training gets.
+    plan_s = run(plan_cmd, work / "plan.log", env)
     plans = json.loads(next((root / "preprocessed" / set_name).glob("plans*.json")).read_text())
     (root / "preprocessed" / set_name / "splits.json").write_text(json.dumps([inner], indent=1))
     # No configuration named: the default command line, which trains the one the plans recommend.
@@ -732,9 +733,10 @@ def main() -> None:
     run_parser.add_argument("--iterations", type=int,
                             help="train this many iterations instead of a budget (autolung; recipe ablations "
                                  "on a loaded machine); --budget is then only the planning budget")
-    run_parser.add_argument("--extra-checkpoint", action="append", default=[], choices=("best",),
+    run_parser.add_argument("--extra-checkpoint", action="append", default=[], choices=("best", "weight_ema"),
                             help="also predict autolung's test cases from this checkpoint of the same training "
-                                 "(recorded as dice_by_checkpoint; the record's Dice stays the final checkpoint's)")
+                                 "(recorded as dice_by_checkpoint; the record's Dice stays the final checkpoint's; "
+                                 "weight_ema needs --train-arg=--weight-ema=DECAY)")
     run_parser.add_argument("--pin", action="store_true",
                             help="run the tools at the same time, each pinned to its own core with one thread")
     run_parser.add_argument("--nnunet-predictor", choices=("nnunet", "autolung"), default="nnunet",

@@ -119,6 +119,11 @@ def recommend_configuration(steps: Mapping[str, float], min_iterations: int, bud
                                 f"(< {min_3d_iterations}, too few to converge), 2d buys {flat:.0f}")
 
 
+def _measured(seconds: float) -> sizing.StepProbe:
+    """A probe that returns an already measured step time."""
+    return lambda *_: seconds
+
+
 def unpooled_axes(config: ConfigurationPlan | None) -> dict[str, int]:
     """Axis name (z, y, x) -> patch size, for each axis a 3D configuration never downsamples.
 
@@ -192,7 +197,8 @@ class AutoPlanner:
         time_budget_s: training wall-clock budget; None = :data:`~autolung.planning.budget.DEFAULT_CPU_BUDGET_S`
             on a CPU.
         probe: step-time probe ``probe(arch, patch, batch, in_channels, out_channels) -> s``;
-            None measures on the device (:func:`~autolung.planning.budget.probe_step_seconds`).
+            None measures on the device, every configuration's steps in turn
+            (:func:`~autolung.planning.budget.probe_interleaved`).
     """
 
     name = "auto"
@@ -241,13 +247,14 @@ class AutoPlanner:
         chosen_plans = planned[0]
         in_channels = len(chosen_plans.channel_names)
         out_channels = max(1, len(chosen_plans.region_mapping.regions))
-        probe = self.probe or sizing.probe_step_seconds
+        ladders = {name: self.candidates(planned, name) for name in planned[0].configurations}
+        measured = dict(zip(ladders, self.measure([ladder[-1] for ladder in ladders.values()], in_channels,
+                                                  out_channels)))
         configurations: dict[str, ConfigurationPlan] = {}
         memory, steps = {}, {}
-        for name in planned[0].configurations:
-            candidates = self.candidates(planned, name)
-            chosen, probed = sizing.rank_candidates(candidates, budget_s, in_channels, out_channels, probe,
-                                                    self.min_iterations)
+        for name, candidates in ladders.items():
+            chosen, probed = sizing.rank_candidates(candidates, budget_s, in_channels, out_channels,
+                                                    _measured(measured[name]), self.min_iterations)
             index = _rung_index(chosen)
             config = planned[index].configurations[name]
             decisions = self.choice_decisions(candidates, chosen, probed, budget_s, budget_rule)
@@ -266,6 +273,19 @@ class AutoPlanner:
         plans.recommended_configuration = recommend_configuration(
             steps, self.min_iterations, budget_s, unpooled_axes(configurations.get("3d_fullres")))
         return plans
+
+    def measure(self, references: Sequence[sizing.Candidate], in_channels: int, out_channels: int) -> list[float]:
+        """Seconds per training step of each configuration's cheapest candidate.
+
+        With no probe given, measured on the CPU with the configurations' steps in turn
+        (:func:`~autolung.planning.budget.probe_interleaved`), so a passing load does not tip the
+        choice between them.
+        """
+        if self.probe is not None:
+            return [float(self.probe(c.architecture, c.patch_size, c.batch_size, in_channels, out_channels))
+                    for c in references]
+        return sizing.probe_interleaved([(c.architecture, c.patch_size, c.batch_size) for c in references],
+                                        in_channels, out_channels)
 
     def plan_ladder(self, in_plane_factor: float, dataset_name: str | None) -> list[Plans]:
         """Every rung of :data:`CPU_LADDER` planned, the 2d in-plane spacing times ``in_plane_factor``."""
@@ -353,6 +373,8 @@ class AutoPlanner:
                           "s_per_step": round(c.step_s, 4), "steps_in_budget": int(c.iterations)}
                  for c in candidates}
         reached = chosen.iterations >= self.min_iterations
+        interleaved = ("" if self.probe is not None else
+                       "; every configuration's probe steps taken in turn, so a passing load slows them alike")
         rule = (f"the widest candidate whose step time buys >= {self.min_iterations} steps in the budget"
                 if reached else f"no candidate buys {self.min_iterations} steps; the one that buys the most")
         return [
@@ -363,6 +385,6 @@ class AutoPlanner:
                      f"measured s/step of {measured} ({reference.name}: patch "
                      f"{reference.patch_size}, batch {reference.batch_size}); the others scaled by their "
                      f"multiply-accumulates; {sizing.TRAINING_SHARE:.0%} of the budget after "
-                     f"{sizing.FIXED_OVERHEAD_S:g} s start-up goes to training steps"),
+                     f"{sizing.FIXED_OVERHEAD_S:g} s start-up goes to training steps{interleaved}"),
             Decision("candidates", costs, "widest first"),
         ]

@@ -8,7 +8,7 @@ converged on these sets, above it capacity pays (MSD tumour patches: the full-wi
 against the half-width one's 0.617 in the same 5 minutes). So the choice is: the widest candidate
 whose measured-and-scaled step time still buys ``min_iterations`` steps in the budget.
 
-The step time is measured, not assumed: :func:`probe_step_seconds` times a few real training
+The step time is measured, not assumed: :func:`probe_interleaved` times a few real training
 steps (forward, deep-supervised loss, backward, SGD) of the cheapest candidate on the device, and
 the other candidates' times are scaled from it by their multiply-accumulate count
 (:func:`estimate_macs`). Wider networks use the cores at least as well, so the scaled times are
@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from autolung.planning.plans import ArchitecturePlan
 
@@ -84,49 +85,60 @@ def estimate_macs(arch: ArchitecturePlan, patch: Sequence[int], in_channels: int
     return total
 
 
-def probe_step_seconds(arch: ArchitecturePlan, patch: Sequence[int], batch: int, in_channels: int,
-                       out_channels: int, device: str = "cpu", steps: int = 5, max_seconds: float = 10.0) -> float:
-    """Measured seconds of one training step of ``arch`` on ``device``: the fastest of ``steps`` after a warm-up.
+def probe_interleaved(requests: Sequence[tuple[ArchitecturePlan, Sequence[int], int]], in_channels: int,
+                      out_channels: int, device: str = "cpu", rounds: int = 5,
+                      max_seconds: float = 20.0) -> list[float]:
+    """Measured seconds of one training step of each request, their steps taken in turn.
 
-    The fastest, not the mean: on a machine shared with other jobs single steps take several times
-    longer now and then (1-3 s instead of 0.1 s for a small 2D U-Net at load 5 on 2 cores), and
-    the plan should not shrink for a moment's load.
+    The planner compares configurations (2d against 3d_fullres) by the steps each buys, so their
+    probes must see the same machine: measured one after the other, a load that came and went
+    (another tool preprocessing beside the planner) made 3d_fullres look as cheap as 2d on NSCLC
+    and chose it. In turn, round by round, a passing load slows one round of every request. The
+    fastest round of each is kept, not the mean: on a machine shared with other jobs single steps
+    take several times longer now and then (1-3 s instead of 0.1 s for a small 2D U-Net at load 5
+    on 2 cores), and the plan should not shrink for a moment's load.
 
     Args:
-        arch: the planned U-Net.
-        patch: spatial patch size.
-        batch: batch size.
+        requests: ``(architecture, patch, batch)`` per configuration.
         in_channels: image channels.
         out_channels: segmentation channels.
         device: torch device name.
-        steps: timed steps (fewer, at least one, once ``max_seconds`` have passed).
-        max_seconds: wall-clock cap of the probe.
+        rounds: timed rounds (fewer, at least one, once ``max_seconds`` have passed).
+        max_seconds: wall-clock cap of the timed rounds.
 
     Returns:
-        Seconds per step.
+        Seconds per step, in the order of ``requests``.
     """
     import torch
 
     from autolung.network import build_network
 
-    network = build_network(arch, in_channels, out_channels, deep_supervision=True).to(device)
-    optimizer = torch.optim.SGD(network.parameters(), lr=1e-3, momentum=0.9)
-    inputs = torch.randn(batch, in_channels, *patch, device=device)
-    times: list[float] = []
+    steps = []
+    for arch, patch, batch in requests:
+        network = build_network(arch, in_channels, out_channels, deep_supervision=True).to(device)
+        optimizer = torch.optim.SGD(network.parameters(), lr=1e-3, momentum=0.9)
+        steps.append((network, optimizer, torch.randn(batch, in_channels, *patch, device=device)))
+    for step in steps:  # the first step allocates and picks kernels
+        _training_step(*step)
+    times: list[list[float]] = [[] for _ in steps]
     began = time.perf_counter()
-    for index in range(steps + 1):
-        if times and time.perf_counter() - began > max_seconds:
+    for _ in range(rounds):
+        if times[0] and time.perf_counter() - began > max_seconds:
             break
-        start = time.perf_counter()
-        outputs = network(inputs)
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        loss = sum(torch.sigmoid(o).mean() for o in outputs)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if index:  # the first step allocates and picks kernels
-            times.append(time.perf_counter() - start)
-    return min(times)
+        for index, step in enumerate(steps):
+            start = time.perf_counter()
+            _training_step(*step)
+            times[index].append(time.perf_counter() - start)
+    return [min(measured) for measured in times]
+
+
+def _training_step(network: Any, optimizer: Any, inputs: Any) -> None:
+    outputs = network(inputs)
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    loss = sum(output.sigmoid().mean() for output in outputs)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
 
 
 def scaled_probe(probed_s: float, reference: Candidate) -> StepProbe:

@@ -46,6 +46,13 @@ class Probe:
         return sizing.estimate_macs(arch, patch, in_channels, out_channels) * batch / 1e9 * self.seconds_per_gmac
 
 
+def interleaved_probe(probe: Probe):
+    """``probe`` in the form of :func:`sizing.probe_interleaved`."""
+    def interleaved(requests, in_channels, out_channels):
+        return [probe(arch, patch, batch, in_channels, out_channels) for arch, patch, batch in requests]
+    return interleaved
+
+
 def _same_configuration(a, b) -> bool:
     return (a.patch_size == b.patch_size and a.batch_size == b.batch_size
             and a.architecture.features_per_stage == b.architecture.features_per_stage)
@@ -136,12 +143,28 @@ def test_real_probe_measures_a_small_network() -> None:
     from autolung.planning.plans import ArchitecturePlan
 
     arch = ArchitecturePlan("unet", 2, [4, 8], [[1, 1], [2, 2]], [[3, 3], [3, 3]], [1, 1], [1])
-    seconds = sizing.probe_step_seconds(arch, [16, 16], 2, 1, 1, steps=2, max_seconds=2.0)
-    assert 0 < seconds < 10
+    wide = ArchitecturePlan("unet", 2, [32, 64], [[1, 1], [2, 2]], [[3, 3], [3, 3]], [1, 1], [1])
+    small, large = sizing.probe_interleaved([(arch, [32, 32], 2), (wide, [32, 32], 2)], 1, 1, rounds=3,
+                                            max_seconds=5.0)
+    assert 0 < small < large < 10  # 64x the multiply-accumulates
+
+
+def test_auto_planner_probes_every_configuration_in_one_interleaved_call(monkeypatch) -> None:
+    calls = []
+
+    def interleaved(requests, in_channels, out_channels):
+        calls.append([list(patch) for _, patch, _ in requests])
+        return [Probe(0.01)(arch, patch, batch, in_channels, out_channels) for arch, patch, batch in requests]
+
+    monkeypatch.setattr(sizing, "probe_interleaved", interleaved)
+    plans = AutoPlanner(hippocampus_like(), device="cpu", time_budget_s=300).plan()
+    assert len(calls) == 1 and len(calls[0]) == len(plans.configurations) >= 2
+    probe = next(d for d in plans.configurations["2d"].decisions if d.what == "throughput probe")
+    assert "taken in turn" in probe.rule
 
 
 def test_cli_plan_auto_explains_the_choice(tiny_msd: Path, data_root: DataRoot, monkeypatch) -> None:
-    monkeypatch.setattr(sizing, "probe_step_seconds", Probe(0.01))
+    monkeypatch.setattr(sizing, "probe_interleaved", interleaved_probe(Probe(0.01)))
     result = runner.invoke(app, ["plan", "-d", str(tiny_msd), "--root", str(data_root.root), "--planner", "auto",
                                  "--device", "cpu", "--time-budget", "5m", "--explain", "-np", "1"])
     assert result.exit_code == 0, result.output
@@ -203,7 +226,7 @@ def test_cli_default_is_auto_end_to_end(tiny_msd: Path, data_root: DataRoot, mon
     import autolung_cli.commands.preprocess  # noqa: F401 - registers the commands
     import autolung_cli.commands.train  # noqa: F401
 
-    monkeypatch.setattr(sizing, "probe_step_seconds", Probe(0.01))
+    monkeypatch.setattr(sizing, "probe_interleaved", interleaved_probe(Probe(0.01)))
     root = ["--root", str(data_root.root)]
     result = runner.invoke(app, ["plan_and_preprocess", "-d", str(tiny_msd), *root, "-np", "1", "--no-progress",
                                  "--device", "cpu", "--time-budget", "5m", "-c", "3d_fullres"])
