@@ -23,10 +23,12 @@ from autolung.utils.atomic import write_json_atomic
 
 FOLD_PREFIX = "fold_"
 FOLD_ALL = "all"
-CHECKPOINT_FILES = {"final": "checkpoint_final.pt", "best": "checkpoint_best.pt", "latest": "checkpoint_latest.pt"}
+CHECKPOINT_FILES = {"final": "checkpoint_final.pt", "best": "checkpoint_best.pt", "latest": "checkpoint_latest.pt",
+                    "weight_ema": "checkpoint_weight_ema.pt"}
 FINAL_CHECKPOINT = CHECKPOINT_FILES["final"]
 BEST_CHECKPOINT = CHECKPOINT_FILES["best"]
 LATEST_CHECKPOINT = CHECKPOINT_FILES["latest"]
+WEIGHT_EMA_CHECKPOINT = CHECKPOINT_FILES["weight_ema"]
 TRAINING_INFO_FILE = "training_info.json"
 TRAINING_LOG_FILE = "training_log.jsonl"
 PROGRESS_PLOT_FILE = "progress.png"

@@ -16,7 +16,7 @@ import torch
 
 from autolung import __version__
 from autolung.errors import AutolungError, WriteFailedError
-from autolung.results import BEST_CHECKPOINT, FINAL_CHECKPOINT, LATEST_CHECKPOINT
+from autolung.results import BEST_CHECKPOINT, FINAL_CHECKPOINT, LATEST_CHECKPOINT, WEIGHT_EMA_CHECKPOINT
 from autolung.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "autolung-checkpoint"
 VERSION = 1
 # The file names are the results layout's (autolung.results); short aliases for the trainer.
-LATEST, BEST, FINAL = LATEST_CHECKPOINT, BEST_CHECKPOINT, FINAL_CHECKPOINT
+LATEST, BEST, FINAL, WEIGHT_EMA = LATEST_CHECKPOINT, BEST_CHECKPOINT, FINAL_CHECKPOINT, WEIGHT_EMA_CHECKPOINT
 
 
 def capture_rng_state() -> dict[str, Any]:

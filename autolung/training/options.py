@@ -52,6 +52,9 @@ class TrainingOptions:
             recipe, 0 keeps only the random crop and mirroring.
         checkpoint_every: epochs between ``checkpoint_latest.pt`` writes.
         ema_momentum: weight of the old value in the EMA of the validation pseudo-Dice.
+        weight_ema_decay: keep an exponential moving average of the weights with this target decay
+            (see ``autolung.training.weight_average``) and write it as ``checkpoint_weight_ema.pt``;
+            None keeps none.
         precision: autocast dtype; "auto" = bfloat16 where the device runs it fast, else float32.
         channels_last: channels-last memory format; None = auto (on for 3D).
         num_threads: torch intra-op threads; None = all cores not used by workers.
@@ -95,6 +98,7 @@ class TrainingOptions:
     augmentation_strength: float = 1.0
     checkpoint_every: int = 5
     ema_momentum: float = 0.9
+    weight_ema_decay: float | None = None
     precision: str = "auto"
     channels_last: bool | None = None
     num_threads: int | None = None
@@ -154,6 +158,8 @@ class TrainingOptions:
             raise AutolungError(f"`oversample_foreground` must be in [0, 1], got {self.oversample_foreground}")
         if not 0.0 <= self.warmup_fraction <= 0.5:
             raise AutolungError(f"`warmup_fraction` must be in [0, 0.5], got {self.warmup_fraction}")
+        if self.weight_ema_decay is not None and not 0.0 < self.weight_ema_decay < 1.0:
+            raise AutolungError(f"`weight_ema_decay` must be in (0, 1), got {self.weight_ema_decay}")
         if not 0.0 <= self.augmentation_strength <= 1.0:
             raise AutolungError(f"`augmentation_strength` must be in [0, 1], got {self.augmentation_strength}")
 

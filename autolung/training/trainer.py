@@ -36,6 +36,7 @@ from autolung.training.distributed import (
 from autolung.training.logger import TrainingLogger
 from autolung.training.options import TrainingOptions
 from autolung.training.schedule import Schedule, set_learning_rate
+from autolung.training.weight_average import WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +165,8 @@ class Trainer:
         use_scaler = setup.amp_dtype == torch.float16 and setup.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self._session_epoch_times: list[float] = []
+        decay = setup.options.weight_ema_decay
+        self.weight_average = WeightAverage(setup.module, decay) if decay is not None else None
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -186,6 +189,8 @@ class Trainer:
             "rng_state": ckpt.capture_rng_state(),
             "options": s.options.to_json(),
         })
+        if self.weight_average is not None:
+            payload["weight_average"] = self.weight_average.state_dict()
         return payload
 
     def load_state_dict(self, payload: dict[str, Any]) -> None:
@@ -202,6 +207,8 @@ class Trainer:
         self.state = TrainerState(**payload["trainer_state"])
         self.log.load_state_dict(payload["logger_state"])
         ckpt.restore_rng_state(payload["rng_state"])
+        if self.weight_average is not None and "weight_average" in payload:
+            self.weight_average.load_state_dict(payload["weight_average"])
 
     def save(self, name: str) -> None:
         """Save a checkpoint in the fold folder (main rank only).
@@ -211,6 +218,15 @@ class Trainer:
         """
         if self.setup.context.is_main and self.setup.options.checkpointing:
             ckpt.save_checkpoint(self.setup.folder / name, self.state_dict())
+
+    def _save_weight_average(self) -> None:
+        """Write the averaged weights as a checkpoint of their own (the final one's header and state)."""
+        if self.weight_average is None or not (self.setup.context.is_main and self.setup.options.checkpointing):
+            return
+        payload = self.state_dict()
+        payload["network_weights"] = payload.pop("weight_average")["weights"]
+        payload["weight_average_updates"] = self.weight_average.updates
+        ckpt.save_checkpoint(self.setup.folder / ckpt.WEIGHT_EMA, payload)
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -306,6 +322,7 @@ class Trainer:
         check_replicas_identical(self.setup.module, self.setup.context)
         self.save(ckpt.FINAL)
         self.save(ckpt.LATEST)
+        self._save_weight_average()
         if self.setup.context.is_main:
             self.log.write_jsonl()
             self.log.plot()
@@ -327,6 +344,8 @@ class Trainer:
                 batch = next(train_iter)
                 stats.wait_s += time.perf_counter() - wait_start
                 stats.losses.append(self.train_step(batch))
+                if self.weight_average is not None:
+                    self.weight_average.update(s.module)
                 self.state.train_batches += 1
                 advance()
                 elapsed = elapsed_at_start + time.perf_counter() - start

@@ -118,7 +118,8 @@ def predict_command(
         0, "-nps", "--export-workers",
         help="Threads restoring and writing finished cases while the network runs (0: in turn)."),
     checkpoint: str = typer.Option("final", "--checkpoint",
-                                   help="Which checkpoint of each fold: final, best (best EMA pseudo-Dice) or latest."),
+                                   help="Which checkpoint of each fold: final, best (best EMA pseudo-Dice), latest, or "
+                                        "weight_ema (the weight average of train --weight-ema)."),
     root: Optional[Path] = root_option(),
 ) -> None:
     resolved_root = data_root(root) if dataset or model is None else None

@@ -82,6 +82,10 @@ def train(
     augmentation_strength: float = typer.Option(
         1.0, "--augmentation-strength",
         help="Multiplies every random augmentation's probability: 1 = nnU-Net's recipe, 0 = crop and mirroring only."),
+    weight_ema: Optional[float] = typer.Option(
+        None, "--weight-ema", min=0.0, max=1.0,
+        help="Also keep a moving average of the weights with this decay (e.g. 0.999), written as "
+             "checkpoint_weight_ema.pt for predict --checkpoint weight_ema."),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bars (the epoch log lines stay)."),
 ) -> None:
     """Train one fold: autolung train -d Dataset -f 0 (-c 3d_fullres to name the configuration)."""
@@ -100,7 +104,7 @@ def train(
         pretrained_weights=str(pretrained_weights) if pretrained_weights else None,
         num_threads=threads, batch_size=batch_size, initial_lr=learning_rate,
         oversample_foreground=oversample_foreground, deep_supervision=deep_supervision,
-        warmup_fraction=warmup, augmentation_strength=augmentation_strength)
+        warmup_fraction=warmup, augmentation_strength=augmentation_strength, weight_ema_decay=weight_ema)
     typer.echo(f"{'validated' if val_only else 'trained'} {configuration} fold {fold}: {folder}")
 
 

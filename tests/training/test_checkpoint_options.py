@@ -5,6 +5,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from autolung.paths import DataRoot
 
@@ -52,11 +53,19 @@ def test_checkpoint_and_validation_options(tiny, tmp_path, capsys, monkeypatch):
                             capsys, monkeypatch)
     assert code == 1 and "checkpointing is off" in output
 
-    code, output = run_main(["train", "-d", "Tiny_CT", *TRAIN, "--val-best", *root], capsys, monkeypatch)
+    code, output = run_main(["train", "-d", "Tiny_CT", *TRAIN, "--val-best", "--weight-ema", "0.9", *root], capsys,
+                            monkeypatch)
     assert code == 0, output
     assert _record(fold / "validation")["models"][0]["checkpoint"] == "best"
     checkpoints = {p.name: p.stat().st_mtime_ns for p in fold.glob("checkpoint_*.pt")}
-    assert set(checkpoints) == {"checkpoint_final.pt", "checkpoint_best.pt", "checkpoint_latest.pt"}
+    assert set(checkpoints) == {"checkpoint_final.pt", "checkpoint_best.pt", "checkpoint_latest.pt",
+                                "checkpoint_weight_ema.pt"}
+    final = torch.load(fold / "checkpoint_final.pt", weights_only=True)
+    average = torch.load(fold / "checkpoint_weight_ema.pt", weights_only=True)
+    assert average["weight_average_updates"] == 4 and average["epoch"] == final["epoch"]
+    assert final["network_weights"].keys() == average["network_weights"].keys()
+    assert any(not torch.equal(final["network_weights"][k], average["network_weights"][k])
+               for k in final["network_weights"])
     log_lines = (fold / "training_log.jsonl").read_text()
 
     for case in (fold / "validation").iterdir():
@@ -76,9 +85,9 @@ def test_checkpoint_and_validation_options(tiny, tmp_path, capsys, monkeypatch):
     shutil.copyfile(first, images / first.name)
     predict = ["predict", "-i", images, "-d", "Tiny_CT", "-c", "3d_fullres", "-f", "0", "--disable-tta",
                "--no-progress", *root]
-    for name in ("best", "latest"):
+    for name in ("best", "latest", "weight_ema"):
         code, output = run_main([*predict, "-o", tmp_path / name, "--checkpoint", name], capsys, monkeypatch)
         assert code == 0, output
         assert _record(tmp_path / name)["models"][0]["checkpoint"] == f"checkpoint_{name}.pt"
     code, output = run_main([*predict, "-o", tmp_path / "bad", "--checkpoint", "newest"], capsys, monkeypatch)
-    assert code == 1 and "checkpoint must be one of final, best, latest, got 'newest'" in output
+    assert code == 1 and "checkpoint must be one of final, best, latest, weight_ema, got 'newest'" in output
