@@ -82,6 +82,9 @@ def train(
     augmentation_strength: float = typer.Option(
         1.0, "--augmentation-strength",
         help="Multiplies every random augmentation's probability: 1 = nnU-Net's recipe, 0 = crop and mirroring only."),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (bfloat16 autocast where the hardware runs it natively, else float32), "
+                                       "float32, bfloat16 or float16 (CUDA)."),
     weight_ema: Optional[float] = typer.Option(
         None, "--weight-ema", min=0.0, max=1.0,
         help="Also keep a moving average of the weights with this decay (e.g. 0.999), written as "
@@ -104,7 +107,8 @@ def train(
         pretrained_weights=str(pretrained_weights) if pretrained_weights else None,
         num_threads=threads, batch_size=batch_size, initial_lr=learning_rate,
         oversample_foreground=oversample_foreground, deep_supervision=deep_supervision,
-        warmup_fraction=warmup, augmentation_strength=augmentation_strength, weight_ema_decay=weight_ema)
+        warmup_fraction=warmup, augmentation_strength=augmentation_strength, weight_ema_decay=weight_ema,
+        precision=precision)
     typer.echo(f"{'validated' if val_only else 'trained'} {configuration} fold {fold}: {folder}")
 
 

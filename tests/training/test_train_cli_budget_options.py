@@ -32,7 +32,8 @@ def test_recipe_options_reach_the_options(tmp_path: Path, monkeypatch) -> None:
     def fake_train_fold(root, name, configuration, fold, options, distributed=None, progress=None):
         seen.update(lr=options.initial_lr, oversample=options.oversample_foreground,
                     deep_supervision=options.deep_supervision, warmup=options.warmup_fraction,
-                    augmentation=options.augmentation_strength, weight_ema=options.weight_ema_decay)
+                    augmentation=options.augmentation_strength, weight_ema=options.weight_ema_decay,
+                    precision=options.precision)
         return tmp_path
 
     monkeypatch.setattr(training_run, "train_fold", fake_train_fold)
@@ -40,13 +41,13 @@ def test_recipe_options_reach_the_options(tmp_path: Path, monkeypatch) -> None:
     arguments = ["train", "-d", "D", "-c", "2d", "-f", "0", "--root", str(tmp_path)]
     assert CliRunner().invoke(app, arguments).exit_code == 0
     assert seen == {"lr": 1e-2, "oversample": 0.33, "deep_supervision": True, "warmup": 0.0, "augmentation": 1.0,
-                    "weight_ema": None}
+                    "weight_ema": None, "precision": "auto"}
     result = CliRunner().invoke(app, [*arguments, "--learning-rate", "0.02", "--oversample-foreground", "0.66",
                                       "--no-deep-supervision", "--warmup", "0.1", "--augmentation-strength", "0.5",
-                                      "--weight-ema", "0.999"])
+                                      "--weight-ema", "0.999", "--precision", "float32"])
     assert result.exit_code == 0, result.output
     assert seen == {"lr": 0.02, "oversample": 0.66, "deep_supervision": False, "warmup": 0.1, "augmentation": 0.5,
-                    "weight_ema": 0.999}
+                    "weight_ema": 0.999, "precision": "float32"}
 
 
 def test_out_of_range_recipe_options_exit_non_zero_naming_the_parameter(tmp_path: Path) -> None:
@@ -56,7 +57,8 @@ def test_out_of_range_recipe_options_exit_non_zero_naming_the_parameter(tmp_path
                         (["--oversample-foreground", "1.5"], "oversample_foreground"),
                         (["--warmup", "0.8"], "warmup_fraction"),
                         (["--augmentation-strength", "-0.1"], "augmentation_strength"),
-                        (["--weight-ema", "1"], "weight_ema_decay")):
+                        (["--weight-ema", "1"], "weight_ema_decay"),
+                        (["--precision", "half"], "precision")):
         result = CliRunner().invoke(app, [*arguments, *extra])
         assert result.exit_code != 0
         assert name in result.output + str(result.exception)
