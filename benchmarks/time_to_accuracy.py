@@ -577,10 +577,10 @@ def paired_runs(records: list[dict]) -> list[tuple[dict, dict]]:
 
 
 def pair_rows(records: list[dict]) -> list[str]:
-    rows = ["| set | budget | started (UTC), autolung commit | autolung (planner, configuration) | autolung Dice | "
-            "nnU-Net Dice | "
+    rows = ["| set | fold | budget | started (UTC), autolung commit | autolung (planner, configuration) | "
+            "autolung Dice | nnU-Net Dice | "
             "difference | autolung / nnU-Net iterations | rare class (autolung / nnU-Net) |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for ours, theirs in paired_runs(records):
         a, b = ours["dice"].get("mean"), theirs["dice"].get("mean")
         classes = [k for k in ours["dice"] if k != "mean"]
@@ -590,9 +590,26 @@ def pair_rows(records: list[dict]) -> list[str]:
             lowest = min(classes, key=lambda k: (ours["dice"].get(k) or 0.0) + (theirs["dice"].get(k) or 0.0))
             rare = f"{lowest}: {ours['dice'].get(lowest) or 0:.3f} / {theirs['dice'].get(lowest) or 0:.3f}"
         when = f"{ours.get('started', '?')[:16].replace('T', ' ')}, {ours['machine'].get('autolung_commit') or '?'}"
-        rows.append(f"| {ours['set']} | {ours['budget_s'] / 60:g} min | {when} | {ours['tool'].split(':', 1)[1]}, "
+        rows.append(f"| {ours['set']} | {ours['fold']} | {ours['budget_s'] / 60:g} min | {when} | "
+                    f"{ours['tool'].split(':', 1)[1]}, "
                     f"{ours.get('configuration', '?')} | "
                     f"{a:.3f} | {b:.3f} | {a - b:+.3f} | {ours['iterations']} / {theirs['iterations']} | {rare} |")
+    return rows
+
+
+def latest_pair_rows(records: list[dict]) -> list[str]:
+    """The latest pair of each set, fold and budget (the current defaults' standing), and the mean difference."""
+    latest: dict[tuple, tuple[dict, dict]] = {}
+    for ours, theirs in paired_runs(records):  # sorted by start: a later pair replaces an earlier one
+        latest[(ours["set"], ours["fold"], ours["budget_s"])] = (ours, theirs)
+    rows = ["| set | fold | budget | autolung Dice | nnU-Net Dice | difference |", "|---|---|---|---|---|---|"]
+    differences = []
+    for (set_name, fold, budget_s), (ours, theirs) in sorted(latest.items()):
+        a, b = ours["dice"]["mean"], theirs["dice"]["mean"]
+        differences.append(a - b)
+        rows.append(f"| {set_name} | {fold} | {budget_s / 60:g} min | {a:.3f} | {b:.3f} | {a - b:+.3f} |")
+    rows.append(f"| **mean of {len(differences)}** | | | | | **{sum(differences) / len(differences):+.3f}**, "
+                f"lowest {min(differences):+.3f} |")
     return rows
 
 
@@ -636,7 +653,9 @@ def command_report(args: argparse.Namespace) -> None:
         raise SystemExit(f"no results in {args.results}")
     draw_plot(records, FIGURE)
     section = "\n".join([DOC_BEGIN, "", "Paired runs (autolung and nnU-Net at the same time, each pinned to its own core):",
-                         "", *pair_rows(records), "", "Every run:", "", *report_rows(records), "",
+                         "", *pair_rows(records), "",
+                         "The latest pair of each set, fold and budget (the standing of the current defaults):", "",
+                         *latest_pair_rows(records), "", "Every run:", "", *report_rows(records), "",
                          f"![time to accuracy](figures/{FIGURE.name})", "", DOC_END])
     text = DOC.read_text()
     if DOC_BEGIN in text:
