@@ -77,8 +77,15 @@ def test_2d_data_gets_only_2d(make_fingerprint) -> None:
     assert list(plans.configurations) == ["2d"]
     cfg = plans.configuration("2d")
     assert cfg.patch_size == [256, 256] and cfg.architecture.dim == 2
-    assert cfg.normalization[0].scheme == "rescale_0_1"
+    assert cfg.normalization[0].scheme == "ct"  # windowed CT in a PNG is still CT
     assert max(cfg.architecture.features_per_stage) <= 512 and len(cfg.architecture.strides) <= 7
+
+
+def test_8_bit_images_not_named_ct_are_rescaled(make_fingerprint) -> None:
+    fp = make_fingerprint([(999.0, 0.5, 0.5)] * 10, [(1, 256, 256)] * 10, is_2d=True, file_ending=".png",
+                          value_range={"min": 0.0, "max": 255.0, "integer": True}, channel_names=("xray",))
+    norm = DefaultPlanner(fp).plan().configuration("2d").normalization[0]
+    assert norm.scheme == "rescale_0_1" and "divide by 255" in norm.reason
 
 
 def test_lowres_only_when_the_patch_covers_less_than_a_quarter(make_fingerprint) -> None:
