@@ -124,8 +124,14 @@ def test_paired_runs_are_matched_by_set_budget_and_start() -> None:
     shared = dict(theirs, machine={"cores": 2})  # an unpinned run never pairs
     assert tta.paired_runs([ours, theirs, unpaired, shared]) == [(ours, theirs)]
     row = tta.pair_rows([ours, theirs])[2]
-    assert row == ("| S | 5 min | 2026-11-30 13:00, abc1234 | auto, 2d | 0.700 | 0.400 | +0.300 | 100 / 40 | "
+    assert row == ("| S | 0 | 5 min | 2026-11-30 13:00, abc1234 | auto, 2d | 0.700 | 0.400 | +0.300 | 100 / 40 | "
                    "a: 0.500 / 0.000 |")
+    # the latest pair of a set, fold and budget stands for the current defaults
+    later = dict(ours, started="2026-12-01T09:00:00+00:00", dice={"a": 0.6, "b": 0.9, "mean": 0.75})
+    later_theirs = dict(theirs, started="2026-12-01T09:00:04+00:00", dice={"a": 0.6, "b": 0.9, "mean": 0.8})
+    rows = tta.latest_pair_rows([ours, theirs, later, later_theirs])
+    assert rows[2:] == ["| S | 0 | 5 min | 0.750 | 0.800 | -0.050 |",
+                        "| **mean of 1** | | | | | **-0.050**, lowest -0.050 |"]
     # The plot draws the latest paired run per budget: a later commit's defaults supersede.
     later = dict(ours, started="2026-11-30T16:00:00+00:00", dice={"a": 0.9, "b": 0.9, "mean": 0.9})
     assert tta.plot_lines([ours, theirs, later, shared], "S") == {"autolung:auto": [(5.0, 0.9)],
